@@ -1,0 +1,32 @@
+# govjax: `make demo` and `make test` each set up .venv first (skipped when up to date).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONHASHSEED := 0
+
+.PHONY: setup demo test test-fast test-multidevice lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m experiments.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check govjax experiments tests
+	$(BIN)/python -m pytest tests --ignore=tests/multidevice -p no:cacheprovider
+	@if [ -d tests/multidevice ]; then \
+	  XLA_FLAGS=--xla_force_host_platform_device_count=4 $(BIN)/python -m pytest tests/multidevice -p no:cacheprovider; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check govjax experiments tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,172 @@
+"""A decoder-only transformer in Flax NNX whose residual stream can be acted on between depth groups.
+
+The model is split into *depth groups*, the unit of depth-selective gradient routing:
+
+- group 0: token and position embeddings (nearest the input);
+- group i, 1 <= i <= num_layers: ``blocks[i - 1]``;
+- group ``num_layers + 1``: the final norm and the unembedding (nearest the output).
+
+``Transformer.__call__`` accepts a ``gate(group_index, h) -> h`` callable that is applied to the residual stream
+after group 0 and after every block. Gradient routing uses it to stop an example's gradient at its allowed depth;
+the memorization probe reads the hidden states returned with ``return_hidden=True``.
+
+Example:
+  >>> from flax import nnx
+  >>> import jax.numpy as jnp
+  >>> cfg = TransformerConfig(vocab_size=72, num_layers=2, width=32, num_heads=2, context=16)
+  >>> model = Transformer(cfg, rngs=nnx.Rngs(0))
+  >>> model(jnp.zeros((3, 16), jnp.int32)).shape
+  (3, 16, 72)
+  >>> cfg.num_groups
+  4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Gate = Callable[[int, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Shape of a :class:`Transformer`.
+
+  Attributes:
+    vocab_size: number of token ids.
+    num_layers: number of transformer blocks.
+    width: residual stream width.
+    num_heads: attention heads per block (``width`` must be divisible by it).
+    context: maximum sequence length (size of the learned position table).
+    mlp_ratio: hidden width of each MLP as a multiple of ``width``.
+  """
+
+  vocab_size: int
+  num_layers: int
+  width: int
+  num_heads: int
+  context: int
+  mlp_ratio: int = 4
+
+  def __post_init__(self):
+    for name in ("vocab_size", "num_layers", "width", "num_heads", "context", "mlp_ratio"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"TransformerConfig.{name} must be a positive int, got {value!r}")
+    if self.width % self.num_heads:
+      raise ValueError(f"TransformerConfig.width={self.width} is not divisible by num_heads={self.num_heads}")
+
+  @property
+  def num_groups(self) -> int:
+    """Number of depth groups: embeddings, one per block, and the output head."""
+    return self.num_layers + 2
+
+
+class MLP(nnx.Module):
+  """Two-layer GELU MLP."""
+
+  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
+    self.up = nnx.Linear(width, hidden, rngs=rngs)
+    self.down = nnx.Linear(hidden, width, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.down(jax.nn.gelu(self.up(x)))
+
+
+class Block(nnx.Module):
+  """Pre-norm transformer block: causal self-attention then MLP, each with a residual connection."""
+
+  def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
+    self.attn_norm = nnx.LayerNorm(config.width, rngs=rngs)
+    self.attn = nnx.MultiHeadAttention(
+        num_heads=config.num_heads,
+        in_features=config.width,
+        qkv_features=config.width,
+        out_features=config.width,
+        decode=False,
+        rngs=rngs,
+    )
+    self.mlp_norm = nnx.LayerNorm(config.width, rngs=rngs)
+    self.mlp = MLP(config.width, config.mlp_ratio * config.width, rngs=rngs)
+
+  def __call__(self, h: jax.Array) -> jax.Array:
+    causal = nnx.make_causal_mask(jnp.ones(h.shape[:-1], dtype=jnp.int32))
+    x = self.attn_norm(h)
+    h = h + self.attn(x, x, x, mask=causal, deterministic=True)
+    return h + self.mlp(self.mlp_norm(h))
+
+
+class Transformer(nnx.Module):
+  """Decoder-only transformer with per-group access to the residual stream.
+
+  Attributes:
+    config: the :class:`TransformerConfig`.
+    embed: token embedding (group 0).
+    pos_embed: learned position embedding (group 0).
+    blocks: ``nnx.List`` of :class:`Block` (groups 1..num_layers).
+    final_norm, unembed: the output head (group num_layers + 1).
+  """
+
+  def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    self.embed = nnx.Embed(config.vocab_size, config.width, rngs=rngs)
+    self.pos_embed = nnx.Embed(config.context, config.width, rngs=rngs)
+    self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
+    self.final_norm = nnx.LayerNorm(config.width, rngs=rngs)
+    self.unembed = nnx.Linear(config.width, config.vocab_size, rngs=rngs)
+
+  def embed_tokens(self, tokens: jax.Array) -> jax.Array:
+    """Group 0: token plus position embeddings, ``[B, L] int -> [B, L, D]``."""
+    length = tokens.shape[-1]
+    if length > self.config.context:
+      raise ValueError(f"sequence length {length} exceeds the model context {self.config.context}")
+    return self.embed(tokens) + self.pos_embed(jnp.arange(length))
+
+  def head(self, h: jax.Array) -> jax.Array:
+    """Last group: final norm and unembedding, ``[B, L, D] -> [B, L, V]`` logits."""
+    return self.unembed(self.final_norm(h))
+
+  def __call__(
+      self,
+      tokens: jax.Array,
+      *,
+      gate: Gate | None = None,
+      return_hidden: bool = False,
+  ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
+    """Runs the model.
+
+    Args:
+      tokens: int token ids ``[B, L]``.
+      gate: optional ``gate(group_index, h) -> h`` applied to the residual stream after group 0 and after every
+        block (group indices 0..num_layers). Must preserve the shape.
+      return_hidden: also return the residual stream after each of those groups (after gating).
+
+    Returns:
+      logits ``[B, L, V]``, or ``(logits, hidden)`` where ``hidden`` is a list of ``num_layers + 1`` arrays
+      ``[B, L, D]``.
+    """
+    hidden = []
+    h = self.embed_tokens(tokens)
+    if gate is not None:
+      h = gate(0, h)
+    hidden.append(h)
+    for index, block in enumerate(self.blocks):
+      h = block(h)
+      if gate is not None:
+        h = gate(index + 1, h)
+      hidden.append(h)
+    logits = self.head(h)
+    if return_hidden:
+      return logits, hidden
+    return logits
+
+
+def count_params(model: nnx.Module) -> int:
+  """Number of scalar parameters in ``model``."""
+  state = nnx.state(model, nnx.Param)
+  return int(sum(x.size for x in jax.tree.leaves(state)))

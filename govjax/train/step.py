@@ -1,0 +1,248 @@
+"""Functional train state, optimizer and the jitted train/eval steps.
+
+The model is split once with ``nnx.split`` into a static ``graphdef`` and its ``nnx.Param`` state; the train state
+is a plain pytree (so Orbax saves it and ``jax.jit`` donates it) and the step merges the graphdef back inside jit.
+A step takes the batch and a ``[B, L]`` group mask (1 = the row's gradient may reach depth group l); the loss
+function decides how the mask is honoured (see ``govjax.routing``). Randomness per step is
+``fold_in(state.rng, step)``, so a resumed run draws exactly what an uninterrupted one would.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from govjax.train.config import TrainConfig, ModelSpec
+  >>> cfg = TrainConfig(model=ModelSpec(num_layers=1, width=16, num_heads=2, context=8), num_steps=2)
+  >>> graphdef, state, tx, schedule = create_train_state(cfg, vocab_size=10)
+  >>> step = make_train_step(graphdef, tx, plain_loss)
+  >>> batch = {"tokens": jnp.ones((2, 8), jnp.int32)}
+  >>> state, metrics = step(state, batch, jnp.ones((2, 3)))
+  >>> int(state.step), sorted(metrics)[:3]
+  (1, ['contributors', 'grad_norm', 'group_mask'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from govjax.models.transformer import Transformer, TransformerConfig
+from govjax.train.config import TrainConfig
+from govjax.train.losses import per_example_next_token_loss
+
+LossFn = Callable[[nnx.Module, dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
+
+
+class TrainState(NamedTuple):
+  """Everything a step reads and writes.
+
+  Attributes:
+    step: int32 scalar, the number of steps taken.
+    params: ``nnx.State`` of the model's ``nnx.Param`` variables.
+    opt_state: the optax state.
+    rng: uint32[2] base key; step ``s`` uses ``fold_in(rng, s)``.
+    extras: dict of further device state (e.g. the probe's per-example state); ``{}`` when unused.
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+  extras: dict
+
+
+def model_config(config: TrainConfig, vocab_size: int) -> TransformerConfig:
+  """The :class:`TransformerConfig` a :class:`TrainConfig` describes."""
+  spec = config.model
+  return TransformerConfig(
+      vocab_size=vocab_size,
+      num_layers=spec.num_layers,
+      width=spec.width,
+      num_heads=spec.num_heads,
+      context=spec.context,
+      mlp_ratio=spec.mlp_ratio,
+  )
+
+
+def make_schedule(config: TrainConfig) -> optax.Schedule:
+  """Linear warm-up then cosine decay to 10% of the peak learning rate."""
+  warmup = min(config.warmup_steps, max(config.num_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0,
+      peak_value=config.learning_rate,
+      warmup_steps=warmup,
+      decay_steps=max(config.num_steps, warmup + 1),
+      end_value=config.learning_rate * 0.1,
+  )
+
+
+def make_optimizer(
+    config: TrainConfig,
+    *,
+    before: tuple[optax.GradientTransformation, ...] = (),
+    wrap: Callable[[optax.GradientTransformation], optax.GradientTransformation] | None = None,
+) -> tuple[optax.GradientTransformationExtraArgs, optax.Schedule]:
+  """AdamW with warm-up/cosine schedule and global-norm clipping.
+
+  Args:
+    config: the training config.
+    before: transforms applied to the raw gradient first (e.g. routing normalisers that take ``group_mask``).
+    wrap: optional wrapper around the clip+AdamW part (e.g. freezing groups without contributors).
+
+  Returns:
+    ``(tx, schedule)``; ``tx.update`` forwards keyword extras (``group_mask=...``) to transforms that take them.
+  """
+  schedule = make_schedule(config)
+  inner = optax.chain(
+      optax.clip_by_global_norm(config.grad_clip),
+      optax.adamw(schedule, weight_decay=config.weight_decay),
+  )
+  if wrap is not None:
+    inner = wrap(inner)
+  return optax.chain(*before, inner), schedule
+
+
+def create_train_state(
+    config: TrainConfig,
+    *,
+    vocab_size: int,
+    tx: optax.GradientTransformation | None = None,
+    extras: dict | None = None,
+) -> tuple[nnx.GraphDef, TrainState, optax.GradientTransformation, optax.Schedule]:
+  """Initialises the model and optimizer from ``config.seed``.
+
+  Args:
+    config: the training config.
+    vocab_size: tokenizer vocabulary size.
+    tx: optimizer; ``make_optimizer(config)`` when None.
+    extras: initial ``TrainState.extras``.
+
+  Returns:
+    ``(graphdef, state, tx, schedule)``.
+  """
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  model = Transformer(model_config(config, vocab_size), rngs=nnx.Rngs(params=init_key))
+  graphdef, params = nnx.split(model, nnx.Param)
+  schedule = make_schedule(config)
+  if tx is None:
+    tx, schedule = make_optimizer(config)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      rng=train_key,
+      extras=extras or {},
+  )
+  return graphdef, state, tx, schedule
+
+
+class StepPlugin(Protocol):
+  """Something that rides along in the train step with device state of its own (e.g. the memorization probe).
+
+  Its state lives in ``TrainState.extras[plugin.name]`` (so it is checkpointed); it may lower the group mask
+  before the loss is computed, and it updates its state from the step's forward pass (``aux``).
+  """
+
+  name: str
+  needs_hidden: bool
+
+  def init(self, num_examples: int) -> Any: ...
+
+  def effective_mask(self, state: Any, batch: dict, group_mask: jax.Array) -> jax.Array: ...
+
+  def update(self, state: Any, batch: dict, aux: dict, step: jax.Array) -> tuple[Any, dict]: ...
+
+
+def plain_loss(
+    model: nnx.Module, batch: dict, group_mask: jax.Array, rng: jax.Array, *, return_hidden: bool = False
+) -> tuple[jax.Array, dict]:
+  """Vanilla loss: mean over rows of the per-example next-token loss; the mask is only logged.
+
+  Args:
+    model: the merged model.
+    batch: dict with ``tokens`` ``[B, L]``.
+    group_mask: ``[B, G]`` (unused except for contributor counts).
+    rng: unused.
+    return_hidden: put the residual stream per group into ``aux["hidden"]``.
+
+  Returns:
+    ``(loss, aux)`` with ``per_example_loss`` ``[B]``, ``contributors`` ``[G]``, ``logits`` and maybe ``hidden``.
+  """
+  del rng
+  out = model(batch["tokens"], return_hidden=return_hidden)
+  logits, hidden = out if return_hidden else (out, None)
+  per_example, _ = per_example_next_token_loss(logits, batch["tokens"])
+  aux = {"per_example_loss": per_example, "contributors": group_mask.sum(axis=0), "logits": logits}
+  if return_hidden:
+    aux["hidden"] = hidden
+  return per_example.mean(), aux
+
+
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    loss_fn: LossFn = plain_loss,
+    *,
+    plugins: Sequence[StepPlugin] = (),
+    donate: bool = True,
+) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
+  """Builds the jitted step ``(state, batch, group_mask) -> (state, metrics)``.
+
+  Args:
+    graphdef: from ``create_train_state``.
+    tx: the optimizer; called as ``tx.update(grads, opt_state, params, group_mask=group_mask)``.
+    loss_fn: ``loss_fn(model, batch, group_mask, rng) -> (loss, aux)``; ``aux`` must hold ``per_example_loss``
+      and ``contributors``.
+    plugins: step plugins (see :class:`StepPlugin`), applied in order.
+    donate: donate the input state's buffers.
+
+  Returns:
+    The jitted step. Metrics: ``loss``, ``grad_norm``, ``contributors`` ``[G]``, ``per_example_loss`` ``[B]``,
+    ``group_mask`` (the effective mask after plugins), and each plugin's metrics under ``"<name>/<key>"``.
+  """
+
+  def step(state: TrainState, batch: dict, group_mask: jax.Array) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    for plugin in plugins:
+      group_mask = plugin.effective_mask(state.extras[plugin.name], batch, group_mask)
+
+    def objective(params):
+      model = nnx.merge(graphdef, params)
+      return loss_fn(model, batch, group_mask, rng)
+
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, group_mask=group_mask)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "grad_norm": optax.tree.norm(grads),
+        "contributors": aux["contributors"],
+        "per_example_loss": aux["per_example_loss"],
+        "group_mask": group_mask,
+    }
+    extras = dict(state.extras)
+    for plugin in plugins:
+      extras[plugin.name], plugin_metrics = plugin.update(extras[plugin.name], batch, aux, state.step)
+      metrics.update({f"{plugin.name}/{k}": v for k, v in plugin_metrics.items()})
+    new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, extras=extras)
+    return new_state, metrics
+
+  return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(graphdef: nnx.GraphDef) -> Callable[[Any, dict], tuple[jax.Array, jax.Array]]:
+  """Jitted ``(params, batch) -> (summed token loss [B], scored token count [B])``.
+
+  Rows with ``batch["weight"] == 0`` (padding of the last eval batch) count zero.
+  """
+
+  @jax.jit
+  def eval_step(params, batch):
+    model = nnx.merge(graphdef, params)
+    per_example, count = per_example_next_token_loss(model(batch["tokens"]), batch["tokens"])
+    weight = batch.get("weight", jnp.ones(per_example.shape, jnp.float32)).astype(jnp.float32)
+    return per_example * count * weight, count * weight
+
+  return eval_step
