@@ -1,31 +1,53 @@
-"""Training data for a run: works -> policy -> exclusion -> windows -> batches with their group masks.
+"""Training data for a run: works -> rights records -> policy -> exclusion -> windows -> batches.
 
-Placeholder until the data pipeline lands.
+:func:`build_training_data` reads the prepared chorale dataset (``govjax prepare chorales``), adds the generated
+structural material when the config asks for it, resolves a rights record for every work from the configured
+scenario, applies the policy (excluded works are removed *before* windows are cut, so training with them present
+is identical to training on a dataset without them), and serves the batch for step ``s`` as ``train[s]``.
+
+Per-work treatment arrays are aligned with ``works`` (the batches' ``work_index``), so the loop turns a batch into
+its ``[B, G]`` group mask with :meth:`TrainingData.group_mask` (a gather, no Python per row).
+
+Example (needs ``govjax prepare chorales --max-works 12``):
+  >>> from govjax.train.config import load_config
+  >>> data = build_training_data(load_config("experiments/configs/tiny.py"))  # doctest: +SKIP
+  >>> data.train[0]["tokens"].shape, data.group_mask(data.train[0]).shape  # doctest: +SKIP
+  ((8, 64), (8, 4))
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+SPLITS = ("train", "validation", "test")
+
 
 @dataclasses.dataclass
 class TrainingData:
-  """Everything the loop needs from the data side.
+  """Everything the loop (and the audit, provenance and documentation tools) need from the data side.
 
   Attributes:
-    train: random access by step: ``train[s]`` is the batch dict for step ``s`` (``tokens``, ``example_id``,
-      ``work_index``), infinite and reshuffled every epoch.
-    validation: ``validation(max_batches)`` yields eval batches (with ``weight``), or None.
+    train: random access by step: ``train[s]`` is the batch dict for step ``s`` (``tokens`` int32 ``[B, T]``,
+      ``example_id`` and ``work_index`` int32 ``[B]``, ``region`` float32 ``[B]``), infinite, reshuffled every
+      epoch.
+    validation: ``validation(max_batches)`` yields eval batches (``tokens``, ``weight``, ...), or None.
     vocab_size: tokenizer vocabulary size.
-    works: the training works, in ``work_index`` order (after exclusion).
-    per_work_depth: int32 ``[num_works]`` allowed depth of each training work (``num_groups`` = full depth).
+    works: the training works after exclusion, in ``work_index`` order.
+    per_work_depth: int32 ``[len(works)]`` allowed depth of each training work (``num_groups`` = full depth).
     num_groups: the model's depth groups.
-    num_train_examples: number of training windows (``example_id`` ranges over ``[0, num_train_examples)``).
-    report: JSON-able report (kept/skipped/excluded counts and reasons).
+    num_train_examples: number of training windows (``example_id`` in ``[0, num_train_examples)``).
+    report: JSON-able report (counts of kept, excluded and skipped works, with reasons).
+    per_work_region: int32 ``[len(works)]``: 1 where the work is routed to the removable region, else 0.
+    heldout_works: validation-split works (never trained on): the baseline of the audits.
+    records: ``work_id -> RightsRecord`` for every work considered (excluded ones included).
+    window_table: ``govjax.data.loader.WindowTable`` of the training windows (row = ``example_id``).
+    context: window length in tokens.
+    treatments: ``work_id -> {"action", "depth", "region", "rule", "reason"}`` for every work considered.
   """
 
   train: Any
@@ -36,6 +58,12 @@ class TrainingData:
   num_groups: int
   num_train_examples: int
   report: dict
+  per_work_region: np.ndarray | None = None
+  heldout_works: list = dataclasses.field(default_factory=list)
+  records: dict = dataclasses.field(default_factory=dict)
+  window_table: Any = None
+  context: int | None = None
+  treatments: dict = dataclasses.field(default_factory=dict)
 
   def group_mask(self, batch: dict) -> np.ndarray:
     """``[B, num_groups]`` float32 mask: row b may reach group g iff ``g >= num_groups - depth[b]``."""
@@ -43,6 +71,133 @@ class TrainingData:
     groups = np.arange(self.num_groups)[None, :]
     return (groups >= self.num_groups - depth[:, None]).astype(np.float32)
 
+  def window_tokens(self, example_id: int) -> np.ndarray:
+    """The tokens of training window ``example_id`` (PAD-filled past the end of its work)."""
+    table = self.window_table
+    work = self.works[int(table.work_index[example_id])]
+    start = int(table.start[example_id])
+    out = np.zeros((table.context,), np.int32)
+    piece = np.asarray(work.tokens)[start:start + table.context]
+    out[:piece.size] = piece
+    return out
 
-def build_training_data(config) -> TrainingData:
-  raise NotImplementedError("the chorale data pipeline is not wired yet")
+
+class RegionBatches:
+  """Wraps a random-access batch source and adds the ``region`` column from per-work region flags."""
+
+  def __init__(self, batches: Any, per_work_region: np.ndarray):
+    self._batches = batches
+    self._region = np.asarray(per_work_region, np.float32)
+
+  def __getitem__(self, step: int) -> dict:
+    batch = dict(self._batches[step])
+    batch["region"] = self._region[np.asarray(batch["work_index"])]
+    return batch
+
+
+def _treatments(decisions) -> dict:
+  """``work_id -> {"action", "depth", "region", "rule", "reason", "licence"}`` from the policy's decisions."""
+  out = {}
+  for row in decisions.rows():
+    action = "exclude" if not row["include"] else ("region" if row["region"] is not None else "depth")
+    out[row.pop("work_id")] = {"action": action, **row}
+  return out
+
+
+def load_works(config) -> dict[str, list]:
+  """The chorale works of each split for ``config`` (structural material added to ``train`` when asked).
+
+  Raises:
+    govjax.data.chorales.DataNotPreparedError: the data are not prepared; the message says how to.
+  """
+  from govjax.data import chorales
+  from govjax.data.loader import as_work
+
+  name = chorales.config_name(config.steps_per_quarter, config.max_works)
+  works = {split: chorales.load_chorale_works(config.data_dir, split, config_name=name) for split in SPLITS}
+  if config.governance.include_structural:
+    from govjax.data.structural import structural_works
+
+    works["train"] = works["train"] + [as_work(w) for w in structural_works()]
+  return works
+
+
+def build_training_data(config, *, works: dict[str, list] | None = None) -> TrainingData:
+  """Builds the :class:`TrainingData` a config describes.
+
+  Args:
+    config: a ``govjax.train.config.TrainConfig``.
+    works: optional works per split (``{"train": [...], "validation": [...], "test": [...]}``) instead of the
+      prepared chorale dataset (tests, planted canaries).
+
+  Returns:
+    The training data; ``report`` lists excluded works with the rule and reason.
+  """
+  from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset
+  from govjax.data.tokenizer import VOCAB_SIZE
+  from govjax.rights.policy import govern_works, load_policy
+  from govjax.rights.scenario import resolve_records
+
+  num_groups = config.model.num_layers + 2
+  context = config.model.context
+  works = load_works(config) if works is None else {s: [as_work(w) for w in works.get(s, [])] for s in SPLITS}
+  if not works["train"]:
+    raise ValueError("no training works: the train split is empty")
+  every = [w for split in SPLITS for w in works[split]]
+  records = resolve_records(config.governance.scenario, every, seed=config.seed)
+  by_id = {r.work_id: r for r in records}
+  train_ids = [w.work_id for w in works["train"]]
+  policy = load_policy(config.governance.policy)
+  # Works without a record take the policy's missing-record rule (an error listing them, by default).
+  governed = govern_works(works["train"], records, policy, num_groups)
+  kept = governed.works
+  if not kept:
+    raise ValueError(f"policy {policy.name!r} excluded every training work ({len(train_ids)})")
+  depth = np.asarray(governed.per_work_depth, np.int32)
+  region = (np.asarray(governed.per_work_region) >= 0).astype(np.int32)
+  if config.governance.routing == "none":
+    depth = np.full_like(depth, num_groups)  # vanilla: every included work trains the full depth
+  table = build_window_table(kept, context=context, stride=config.window_stride)
+  batches = make_train_dataset(kept, context=context, batch_size=config.batch_size, seed=config.seed,
+                               stride=config.window_stride)
+  heldout = works["validation"]
+
+  def validation(max_batches: int):
+    for index, batch in enumerate(iterate_eval_batches(heldout, context=context, batch_size=config.batch_size,
+                                                       stride=context - context % 4)):
+      if index >= max_batches:
+        return
+      yield batch
+
+  treatments = _treatments(governed.decisions)
+  exclusion = governed.report.to_dict()
+  report = {
+      "works": {split: len(works[split]) for split in SPLITS},
+      "train_works_kept": len(kept),
+      "train_works_excluded": len(train_ids) - len(kept),
+      "structural_works": sum(w.work_id.startswith("structural/") for w in kept),
+      "train_windows": len(table),
+      "padded_windows": table.num_padded_windows,
+      "depth_histogram": {str(d): int(c) for d, c in sorted(collections.Counter(depth.tolist()).items())},
+      "region_works": int(region.sum()),
+      "rules": dict(collections.Counter(t["rule"] for t in treatments.values())),
+      "scenario": config.governance.scenario,
+      "policy": policy.name,
+      "exclusion": exclusion,
+  }
+  return TrainingData(
+      train=RegionBatches(batches, region),
+      validation=validation if heldout else None,
+      vocab_size=VOCAB_SIZE,
+      works=list(kept),
+      per_work_depth=depth,
+      num_groups=num_groups,
+      num_train_examples=len(table),
+      report=report,
+      per_work_region=region,
+      heldout_works=list(heldout),
+      records=by_id,
+      window_table=table,
+      context=context,
+      treatments=treatments,
+  )

@@ -30,6 +30,28 @@ from govjax.train.data import TrainingData, build_training_data
 from govjax.train.governance import governance_components
 from govjax.train.step import TrainState, create_train_state, make_eval_step, make_train_step
 
+DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
+
+
+def calibrate_plugins(plugins, extras: dict, graphdef, params, data: TrainingData, step: int,
+                      max_batches: int) -> dict:
+  """Runs ``plugin.calibrate`` for plugins that have one and are due at ``step`` (0 and every
+  ``calibrate_every`` steps), on validation batches; returns the updated extras."""
+  def is_due(plugin) -> bool:
+    every = int(getattr(plugin, "calibrate_every", 0) or 0)
+    return hasattr(plugin, "calibrate") and (step == 0 or (every > 0 and step % every == 0))
+
+  due = [p for p in plugins if is_due(p)]
+  if not due or data.validation is None:
+    return extras
+  from flax import nnx
+
+  model = nnx.merge(graphdef, params)
+  extras = dict(extras)
+  for plugin in due:
+    extras[plugin.name] = plugin.calibrate(extras[plugin.name], model, list(data.validation(max_batches)))
+  return extras
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -130,10 +152,15 @@ def train(
     val_nll = None
     try:
       for step in range(start, end):
+        if components.plugins:
+          extras = calibrate_plugins(components.plugins, state.extras, graphdef, state.params, data, step,
+                                     config.eval_max_batches)
+          if extras is not state.extras:
+            state = state._replace(extras=extras)
         t0 = time.perf_counter()
         batch = data.train[step]
         group_mask = data.group_mask(batch)
-        device_batch = {k: v for k, v in batch.items() if k in ("tokens", "example_id", "work_index")}
+        device_batch = {k: v for k, v in batch.items() if k in DEVICE_KEYS}
         state, metrics = train_step(state, device_batch, group_mask)
         loss = float(metrics["loss"])
         step_s = time.perf_counter() - t0

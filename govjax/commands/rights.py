@@ -1,0 +1,160 @@
+"""``govjax rights ...``: validate rights records, summarise a policy's decisions, write scenarios.
+
+- ``govjax rights validate FILE``: every bad row and field of a JSON Lines / CSV records file; exit 1 if any.
+- ``govjax rights summary [--records FILE | --scenario default|real] [--policy FILE] [--num-groups L]``:
+  counts by licence and treatment, and the exclusion report.
+- ``govjax rights scenario --out FILE [--seed S] [--data-dir DIR]``: the default simulated scenario (or the
+  real records with ``--kind real``) for the prepared chorales.
+- ``govjax rights policy [--out FILE]``: the default policy as JSON (a template for custom policies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+DATA_DIR_HELP = "prepared data (default: $GOVJAX_DATA_DIR or ~/.cache/govjax/data)"
+STRUCTURAL_HELP = "add the generated structural works (govjax.data.structural)"
+
+
+def _default_num_groups() -> int:
+  from govjax.train.config import ModelSpec
+
+  return ModelSpec().num_layers + 2
+
+
+def register(subparsers) -> None:
+  parser = subparsers.add_parser("rights", help="rights records: validate, summarise a policy, scenarios")
+  sub = parser.add_subparsers(dest="rights_command", metavar="SUBCOMMAND")
+
+  validate = sub.add_parser("validate", help="validate a JSON Lines / CSV rights records file")
+  validate.add_argument("file", help="records file (.jsonl or .csv)")
+  validate.add_argument("--format", choices=("jsonl", "csv"), default=None, help="override the suffix")
+  validate.add_argument("--json", action="store_true", help="print the report as JSON")
+  validate.set_defaults(func=run_validate)
+
+  summary = sub.add_parser("summary", help="counts by licence and treatment under a policy")
+  source = summary.add_mutually_exclusive_group()
+  source.add_argument("--records", default=None, help="records file (.jsonl or .csv)")
+  source.add_argument("--scenario", default=None, choices=("default", "real"),
+                      help="records generated for the prepared chorales (default: --scenario default)")
+  summary.add_argument("--policy", default="default",
+                       help="'default', 'default-strict-encodings' or a .json/.py policy file")
+  summary.add_argument("--num-groups", type=int, default=None,
+                       help="model depth groups L = num_layers + 2 (default: the default model's)")
+  summary.add_argument("--seed", type=int, default=0, help="scenario seed")
+  summary.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+  summary.add_argument("--include-structural", action="store_true", help=STRUCTURAL_HELP)
+  summary.add_argument("--json", action="store_true", help="print the summary and exclusions as JSON")
+  summary.set_defaults(func=run_summary)
+
+  scenario = sub.add_parser("scenario", help="write the default simulated scenario for the prepared chorales")
+  scenario.add_argument("--out", required=True, help="output file (.jsonl or .csv)")
+  scenario.add_argument("--seed", type=int, default=0, help="scenario seed")
+  scenario.add_argument("--kind", choices=("default", "real"), default="default",
+                        help="'default' (simulated) or 'real' (the works' actual metadata)")
+  scenario.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+  scenario.add_argument("--include-structural", action="store_true", help=STRUCTURAL_HELP)
+  scenario.set_defaults(func=run_scenario)
+
+  policy = sub.add_parser("policy", help="print (or write) the default policy as JSON")
+  policy.add_argument("--out", default=None, help="write to this file instead of printing")
+  policy.add_argument("--strict-encodings", action="store_true",
+                      help="also restrict works whose encoding licence is restrictive or unknown")
+  policy.set_defaults(func=run_policy)
+
+  parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _error(message: str) -> int:
+  print(f"govjax rights: error: {message}", file=sys.stderr)
+  return 2
+
+
+def run_validate(args: argparse.Namespace) -> int:
+  from govjax.rights.records import read_records
+
+  path = pathlib.Path(args.file)
+  if not path.is_file():
+    return _error(f"{path} does not exist")
+  try:
+    report = read_records(path, format=args.format)
+  except ValueError as err:  # unknown suffix
+    return _error(str(err))
+  if args.json:
+    print(json.dumps({"source": report.source, "ok": report.ok, "num_rows": report.num_rows,
+                      "num_valid": len(report.records),
+                      "problems": [vars(p) for p in report.problems],
+                      "warnings": [vars(w) for w in report.warnings]}, indent=2))
+  else:
+    print(report.format())
+  return 0 if report.ok else 1
+
+
+def _works(args: argparse.Namespace):
+  from govjax.rights.scenario import load_dataset_works
+
+  return load_dataset_works(args.data_dir, include_structural=args.include_structural)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+  from govjax.rights.policy import PolicyError, apply_policy, load_policy
+  from govjax.rights.records import RecordValidationError, load_records
+  from govjax.rights.scenario import resolve_records
+
+  num_groups = args.num_groups if args.num_groups is not None else _default_num_groups()
+  if num_groups < 1:
+    return _error(f"--num-groups must be >= 1, got {num_groups}")
+  try:
+    policy = load_policy(args.policy)
+    if args.records:
+      records, work_ids = load_records(args.records), None
+    else:
+      try:
+        works = _works(args)
+      except FileNotFoundError as err:
+        return _error(f"{err}\n(prepare the data with `govjax prepare chorales`, or pass --records FILE)")
+      records = resolve_records(args.scenario or "default", works, seed=args.seed)
+      work_ids = [w.work_id if hasattr(w, "work_id") else w["work_id"] for w in works]
+    decisions = apply_policy(records, policy, num_groups, work_ids=work_ids)
+  except (RecordValidationError, PolicyError, FileNotFoundError) as err:
+    return _error(str(err))
+  if args.json:
+    print(json.dumps({"summary": decisions.summary(), "exclusions": decisions.exclusion_report.to_dict()},
+                     indent=2))
+  else:
+    print(decisions.format_summary())
+  return 0
+
+
+def run_scenario(args: argparse.Namespace) -> int:
+  from govjax.rights.records import save_records
+  from govjax.rights.scenario import resolve_records
+
+  try:
+    works = _works(args)
+  except FileNotFoundError as err:
+    return _error(f"{err}\n(prepare the data with `govjax prepare chorales` first)")
+  try:
+    records = resolve_records(args.kind, works, seed=args.seed)
+    save_records(records, args.out)
+  except ValueError as err:
+    return _error(str(err))
+  simulated = sum(r.simulated for r in records)
+  print(f"wrote {len(records)} records ({simulated} simulated, scenario "
+        f"{'default-v1 seed=' + str(args.seed) if args.kind == 'default' else 'real'}) to {args.out}")
+  return 0
+
+
+def run_policy(args: argparse.Namespace) -> int:
+  from govjax.rights.policy import default_policy, policy_to_json
+
+  text = policy_to_json(default_policy(strict_encodings=args.strict_encodings)) + "\n"
+  if args.out:
+    pathlib.Path(args.out).write_text(text)
+    print(f"wrote the default policy to {args.out}")
+  else:
+    print(text, end="")
+  return 0

@@ -1,0 +1,64 @@
+"""Rights metadata and the routing policy.
+
+- :mod:`govjax.rights.records`: the validated per-work :class:`RightsRecord`, JSON Lines / CSV I/O, reports.
+- :mod:`govjax.rights.licences`: SPDX ids -> Data Provenance Initiative-style terms (use, attribution,
+  share-alike).
+- :mod:`govjax.rights.optout`: TDMRep ``tdm-reservation`` and CAWG training-mining values.
+- :mod:`govjax.rights.scenario`: real records of the chorales, structural records, seeded simulated scenarios.
+- :mod:`govjax.rights.policy`: declarative policy -> per-work treatments, exclusion before batching,
+  jittable ``[B, L]`` depth masks.
+
+Typical use in a data pipeline::
+
+  records = resolve_records("default", works, seed=0)
+  governed = govern_works(works, records, load_policy("default"), num_groups=L)
+  # governed.works go to the loader; per batch: batch_mask(batch["work_index"], governed.per_work_depth, L)
+"""
+
+from govjax.rights.licences import (
+    LICENCE_TABLE,
+    LicenceTerms,
+    canonical_licence,
+    licence_class,
+    licence_terms,
+)
+from govjax.rights.policy import (
+    Condition,
+    ExclusionReport,
+    GovernedWorks,
+    Policy,
+    PolicyDecisions,
+    PolicyError,
+    Rule,
+    Treatment,
+    apply_policy,
+    batch_mask,
+    batch_region,
+    default_policy,
+    depth_mask,
+    exclude_works,
+    govern_works,
+    load_policy,
+    resolve_depth,
+)
+from govjax.rights.records import (
+    Problem,
+    RecordValidationError,
+    RightsRecord,
+    ValidationReport,
+    load_records,
+    parse_record,
+    read_records,
+    save_records,
+)
+from govjax.rights.scenario import default_scenario, real_records, resolve_records, structural_record
+
+__all__ = [
+    "LICENCE_TABLE", "LicenceTerms", "canonical_licence", "licence_class", "licence_terms",
+    "Condition", "ExclusionReport", "GovernedWorks", "Policy", "PolicyDecisions", "PolicyError", "Rule",
+    "Treatment", "apply_policy", "batch_mask", "batch_region", "default_policy", "depth_mask",
+    "exclude_works", "govern_works", "load_policy", "resolve_depth",
+    "Problem", "RecordValidationError", "RightsRecord", "ValidationReport", "load_records", "parse_record",
+    "read_records", "save_records",
+    "default_scenario", "real_records", "resolve_records", "structural_record",
+]

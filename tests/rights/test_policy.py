@@ -1,0 +1,258 @@
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from govjax.commands import rights as rights_cli
+from govjax.rights.policy import (
+    Condition,
+    Policy,
+    PolicyError,
+    Rule,
+    Treatment,
+    apply_policy,
+    batch_mask,
+    batch_region,
+    default_policy,
+    depth_mask,
+    exclude_works,
+    govern_works,
+    load_policy,
+    policy_to_json,
+    resolve_depth,
+)
+from govjax.rights.records import parse_record, save_records
+
+L = 6
+
+
+def rec(work_id, licence="CC0-1.0", **kw):
+  return parse_record({"work_id": work_id, "licence": licence, **kw})
+
+
+# One record per class the default policy distinguishes, with the expected (include, depth, rule).
+CASES = [
+    (rec("tdm", "CC0-1.0", tdm_reservation=True), False, 0, "opted-out"),
+    (rec("ai", "CC-BY-4.0", ai_training="notAllowed"), False, 0, "opted-out"),
+    (rec("gen", "MIT", generative_training="notAllowed"), False, 0, "opted-out"),
+    (rec("bare-constraint", "CC-BY-4.0", generative_training="constrained"), False, 0, "opted-out"),
+    (rec("structural-nc", "CC-BY-NC-4.0", content_class="structural"), True, L, "structural"),
+    (rec("cc0", "CC0-1.0"), True, L, "permissive"),
+    (rec("by", "CC-BY-4.0"), True, L, "permissive"),
+    (rec("stated-constraint", "CC-BY-4.0", generative_training="constrained",
+         generative_training_constraint="credit"), True, L, "permissive"),
+    (rec("sa", "CC-BY-SA-4.0"), True, 1, "restricted-or-unknown"),
+    (rec("nc", "CC-BY-NC-4.0"), True, 1, "restricted-or-unknown"),
+    (rec("nd", "CC-BY-ND-4.0"), True, 1, "restricted-or-unknown"),
+    (rec("unknown", "unknown"), True, 1, "restricted-or-unknown"),
+    (rec("ref", "LicenseRef-label"), True, 1, "restricted-or-unknown"),
+]
+
+
+def test_default_policy_on_each_class():
+  records = [c[0] for c in CASES]
+  d = apply_policy(records, default_policy(), L)
+  assert d.work_ids == tuple(r.work_id for r in records)
+  assert d.include.dtype == bool and d.depth.dtype == np.int32 and d.region.dtype == np.int32
+  assert d.include.tolist() == [c[1] for c in CASES]
+  assert d.depth.tolist() == [c[2] for c in CASES]
+  assert d.rules == tuple(c[3] for c in CASES)
+  assert (d.region == -1).all()
+  assert "tdm_reservation=true" in d.reasons[0] and "constrained without a stated constraint" in d.reasons[3]
+
+
+def test_configured_depths_and_strict_encodings():
+  records = [rec("by", "CC-BY-4.0"), rec("nc", "CC-BY-NC-4.0"),
+             rec("enc", "CC-PDM-1.0", encoding_licence="LicenseRef-corpus")]
+  d = apply_policy(records, default_policy(permissive_depth="50%", restricted_depth=2), L)
+  assert d.depth.tolist() == [3, 2, 3]
+  strict = apply_policy(records, load_policy("default-strict-encodings"), L)
+  assert strict.depth.tolist() == [L, 1, 1] and strict.rules[2] == "encoding-restricted"
+
+
+def test_first_matching_rule_wins_and_is_recorded():
+  policy = Policy(name="p", regions=("sink",), rules=(
+      Rule(name="nc-to-sink", when=Condition(licence=["CC-BY-NC-*"]),
+           treatment=Treatment(action="region", region="sink")),
+      Rule(name="nc-shallow", when=Condition(use="non-commercial"),
+           treatment=Treatment(action="depth", depth=1)),
+      Rule(name="sim-two", when=Condition(simulated=True), treatment=Treatment(action="depth", depth=2)),
+      Rule(name="rest", treatment=Treatment(action="depth", depth="full")),
+  ))
+  d = apply_policy([rec("a", "CC-BY-NC-SA-4.0"), rec("b", "MIT", simulated=True), rec("c", "MIT")], policy, 4)
+  assert d.rules == ("nc-to-sink", "sim-two", "rest")
+  assert d.region.tolist() == [0, -1, -1] and d.depth.tolist() == [4, 2, 4]
+  assert d.treatment_label(0) == "region sink depth 4/4"
+
+
+def test_no_matching_rule_and_bad_policies_are_errors():
+  only_nc = Policy(rules=(Rule(name="nc", when=Condition(use="non-commercial"),
+                               treatment=Treatment(action="exclude")),))
+  with pytest.raises(PolicyError, match="no rule matches work 'x'"):
+    apply_policy([rec("x", "MIT")], only_nc, L)
+  with pytest.raises(PolicyError, match=r"rules\.0\.treatment\.depth"):
+    load_policy({"rules": [{"name": "r", "treatment": {"action": "depth", "depth": 0.5}}]})
+  with pytest.raises(PolicyError, match="not declared"):
+    load_policy({"rules": [{"name": "r", "treatment": {"action": "region", "region": "sink"}}]})
+  with pytest.raises(PolicyError, match="unique"):
+    load_policy({"rules": [{"name": "r", "treatment": {"action": "exclude"}}] * 2})
+  with pytest.raises(PolicyError, match="when.licence_class"):
+    load_policy({"rules": [{"name": "r", "when": {"licence_class": "free"},
+                            "treatment": {"action": "exclude"}}]})
+  with pytest.raises(PolicyError, match="duplicate"):
+    apply_policy([rec("x"), rec("x")], default_policy(), L)
+
+
+@pytest.mark.parametrize("spec,expected", [("full", [1, 2, 6]), ("surface", [1, 1, 1]), (2, [1, 2, 2]),
+                                           ("50%", [1, 1, 3]), ("100%", [1, 2, 6])])
+def test_resolve_depth(spec, expected):
+  assert [resolve_depth(spec, n) for n in (1, 2, 6)] == expected
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.0, True, "half", "0%", "150%", None])
+def test_resolve_depth_rejects(bad):
+  with pytest.raises(ValueError):
+    resolve_depth(bad, 6)
+
+
+def test_policy_json_and_python_files_round_trip(tmp_path):
+  policy = default_policy(restricted_depth="25%")
+  (tmp_path / "p.json").write_text(policy_to_json(policy))
+  assert load_policy(tmp_path / "p.json") == policy
+  (tmp_path / "p.py").write_text(
+      "def get_policy():\n"
+      "  return {'name': 'py', 'missing_record': {'action': 'depth', 'depth': 'surface'},\n"
+      "          'rules': [{'name': 'all', 'treatment': {'action': 'depth', 'depth': 3}}]}\n")
+  assert load_policy(str(tmp_path / "p.py")).name == "py"
+  (tmp_path / "bad.json").write_text("{")
+  with pytest.raises(PolicyError, match="not valid JSON"):
+    load_policy(tmp_path / "bad.json")
+  with pytest.raises(PolicyError, match="neither"):
+    load_policy(tmp_path / "nope.json")
+
+
+def test_missing_records_error_or_take_the_policy_rule():
+  records = [rec("a"), rec("b", "CC-BY-NC-4.0", tdm_reservation=True), rec("not-in-dataset")]
+  with pytest.raises(PolicyError, match=r"2 work\(s\) have no rights record.*'m1', 'm2'"):
+    apply_policy(records, default_policy(), L, work_ids=["a", "m1", "b", "m2"])
+  exclude = Treatment(action="exclude", reason="no record")
+  lenient = default_policy().model_copy(update={"missing_record": exclude})
+  d = apply_policy(records, lenient, L, work_ids=["a", "m1", "b"])
+  assert d.work_ids == ("a", "m1", "b") and d.include.tolist() == [True, False, False]
+  assert d.rules == ("permissive", "missing-record", "opted-out") and d.licences[1] == "<no record>"
+
+
+def test_exclude_works_reports_everything_and_keeps_order():
+  works = [{"work_id": "a"}, {"work_id": "b"}, {"work_id": "c"}, {"work_id": "d"}]
+  records = [rec("a"), rec("b", ai_training="notAllowed"), rec("c", "CC-BY-NC-4.0"),
+             rec("d", tdm_reservation=True)]
+  decisions = apply_policy(records, default_policy(), L)
+  kept, report = exclude_works(works[::-1], decisions)
+  assert [w["work_id"] for w in kept] == ["c", "a"]
+  assert (report.num_works, report.num_kept, report.num_excluded) == (4, 2, 2)
+  assert [e.work_id for e in report.excluded] == ["d", "b"]
+  assert all(e.rule == "opted-out" and e.reason for e in report.excluded)
+  assert json.loads(json.dumps(report.to_dict()))["num_excluded"] == 2
+  with pytest.raises(PolicyError, match="no policy decision"):
+    exclude_works(works + [{"work_id": "zz"}], decisions)
+
+
+def test_govern_works_aligns_arrays_with_kept_works():
+  class W:
+    def __init__(self, work_id):
+      self.work_id = work_id
+
+  works = [W("a"), W("opted"), W("nc"), W("s")]
+  records = [rec("a", "CC-BY-4.0"), rec("opted", generative_training="notAllowed"), rec("nc", "CC-BY-NC-4.0"),
+             rec("s", "CC0-1.0", content_class="structural")]
+  g = govern_works(works, records, default_policy(), L)
+  assert [w.work_id for w in g.works] == ["a", "nc", "s"]
+  assert g.per_work_depth.tolist() == [L, 1, L] and g.per_work_region.tolist() == [-1, -1, -1]
+  assert g.report.num_excluded == 1 and len(g.decisions) == 4
+
+
+def test_summary_counts():
+  d = apply_policy([c[0] for c in CASES], default_policy(), L)
+  s = d.summary()
+  assert (s["num_works"], s["num_included"], s["num_excluded"]) == (13, 9, 4)
+  assert s["by_treatment"] == {"depth 1/6": 5, "depth 6/6": 4, "exclude": 4}
+  assert s["by_licence"]["CC-BY-4.0"] == 4
+  assert s["by_licence_and_treatment"]["CC-BY-4.0"] == {"depth 6/6": 2, "exclude": 2}
+  assert sum(s["by_rule"].values()) == 13
+  text = d.format_summary()
+  assert "excluded 4 of 13 works" in text and "CC-BY-NC-4.0" in text
+
+
+# ----------------------------------------------------------------------------------------------------
+# Masks.
+
+
+def _reference_mask(depth, num_groups):
+  out = np.zeros((len(depth), num_groups), np.float32)
+  for b, d in enumerate(depth):
+    for g in range(num_groups):
+      out[b, g] = 1.0 if g >= num_groups - min(max(d, 0), num_groups) else 0.0
+  return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 9).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.integers(-2, n + 2), min_size=8,
+                                                                          max_size=8))))
+def test_depth_mask_matches_reference(args):
+  num_groups, depth = args
+  mask = depth_mask(np.asarray(depth, np.int32).reshape(-1), num_groups)
+  assert mask.dtype == jnp.float32 and mask.shape == (len(depth), num_groups)
+  np.testing.assert_array_equal(np.asarray(mask), _reference_mask(depth, num_groups))
+
+
+def test_mask_semantics_group_zero_is_input():
+  mask = np.asarray(depth_mask(jnp.array([L, 1, 2, 0]), L))
+  assert mask[0].tolist() == [1.0] * L  # full depth: every group
+  assert mask[1].tolist() == [0.0] * (L - 1) + [1.0]  # surface: only the output group
+  assert mask[2, -2:].tolist() == [1.0, 1.0] and mask[2, :-2].sum() == 0
+  assert mask[3].sum() == 0
+
+
+def test_batch_mask_under_jit_gathers_per_row_depth():
+  per_work_depth = jnp.array([6, 1, 3, 0], jnp.int32)
+  work_index = jnp.array([2, 0, 1, 1, 3, 7, -1], jnp.int32)
+  jitted = jax.jit(batch_mask, static_argnums=2)
+  mask = np.asarray(jitted(work_index, per_work_depth, L))
+  expected = _reference_mask([3, 6, 1, 1, 0, 0, 0], L)  # out-of-range rows get no gradient at all
+  np.testing.assert_array_equal(mask, expected)
+  np.testing.assert_array_equal(np.asarray(batch_mask(work_index, per_work_depth, L)), expected)
+  # Traced inside a larger jitted function, with the depth table as an argument.
+  f = jax.jit(lambda idx, table: batch_mask(idx, table, L).sum(axis=1))
+  assert np.asarray(f(work_index, per_work_depth)).tolist() == [3, 6, 1, 1, 0, 0, 0]
+  regions = jax.jit(batch_region)(work_index, jnp.array([0, -1, 1, -1]))
+  assert np.asarray(regions).tolist() == [1, 0, -1, -1, -1, -1, -1]
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI.
+
+
+def _run_cli(argv):
+  parser = argparse.ArgumentParser()
+  rights_cli.register(parser.add_subparsers())
+  args = parser.parse_args(argv)
+  return args.func(args)
+
+
+def test_cli_summary_and_policy(tmp_path, capsys):
+  records_file = tmp_path / "r.csv"
+  save_records([c[0] for c in CASES], records_file)
+  assert _run_cli(["rights", "policy", "--out", str(tmp_path / "p.json")]) == 0
+  assert load_policy(tmp_path / "p.json") == default_policy()
+  capsys.readouterr()
+  assert _run_cli(["rights", "summary", "--records", str(records_file), "--policy", str(tmp_path / "p.json"),
+                   "--num-groups", "6", "--json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["summary"] == apply_policy([c[0] for c in CASES], default_policy(), 6).summary()
+  assert len(out["exclusions"]["excluded"]) == 4
+  assert _run_cli(["rights", "summary", "--records", str(records_file), "--policy", "nope.json"]) == 2
