@@ -44,6 +44,9 @@ class TransformerConfig:
     num_heads: attention heads per block (``width`` must be divisible by it).
     context: maximum sequence length (size of the learned position table).
     mlp_ratio: hidden width of each MLP as a multiple of ``width``.
+    region_width: extra MLP hidden units per block forming a removable *region* (0 = none). The region's
+      output is added to the MLP output, scaled per example by the ``region`` argument of
+      :meth:`Transformer.__call__`, and can be dropped at generation time (:func:`drop_region`).
   """
 
   vocab_size: int
@@ -52,6 +55,7 @@ class TransformerConfig:
   num_heads: int
   context: int
   mlp_ratio: int = 4
+  region_width: int = 0
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "width", "num_heads", "context", "mlp_ratio"):
@@ -60,6 +64,8 @@ class TransformerConfig:
         raise ValueError(f"TransformerConfig.{name} must be a positive int, got {value!r}")
     if self.width % self.num_heads:
       raise ValueError(f"TransformerConfig.width={self.width} is not divisible by num_heads={self.num_heads}")
+    if not isinstance(self.region_width, int) or isinstance(self.region_width, bool) or self.region_width < 0:
+      raise ValueError(f"TransformerConfig.region_width must be an int >= 0, got {self.region_width!r}")
 
   @property
   def num_groups(self) -> int:
@@ -78,8 +84,39 @@ class MLP(nnx.Module):
     return self.down(jax.nn.gelu(self.up(x)))
 
 
+class RegionMLP(nnx.Module):
+  """Extra MLP hidden units of a block (the removable region): ``down(gelu(up(x)))``, no output bias.
+
+  Together with the block's :class:`MLP` it is one MLP of ``hidden + region_width`` units whose region units can
+  be switched off per example.
+  """
+
+  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
+    self.up = nnx.Linear(width, hidden, rngs=rngs)
+    self.down = nnx.Linear(hidden, width, use_bias=False, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.down(jax.nn.gelu(self.up(x)))
+
+
+def _region_scale(region: jax.Array | float | None, like: jax.Array) -> jax.Array | float:
+  """``region`` (scalar or ``[B]``) shaped to broadcast against ``like`` ``[B, L, D]``."""
+  if region is None:
+    return 1.0
+  region = jnp.asarray(region, like.dtype)
+  if region.ndim == 0:
+    return region
+  if region.shape != like.shape[:1]:
+    raise ValueError(f"region must be a scalar or [B] = [{like.shape[0]}], got shape {region.shape}")
+  return region[:, None, None]
+
+
 class Block(nnx.Module):
-  """Pre-norm transformer block: causal self-attention then MLP, each with a residual connection."""
+  """Pre-norm transformer block: causal self-attention then MLP, each with a residual connection.
+
+  With ``config.region_width > 0`` the block also holds ``region`` (:class:`RegionMLP`), whose output is added to
+  the MLP's, scaled by ``region``.
+  """
 
   def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
     self.attn_norm = nnx.LayerNorm(config.width, rngs=rngs)
@@ -93,12 +130,18 @@ class Block(nnx.Module):
     )
     self.mlp_norm = nnx.LayerNorm(config.width, rngs=rngs)
     self.mlp = MLP(config.width, config.mlp_ratio * config.width, rngs=rngs)
+    if config.region_width:
+      self.region = RegionMLP(config.width, config.region_width, rngs=rngs)
 
-  def __call__(self, h: jax.Array) -> jax.Array:
+  def __call__(self, h: jax.Array, region: jax.Array | float | None = None) -> jax.Array:
     causal = nnx.make_causal_mask(jnp.ones(h.shape[:-1], dtype=jnp.int32))
     x = self.attn_norm(h)
     h = h + self.attn(x, x, x, mask=causal, deterministic=True)
-    return h + self.mlp(self.mlp_norm(h))
+    x = self.mlp_norm(h)
+    out = self.mlp(x)
+    if hasattr(self, "region"):
+      out = out + _region_scale(region, out) * self.region(x)
+    return h + out
 
 
 class Transformer(nnx.Module):
@@ -137,6 +180,7 @@ class Transformer(nnx.Module):
       *,
       gate: Gate | None = None,
       return_hidden: bool = False,
+      region: jax.Array | float | None = None,
   ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """Runs the model.
 
@@ -145,6 +189,8 @@ class Transformer(nnx.Module):
       gate: optional ``gate(group_index, h) -> h`` applied to the residual stream after group 0 and after every
         block (group indices 0..num_layers). Must preserve the shape.
       return_hidden: also return the residual stream after each of those groups (after gating).
+      region: scale of the removable region's output, a scalar or per example ``[B]`` (None = 1, fully on;
+        0 = dropped). Ignored when ``config.region_width == 0``.
 
     Returns:
       logits ``[B, L, V]``, or ``(logits, hidden)`` where ``hidden`` is a list of ``num_layers + 1`` arrays
@@ -156,7 +202,7 @@ class Transformer(nnx.Module):
       h = gate(0, h)
     hidden.append(h)
     for index, block in enumerate(self.blocks):
-      h = block(h)
+      h = block(h, region)
       if gate is not None:
         h = gate(index + 1, h)
       hidden.append(h)
@@ -164,6 +210,25 @@ class Transformer(nnx.Module):
     if return_hidden:
       return logits, hidden
     return logits
+
+
+def drop_region(model: Transformer) -> Transformer:
+  """The model without its removable region: a ``region_width=0`` :class:`Transformer` sharing the base weights.
+
+  Its outputs equal ``model(tokens, region=0.0)``; use it for generation without the region.
+
+  Args:
+    model: a transformer (with or without a region).
+
+  Returns:
+    A new transformer whose parameters are (references to) the base parameters of ``model``.
+  """
+  config = dataclasses.replace(model.config, region_width=0)
+  base = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+  graphdef, like = nnx.split(base)
+  flat = dict(nnx.to_flat_state(nnx.state(model)))
+  values = {path: flat[path] for path, _ in nnx.to_flat_state(like)}
+  return nnx.merge(graphdef, nnx.from_flat_state(values))
 
 
 def count_params(model: nnx.Module) -> int:

@@ -21,16 +21,23 @@ import json
 import pathlib
 import typing
 
+from govjax.probe.monitor import ProbeSpec
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-  """Transformer shape; the vocabulary comes from the tokenizer."""
+  """Transformer shape; the vocabulary comes from the tokenizer.
+
+  ``region_width`` adds that many removable MLP hidden units per block (see ``govjax.routing.loss``, mode
+  ``"region"``); 0 = no region.
+  """
 
   num_layers: int = 4
   width: int = 128
   num_heads: int = 4
   context: int = 256
   mlp_ratio: int = 4
+  region_width: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +53,9 @@ class GovernanceSpec:
     normaliser: "contributors" (per-group contributor count) or "batch".
     freeze_empty_groups: give groups with no contributor in a step no update at all (no moments, no decay).
     include_structural: add the generated structural material (cadences, progressions, scales) to training.
+    baseline: "none", "goldfish" (hashed token dropping, ``goldfish_k``/``goldfish_h``) or "dpsgd" (per-example
+      clipping ``dp_clip`` and Gaussian noise ``dp_noise``): alternatives a user might pick instead of routing.
+    deduplicate: drop near-duplicate training works before batching (the deduplication baseline).
   """
 
   routing: str = "none"
@@ -54,6 +64,31 @@ class GovernanceSpec:
   normaliser: str = "contributors"
   freeze_empty_groups: bool = False
   include_structural: bool = False
+  baseline: str = "none"
+  goldfish_k: int = 4
+  goldfish_h: int = 13
+  dp_clip: float = 1.0
+  dp_noise: float = 0.5
+  deduplicate: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CanarySpec:
+  """Random-token canaries planted among the training works to measure memorization (exposure, extraction).
+
+  Attributes:
+    count: canaries per repetition count (0 = none).
+    repeats: how many copies of each canary enter training (one canary set per value).
+    frames: length of a canary in frames (4 tokens each).
+    seed: canary seed; the same seed draws the same canaries and the same reference sequences.
+    licence: the canaries' (simulated) licence: they stand for restricted specific works.
+  """
+
+  count: int = 0
+  repeats: tuple = (1, 4, 16)
+  frames: int = 16
+  seed: int = 1234
+  licence: str = "LicenseRef-govjax-canary"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +102,8 @@ class TrainConfig:
   window_stride: int = 64
   model: ModelSpec = ModelSpec()
   governance: GovernanceSpec = GovernanceSpec()
+  canaries: CanarySpec = CanarySpec()
+  probe: ProbeSpec = ProbeSpec()
   batch_size: int = 32
   num_steps: int = 1000
   learning_rate: float = 3e-3
@@ -100,6 +137,10 @@ def from_dict(data: dict) -> TrainConfig:
     data["model"] = ModelSpec(**data["model"])
   if "governance" in data:
     data["governance"] = GovernanceSpec(**data["governance"])
+  if "probe" in data:
+    data["probe"] = ProbeSpec(**data["probe"])
+  if "canaries" in data:
+    data["canaries"] = CanarySpec(**{**data["canaries"], "repeats": tuple(data["canaries"].get("repeats", ()))})
   return TrainConfig(**data)
 
 

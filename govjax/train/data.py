@@ -133,6 +133,7 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
   Returns:
     The training data; ``report`` lists excluded works with the rule and reason.
   """
+  from govjax.data.canaries import canary_records, canary_works
   from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset
   from govjax.data.tokenizer import VOCAB_SIZE
   from govjax.rights.policy import govern_works, load_policy
@@ -145,6 +146,10 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
     raise ValueError("no training works: the train split is empty")
   every = [w for split in SPLITS for w in works[split]]
   records = resolve_records(config.governance.scenario, every, seed=config.seed)
+  canaries = canary_works(config.canaries) if config.canaries.count else []
+  if canaries:
+    works = dict(works, train=works["train"] + canaries)
+    records = records + canary_records(canaries, config.canaries)
   by_id = {r.work_id: r for r in records}
   train_ids = [w.work_id for w in works["train"]]
   policy = load_policy(config.governance.policy)
@@ -176,6 +181,7 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
       "train_works_kept": len(kept),
       "train_works_excluded": len(train_ids) - len(kept),
       "structural_works": sum(w.work_id.startswith("structural/") for w in kept),
+      "canary_works": len(canaries),
       "train_windows": len(table),
       "padded_windows": table.num_padded_windows,
       "depth_histogram": {str(d): int(c) for d, c in sorted(collections.Counter(depth.tolist()).items())},

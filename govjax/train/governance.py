@@ -1,10 +1,29 @@
 """Turns a config's governance section into the loss function and optimizer a train step uses.
 
+``config.governance.routing`` picks the routing (see :mod:`govjax.routing.loss` for the exact gradients):
+
+- ``"none"``: vanilla training, the mask is only logged;
+- ``"depth"``: in-model depth gate (exact for depth masks, nearly free);
+- ``"per_group"``: per-group ``custom_vjp`` (exact for any mask);
+- ``"exact"``: per-example gradients aggregated by the reference transform (slow; the check on the others);
+- ``"region"``: rows with ``batch["region"] == 1`` train only the model's removable region (needs
+  ``config.model.region_width > 0``).
+
+``config.governance.normaliser`` (``"contributors"`` or ``"batch"``) divides each group's summed gradient by its
+number of contributing rows or by the batch size; ``freeze_empty_groups`` wraps clip + AdamW so that groups with
+no contributor in a step get no update and keep their moments. For ``"depth"``/``"per_group"`` the normaliser is a
+transform in front of the optimizer; ``"exact"`` and ``"region"`` apply it inside the loss.
+
 Example:
   >>> from govjax.train.config import TrainConfig
   >>> components = governance_components(TrainConfig(), num_groups=6)
   >>> components.routing
   'none'
+  >>> import dataclasses
+  >>> from govjax.train.config import GovernanceSpec
+  >>> cfg = dataclasses.replace(TrainConfig(), governance=GovernanceSpec(routing="depth"))
+  >>> governance_components(cfg, num_groups=6).routing
+  'depth'
 """
 
 from __future__ import annotations
@@ -13,10 +32,13 @@ import dataclasses
 
 import optax
 
+from govjax.routing.groups import transformer_group_rules
+from govjax.routing.loss import make_routed_loss
+from govjax.routing.transforms import NORMALISERS, freeze_groups_without_contributors, normalise_by_contributors
 from govjax.train.config import TrainConfig
 from govjax.train.step import LossFn, make_optimizer, plain_loss
 
-ROUTING_MODES = ("none",)
+ROUTING_MODES = ("none", "depth", "per_group", "exact", "region")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,19 +58,38 @@ class GovernanceComponents:
   plugins: tuple = ()
 
 
-def governance_components(config: TrainConfig, *, num_groups: int) -> GovernanceComponents:
+def governance_components(config: TrainConfig, *, num_groups: int, microbatch: int = 8) -> GovernanceComponents:
   """Builds loss and optimizer for ``config.governance.routing``.
 
   Args:
     config: the training config.
-    num_groups: the model's number of depth groups.
+    num_groups: the model's number of depth groups (``config.model.num_layers + 2``).
+    microbatch: rows per per-example chunk in ``"exact"`` mode.
 
   Returns:
     :class:`GovernanceComponents`.
   """
-  del num_groups
-  routing = config.governance.routing
+  spec = config.governance
+  routing = spec.routing
+  if routing not in ROUTING_MODES:
+    raise ValueError(f"unknown governance.routing {routing!r}; expected one of {ROUTING_MODES}")
   if routing == "none":
     tx, _ = make_optimizer(config)
     return GovernanceComponents(routing, plain_loss, tx)
-  raise ValueError(f"unknown governance.routing {routing!r}; expected one of {ROUTING_MODES}")
+  if spec.normaliser not in NORMALISERS:
+    raise ValueError(f"unknown governance.normaliser {spec.normaliser!r}; expected one of {NORMALISERS}")
+  if num_groups != config.model.num_layers + 2:
+    raise ValueError(f"num_groups={num_groups} does not match the transformer's {config.model.num_layers + 2} "
+                     f"depth groups (model.num_layers={config.model.num_layers})")
+  if routing == "region" and config.model.region_width <= 0:
+    raise ValueError("governance.routing='region' needs model.region_width > 0 (the removable region's width)")
+  rules = transformer_group_rules(config.model.num_layers)
+  wrap = (lambda inner: freeze_groups_without_contributors(inner, rules)) if spec.freeze_empty_groups else None
+  if routing in ("depth", "per_group"):
+    before = (normalise_by_contributors(rules),) if spec.normaliser == "contributors" else ()
+    loss_fn = make_routed_loss(routing)
+  else:
+    before = ()
+    loss_fn = make_routed_loss(routing, normaliser=spec.normaliser, microbatch=microbatch, rules=rules)
+  tx, _ = make_optimizer(config, before=before, wrap=wrap)
+  return GovernanceComponents(routing, loss_fn, tx)

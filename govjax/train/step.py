@@ -63,6 +63,7 @@ def model_config(config: TrainConfig, vocab_size: int) -> TransformerConfig:
       num_heads=spec.num_heads,
       context=spec.context,
       mlp_ratio=spec.mlp_ratio,
+      region_width=spec.region_width,
   )
 
 

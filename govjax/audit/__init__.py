@@ -1,0 +1,1 @@
+"""Memorization audits after training: extraction, canary exposure, membership inference."""

@@ -1,0 +1,41 @@
+"""``govjax index --workdir DIR [--k 512]``: build the influence index of a training run.
+
+Writes ``DIR/provenance/index/`` (features per checkpoint, self-influence, works, integrity hashes); see
+:mod:`govjax.provenance.index`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+  parser = subparsers.add_parser("index", help="build the influence (TracIn) index of a training run")
+  parser.add_argument("--workdir", required=True, help="run directory written by `govjax train`")
+  parser.add_argument("--k", type=int, default=512, help="projection dimension")
+  parser.add_argument("--seed", type=int, default=0, help="projection seed")
+  parser.add_argument("--projection", default="sparse", choices=("sparse", "rademacher", "gaussian"))
+  parser.add_argument("--normalize", action="store_true", help="unit-normalise features (TrackStar)")
+  parser.add_argument("--precondition", action="store_true",
+                      help="Adam second-moment preconditioning of the gradients (TrackStar)")
+  parser.add_argument("--aggregate", default="interval", choices=("interval", "union"),
+                      help="routing-log masks per checkpoint interval or over the whole run")
+  parser.add_argument("--microbatch", type=int, default=32, help="examples per per-example-gradient call")
+  parser.add_argument("--steps", type=int, nargs="*", default=None, help="checkpoint steps (default: all)")
+  parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+  from govjax.provenance.featurize import FeatureConfig
+  from govjax.provenance.index import INDEX_DIR
+  from govjax.provenance.runs import index_run
+
+  config = FeatureConfig(k=args.k, seed=args.seed, projection=args.projection, normalize=args.normalize,
+                         precondition=args.precondition, microbatch=args.microbatch)
+  index = index_run(args.workdir, config=config, steps=args.steps, aggregate=args.aggregate, progress=print)
+  routing = index.metadata.get("routing", {})
+  print(f"indexed {index.num_examples} examples of {index.num_works} works at {index.num_checkpoints} "
+        f"checkpoints (steps {index.steps.tolist()}), k={config.k}, "
+        f"{index.metadata['index_examples_per_s']:.1f} examples/s; never trained: "
+        f"{routing.get('never_trained', 0)}; index: {args.workdir}/{INDEX_DIR}")
+  return 0

@@ -1,0 +1,1 @@
+"""The in-training memorization probe: per-example statistics and adaptive depth."""

@@ -1,0 +1,297 @@
+"""The memorization probe as a train-step plugin: calibrated thresholds and adaptive per-example depth.
+
+Every step, :class:`ProbePlugin` reads the step's own forward pass (``aux["logits"]``, ``aux["hidden"]``,
+``aux["per_example_loss"]``; no second forward pass), computes the statistics of :mod:`govjax.probe.stats` for
+each row and folds them into a per-example exponential moving average (EMA), keyed by ``example_id``. The state
+is a few device arrays of size ``num_examples`` (it lives in ``TrainState.extras["probe"]`` and is checkpointed).
+
+Calibration (:meth:`ProbePlugin.calibrate`, called by the loop at step 0 and every ``calibrate_every`` steps with
+validation batches) sets two thresholds per statistic from held-out windows the model never trained on: ``low`` =
+the ``percentile``-th percentile of their values and ``high`` = the ``restore_percentile``-th. A training example
+whose EMA of the chosen ``signal`` falls below ``low`` (after ``min_seen`` observations) is more extreme than
+almost all unseen music: it loses one depth group each time it is seen, down to ``min_depth``; once its EMA rises
+above ``high`` it regains one group per sighting, up to full depth. Between the two it keeps its depth
+(hysteresis). Before the first calibration the thresholds are ``-inf`` / ``+inf`` and nothing changes.
+
+The plugin's depth combines with the incoming (policy) mask by minimum: row ``b`` may reach group ``g`` iff the
+policy allows it and ``g >= G - depth[example_id[b]]``.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> plugin = make_probe_plugin(ProbeSpec(enabled=True), num_groups=4)
+  >>> state = plugin.init(10)
+  >>> state = state._replace(depth=state.depth.at[3].set(2))
+  >>> mask = plugin.effective_mask(state, {"example_id": jnp.array([3, 4])}, jnp.ones((2, 4)))
+  >>> mask.tolist()
+  [[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from govjax.probe.stats import STATISTICS, example_statistics, statistic_index
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSpec:
+  """Configuration of the memorization probe (the ``probe`` section of a training config).
+
+  Attributes:
+    enabled: run the probe (and its adaptive depth) in the train step.
+    signal: the statistic that drives adaptive depth: ``loss``, ``predictive_entropy`` or
+      ``representation_entropy`` (all three are tracked and logged whatever this is).
+    layer: index into the hidden-state list (``0`` = embeddings, ``num_layers`` = last block; negative counts
+      from the end) whose representation entropy is measured.
+    ema: weight of the old value in the per-example EMA (0 = last observation only).
+    percentile: validation percentile that sets the lowering threshold ``low``.
+    restore_percentile: validation percentile that sets the restoring threshold ``high`` (> ``percentile``).
+    calibrate_every: steps between calibrations (the loop also calibrates at step 0).
+    calibration_batches: validation batches used per calibration.
+    min_depth: the lowest depth the probe assigns (1 = output head only).
+    min_seen: observations of an example before its depth may be lowered.
+    adaptive: lower depths (False: only observe and log).
+  """
+
+  enabled: bool = False
+  signal: str = "loss"
+  layer: int = -1
+  ema: float = 0.5
+  percentile: float = 5.0
+  restore_percentile: float = 20.0
+  calibrate_every: int = 200
+  calibration_batches: int = 8
+  min_depth: int = 1
+  min_seen: int = 2
+  adaptive: bool = True
+
+
+class ProbeState(NamedTuple):
+  """Device state of the probe.
+
+  Attributes:
+    ema: float32 ``[N, 3]`` per-example EMA of the statistics (columns as :data:`STATISTICS`).
+    seen: int32 ``[N]`` times each example was observed.
+    depth: int32 ``[N]`` current allowed depth (``num_groups`` = full).
+    low: float32 ``[3]`` lowering thresholds (``-inf`` before calibration).
+    high: float32 ``[3]`` restoring thresholds (``+inf`` before calibration).
+    calibrations: int32 scalar, number of calibrations so far.
+  """
+
+  ema: jax.Array
+  seen: jax.Array
+  depth: jax.Array
+  low: jax.Array
+  high: jax.Array
+  calibrations: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "layer"))
+def _batch_statistics(graphdef, params, tokens, *, layer):
+  model = nnx.merge(graphdef, params)
+  logits, hidden = model(tokens, return_hidden=True)
+  return example_statistics(logits, tokens, hidden[layer])
+
+
+def batch_statistics(model: nnx.Module, tokens, *, layer: int = -1) -> jax.Array:
+  """The probe's statistics ``[B, 3]`` of ``tokens`` ``[B, T]`` under ``model`` (one forward pass)."""
+  graphdef, params = nnx.split(model, nnx.Param)
+  return _batch_statistics(graphdef, params, jnp.asarray(tokens, jnp.int32), layer=layer)
+
+
+class ProbePlugin:
+  """The memorization probe; implements ``govjax.train.step.StepPlugin``.
+
+  Attributes:
+    spec: the :class:`ProbeSpec`.
+    num_groups: the model's depth groups ``G``.
+    name: ``"probe"`` (its state is ``TrainState.extras["probe"]``).
+    needs_hidden: True: the loss function must return ``aux["hidden"]``.
+    calibrate_every: steps between calibrations.
+  """
+
+  name = "probe"
+  needs_hidden = True
+
+  def __init__(self, spec: ProbeSpec, num_groups: int):
+    self.spec = spec
+    self.num_groups = int(num_groups)
+    self.calibrate_every = int(spec.calibrate_every)
+    self.signal_index = statistic_index(spec.signal)
+
+  def init(self, num_examples: int) -> ProbeState:
+    """Fresh state for ``num_examples`` training windows: full depth, nothing seen, uncalibrated."""
+    if num_examples < 1:
+      raise ValueError(f"probe: num_examples must be positive, got {num_examples}")
+    n = len(STATISTICS)
+    return ProbeState(
+        ema=jnp.zeros((num_examples, n), jnp.float32),
+        seen=jnp.zeros((num_examples,), jnp.int32),
+        depth=jnp.full((num_examples,), self.num_groups, jnp.int32),
+        low=jnp.full((n,), -jnp.inf, jnp.float32),
+        high=jnp.full((n,), jnp.inf, jnp.float32),
+        calibrations=jnp.zeros((), jnp.int32),
+    )
+
+  def _row_depth(self, state: ProbeState, example_id: jax.Array) -> jax.Array:
+    num = state.depth.shape[0]
+    valid = (example_id >= 0) & (example_id < num)
+    return jnp.where(valid, state.depth[jnp.clip(example_id, 0, num - 1)], self.num_groups)
+
+  def effective_mask(self, state: ProbeState, batch: dict, group_mask: jax.Array) -> jax.Array:
+    """``min(group_mask, depth mask of each row's example)``; rows with ``example_id < 0`` keep their mask."""
+    depth = self._row_depth(state, jnp.asarray(batch["example_id"]))
+    groups = jnp.arange(self.num_groups)[None, :]
+    probe_mask = (groups >= self.num_groups - depth[:, None]).astype(group_mask.dtype)
+    return jnp.minimum(group_mask, probe_mask)
+
+  def update(self, state: ProbeState, batch: dict, aux: dict, step: jax.Array) -> tuple[ProbeState, dict]:
+    """Folds the step's statistics into the per-example state and adapts depths.
+
+    Args:
+      state: the probe state.
+      batch: with ``tokens`` ``[B, T]`` and ``example_id`` ``[B]`` (rows with id < 0 are ignored).
+      aux: the loss function's aux: ``logits``, ``per_example_loss`` and ``hidden`` (a list per group).
+      step: the step number (unused).
+
+    Returns:
+      ``(state, metrics)``; metrics: ``depth_counts`` ``[G + 1]`` (examples at depth 0..G), ``lowered`` and
+      ``restored`` (rows of this batch whose depth changed), ``flagged`` (rows below ``low``), the batch means
+      of the three statistics and the current ``threshold`` of the signal.
+    """
+    del step
+    if "hidden" not in aux or "logits" not in aux:
+      raise ValueError("probe: the loss function's aux must hold 'logits' and 'hidden' "
+                       "(call it with return_hidden=True when a plugin has needs_hidden)")
+    spec = self.spec
+    tokens = batch["tokens"]
+    stats = example_statistics(aux["logits"], tokens, aux["hidden"][spec.layer],
+                               per_example_loss=aux.get("per_example_loss"))
+    stats = jax.lax.stop_gradient(stats)
+    num = state.depth.shape[0]
+    ids = jnp.asarray(batch["example_id"])
+    valid = (ids >= 0) & (ids < num)
+    safe = jnp.clip(ids, 0, num - 1)
+    scatter_ids = jnp.where(valid, ids, num)  # out of range: dropped by the scatters below
+
+    seen = state.seen[safe]
+    old = state.ema[safe]
+    new = jnp.where(seen[:, None] > 0, spec.ema * old + (1.0 - spec.ema) * stats, stats)
+    seen_new = seen + 1
+    k = self.signal_index
+    signal = new[:, k]
+    flagged = valid & (seen_new >= spec.min_seen) & (signal < state.low[k])
+    restore = valid & (signal > state.high[k])
+    depth = state.depth[safe]
+    if spec.adaptive:
+      depth_new = jnp.where(flagged, jnp.maximum(depth - 1, spec.min_depth),
+                            jnp.where(restore, jnp.minimum(depth + 1, self.num_groups), depth))
+    else:
+      depth_new = depth
+    state = state._replace(
+        ema=state.ema.at[scatter_ids].set(new, mode="drop"),
+        seen=state.seen.at[scatter_ids].set(seen_new, mode="drop"),
+        depth=state.depth.at[scatter_ids].set(depth_new, mode="drop"),
+    )
+    weight = valid.astype(jnp.float32)
+    count = jnp.maximum(weight.sum(), 1.0)
+    metrics = {
+        "depth_counts": jnp.bincount(state.depth, length=self.num_groups + 1),
+        "lowered": jnp.sum(valid & (depth_new < depth)),
+        "restored": jnp.sum(valid & (depth_new > depth)),
+        "flagged": jnp.sum(flagged),
+        "threshold": state.low[k],
+    }
+    for index, name in enumerate(STATISTICS):
+      metrics[f"mean_{name}"] = jnp.sum(jnp.nan_to_num(stats[:, index]) * weight) / count
+    return state, metrics
+
+  def calibrate(self, state: ProbeState, model: nnx.Module, eval_batches: Iterable[dict]) -> ProbeState:
+    """Sets the thresholds from held-out batches (``tokens`` and optional ``weight``; weight-0 rows skipped).
+
+    Args:
+      state: the probe state.
+      model: the current model.
+      eval_batches: validation batches; at most ``spec.calibration_batches`` are read.
+
+    Returns:
+      The state with new ``low`` / ``high`` (unchanged when there were no held-out rows).
+    """
+    values = calibration_statistics(model, eval_batches, layer=self.spec.layer,
+                                    max_batches=self.spec.calibration_batches)
+    if values.shape[0] == 0:
+      return state
+    low, high = thresholds(values, self.spec.percentile, self.spec.restore_percentile)
+    return state._replace(low=jnp.asarray(low), high=jnp.asarray(high), calibrations=state.calibrations + 1)
+
+  def evidence(self, state: ProbeState) -> np.ndarray:
+    """Per-example memorization score (higher = more memorized): minus the EMA of the signal; NaN if unseen."""
+    ema = np.asarray(state.ema[:, self.signal_index], np.float64)
+    return np.where(np.asarray(state.seen) > 0, -ema, np.nan)
+
+
+def calibration_statistics(model: nnx.Module, batches: Iterable[dict], *, layer: int = -1,
+                           max_batches: int | None = None) -> np.ndarray:
+  """Statistics ``[n, 3]`` of the rows (weight > 0) of up to ``max_batches`` batches."""
+  rows = []
+  for index, batch in enumerate(batches):
+    if max_batches is not None and index >= max_batches:
+      break
+    stats = np.asarray(batch_statistics(model, batch["tokens"], layer=layer))
+    weight = np.asarray(batch.get("weight", np.ones(stats.shape[0], np.float32)))
+    rows.append(stats[weight > 0])
+  return np.concatenate(rows) if rows else np.zeros((0, len(STATISTICS)), np.float32)
+
+
+def thresholds(values: np.ndarray, percentile: float, restore_percentile: float) -> tuple[np.ndarray, np.ndarray]:
+  """``(low, high)`` float32 ``[3]``: the two percentiles of each statistic's column (NaNs ignored)."""
+  values = np.asarray(values, np.float64)
+  if values.ndim != 2 or values.shape[0] == 0:
+    raise ValueError(f"thresholds need a non-empty [n, statistics] array, got shape {values.shape}")
+  with np.errstate(all="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column gives NaN, mapped to +-inf below
+    low = np.nanpercentile(values, percentile, axis=0)
+    high = np.nanpercentile(values, restore_percentile, axis=0)
+  low = np.where(np.isnan(low), -np.inf, low)
+  high = np.where(np.isnan(high), np.inf, high)
+  return low.astype(np.float32), high.astype(np.float32)
+
+
+def depth_histogram(state: ProbeState, num_groups: int) -> dict[int, int]:
+  """``{depth: number of examples}`` for depths 0..num_groups."""
+  counts = np.bincount(np.asarray(state.depth), minlength=num_groups + 1)
+  return {d: int(c) for d, c in enumerate(counts)}
+
+
+def make_probe_plugin(spec: ProbeSpec, num_groups: int) -> ProbePlugin:
+  """Validates ``spec`` and builds the plugin.
+
+  Args:
+    spec: the probe config.
+    num_groups: the model's number of depth groups.
+
+  Returns:
+    A :class:`ProbePlugin`.
+  """
+  statistic_index(spec.signal)
+  if not 0.0 <= spec.ema < 1.0:
+    raise ValueError(f"ProbeSpec.ema must be in [0, 1), got {spec.ema}")
+  if not 0.0 <= spec.percentile < spec.restore_percentile <= 100.0:
+    raise ValueError(f"ProbeSpec needs 0 <= percentile ({spec.percentile}) < restore_percentile "
+                     f"({spec.restore_percentile}) <= 100")
+  if not 0 <= spec.min_depth <= num_groups:
+    raise ValueError(f"ProbeSpec.min_depth must be in [0, {num_groups}], got {spec.min_depth}")
+  if spec.calibrate_every < 1 or spec.calibration_batches < 1 or spec.min_seen < 1:
+    raise ValueError("ProbeSpec.calibrate_every, calibration_batches and min_seen must be positive")
+  if not -(num_groups - 1) <= spec.layer < num_groups - 1:
+    raise ValueError(f"ProbeSpec.layer {spec.layer} is out of range for {num_groups - 1} hidden states")
+  return ProbePlugin(spec, num_groups)

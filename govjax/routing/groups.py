@@ -1,0 +1,205 @@
+"""Depth groups: which routing group each parameter leaf belongs to.
+
+Gradient routing decides, per example, which *groups* of parameters its gradient may reach. A group is named by
+an int ``0..G-1``; for the govjax transformer group 0 holds the embeddings (nearest the input), group ``i`` holds
+``blocks[i - 1]`` and group ``num_layers + 1`` the final norm and unembedding (nearest the output).
+
+Groups are assigned from ordered ``(regex, group)`` rules matched (``re.fullmatch``, first match wins) against the
+``'/'``-joined path of every leaf, e.g. ``"blocks/0/mlp/up/kernel"`` (the trailing ``value`` attribute of an
+``nnx.Variable`` is not part of the path). Every leaf must be matched: an uncovered leaf is an error that lists all
+uncovered paths (as big_vision does for learning-rate multipliers), so a new parameter can never silently escape
+routing.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> params = {"embed": {"embedding": jnp.zeros((5, 2))}, "blocks": [{"w": jnp.zeros(3)}],
+  ...           "unembed": {"kernel": jnp.zeros((2, 5))}}
+  >>> ids = depth_groups(params, [(r"embed/.*", 0), (r"blocks/0/.*", 1), (r"unembed/.*", 2)])
+  >>> ids
+  {'blocks': [{'w': 1}], 'embed': {'embedding': 0}, 'unembed': {'kernel': 2}}
+  >>> group_sizes(params, ids, num_groups=3)
+  [10, 3, 10]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+
+Rules = Sequence[tuple[str, int]]
+
+
+class GroupCoverageError(ValueError):
+  """Raised when some parameter leaves match no group rule."""
+
+
+def _key_name(key: Any) -> str:
+  for attr in ("key", "idx", "name"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def path_string(path: Sequence[Any]) -> str:
+  """``'/'``-joined name of a pytree key path (as from ``jax.tree_util.tree_flatten_with_path``).
+
+  Also accepts the plain tuples of ``nnx.to_flat_state`` (e.g. ``('blocks', 0, 'mlp', 'up', 'kernel')``). A
+  trailing ``.value`` attribute (the payload of an ``nnx.Variable``) is dropped.
+
+  Args:
+    path: sequence of jax key entries or of plain str/int keys.
+
+  Returns:
+    The path as ``"blocks/0/mlp/up/kernel"``.
+  """
+  path = list(path)
+  if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
+    path = path[:-1]
+  return "/".join(_key_name(k) for k in path)
+
+
+def is_region_path(name: str) -> bool:
+  """Whether a ``'/'``-joined parameter path belongs to a removable region (has a ``region`` component)."""
+  return "region" in name.split("/")
+
+
+def leaf_paths(tree: Any) -> list[str]:
+  """The ``'/'``-joined path of every leaf of ``tree``, in ``jax.tree.leaves`` order."""
+  return [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _compile(rules: Rules) -> list[tuple[re.Pattern, int]]:
+  compiled = []
+  for i, rule in enumerate(rules):
+    try:
+      pattern, group = rule
+    except (TypeError, ValueError) as err:
+      raise ValueError(f"group rule #{i} must be a (regex, group) pair, got {rule!r}") from err
+    if not isinstance(group, int) or isinstance(group, bool) or group < 0:
+      raise ValueError(f"group rule #{i} ({pattern!r}): group must be an int >= 0, got {group!r}")
+    try:
+      compiled.append((re.compile(pattern), group))
+    except re.error as err:
+      raise ValueError(f"group rule #{i}: invalid regex {pattern!r}: {err}") from err
+  return compiled
+
+
+def depth_groups(params: Any, rules: Rules) -> Any:
+  """Assigns each leaf of ``params`` to a group.
+
+  Args:
+    params: any pytree, e.g. the ``nnx.State`` from ``nnx.split(model, nnx.Param)``.
+    rules: ordered ``(regex, group)`` pairs; a leaf takes the group of the first regex that fully matches its
+      ``'/'``-joined path.
+
+  Returns:
+    A pytree with the same structure as ``params`` (``nnx.State`` and ``nnx.Param`` wrappers included) whose
+    leaves are Python ints, usable with ``jax.tree.map(f, grads, group_ids)``.
+
+  Raises:
+    GroupCoverageError: listing every path that no rule matches.
+  """
+  compiled = _compile(rules)
+  flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+  groups, uncovered = [], []
+  for path, _ in flat:
+    name = path_string(path)
+    group = next((g for pattern, g in compiled if pattern.fullmatch(name)), None)
+    if group is None:
+      uncovered.append(name)
+    groups.append(group)
+  if uncovered:
+    raise GroupCoverageError(
+        f"{len(uncovered)} of {len(flat)} parameter leaves match no group rule: {uncovered}; "
+        f"rules: {[p for p, _ in rules]}")
+  return jax.tree_util.tree_unflatten(treedef, groups)
+
+
+def transformer_group_rules(num_layers: int, *, prefix: str = "") -> list[tuple[str, int]]:
+  """Default rules for :class:`govjax.models.transformer.Transformer`.
+
+  Args:
+    num_layers: number of transformer blocks ``n``; there are ``n + 2`` groups.
+    prefix: path prefix of the transformer inside a larger model, e.g. ``"trunk/"``.
+
+  Returns:
+    ``embed``/``pos_embed`` -> 0, ``blocks/i/...`` -> ``i + 1``, ``final_norm``/``unembed`` -> ``n + 1``.
+  """
+  p = re.escape(prefix)
+  rules = [(rf"{p}(embed|pos_embed)/.*", 0)]
+  rules += [(rf"{p}blocks/{i}/.*", i + 1) for i in range(num_layers)]
+  rules.append((rf"{p}(final_norm|unembed)/.*", num_layers + 1))
+  return rules
+
+
+def model_group_rules(model: Any) -> list[tuple[str, int]]:
+  """Group rules for a model: its own ``group_rules()`` if it has one, else the transformer defaults."""
+  if hasattr(model, "group_rules"):
+    return list(model.group_rules())
+  config = getattr(model, "config", None)
+  if config is None or not hasattr(config, "num_layers"):
+    raise ValueError(f"cannot derive group rules for {type(model).__name__}: it has neither group_rules() nor "
+                     "config.num_layers; pass rules explicitly")
+  return transformer_group_rules(config.num_layers)
+
+
+def model_num_groups(model: Any) -> int:
+  """Number of routing groups of a model (``model.num_groups`` or ``model.config.num_groups``)."""
+  if hasattr(model, "num_groups"):
+    return int(model.num_groups)
+  return int(model.config.num_groups)
+
+
+def is_rules(groups: Any) -> bool:
+  """Whether ``groups`` is a rule list (``[(regex, group), ...]``) rather than a pytree of group ids."""
+  return (isinstance(groups, (list, tuple)) and len(groups) > 0
+          and all(isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], str) for r in groups))
+
+
+def resolve_group_ids(groups: Any, tree: Any) -> Any:
+  """Group ids for ``tree``: ``groups`` itself if it is a pytree of ids, else ``depth_groups(tree, groups)``.
+
+  Transforms accept rules so that they can be built before the parameters exist (paths are the same for
+  parameters, gradients and per-example gradients).
+  """
+  return depth_groups(tree, groups) if is_rules(groups) else groups
+
+
+def group_sizes(params: Any, group_ids: Any, num_groups: int | None = None) -> list[int]:
+  """Number of scalar parameters in each group.
+
+  Args:
+    params: the parameter pytree.
+    group_ids: from :func:`depth_groups` (same structure).
+    num_groups: length of the result (default: largest group id + 1).
+
+  Returns:
+    ``sizes[g]`` = total size of the leaves in group ``g``.
+  """
+  ids = jax.tree.leaves(group_ids)
+  leaves = jax.tree.leaves(params)
+  if len(ids) != len(leaves):
+    raise ValueError(f"group_ids has {len(ids)} leaves but params has {len(leaves)}")
+  n = num_groups if num_groups is not None else (max(ids) + 1 if ids else 0)
+  sizes = [0] * n
+  for g, leaf in zip(ids, leaves, strict=True):
+    if g >= n:
+      raise ValueError(f"group id {g} >= num_groups={n}")
+    sizes[g] += int(leaf.size)
+  return sizes
+
+
+def group_leaves(group_ids: Any) -> list[int]:
+  """The group ids in ``jax.tree.leaves`` order."""
+  return [int(g) for g in jax.tree.leaves(group_ids)]
+
+
+def check_group_ids(group_ids: Any, num_groups: int, *, where: str = "group_mask") -> None:
+  """Raises if a group id does not index a mask with ``num_groups`` columns."""
+  ids: Iterable[int] = group_leaves(group_ids)
+  bad = sorted({g for g in ids if not 0 <= g < num_groups})
+  if bad:
+    raise ValueError(f"{where} has {num_groups} group columns but group ids {bad} were assigned")

@@ -1,0 +1,234 @@
+"""Routed loss functions for the train step: ``loss_fn(model, batch, group_mask, rng) -> (loss, aux)``.
+
+Every loss here has the signature :func:`govjax.train.step.make_train_step` expects; ``aux`` holds
+``per_example_loss`` ``[B]`` (the unweighted next-token loss of each row), ``contributors`` ``[G]`` (the mask's
+column sums), ``logits`` and, with ``return_hidden=True``, ``hidden`` (the residual stream after group 0 and every
+block). The gradient of the returned loss with respect to the parameters is, per mode:
+
+- ``"plain"``: no routing, ``sum_b g_b / B`` (the mask is only counted).
+- ``"depth"``: the in-model depth gate (:func:`govjax.routing.gate.depth_gate`), loss weighted by the mask's top
+  column. Gives the ``"batch"`` aggregate ``sum_b mask[b, g] * g_b / B`` for every row whose non-zero entries form
+  a top segment (depth masks, soft or not); in a row with a zero above a non-zero, every group below the highest
+  zero gets nothing (never more than the mask allows). Nearly free: the backward pass stops at each row's depth.
+- ``"per_group"``: the per-group ``custom_vjp`` (:func:`govjax.routing.gate.per_group_forward`): the ``"batch"``
+  aggregate for any mask, non-monotone and soft ones included.
+- ``"exact"``: the per-example reference. Per-example gradients (``vmap`` over microbatches of ``microbatch``
+  rows inside a ``lax.scan``) are reduced with the routed aggregation of
+  :func:`govjax.routing.transforms.per_example_routed_aggregate` (:func:`~govjax.routing.transforms.
+  exact_routed_grads`), *with the normaliser already applied*; the loss is a surrogate whose value is the mean
+  loss and whose gradient is that aggregate, so the optimizer chain must not normalise again.
+- ``"region"``: routing into the removable region (``TransformerConfig.region_width`` extra MLP units per block).
+  ``batch["region"]`` ``[B]`` (1 = the row's work is routed to the region, 0 = not) decides:
+
+  * the region's output is scaled by ``region[b]`` in the forward pass, so rows with ``region == 0`` run the
+    base model exactly and give the region parameters no gradient;
+  * rows with ``region == 1`` send their gradient only into the region parameters (of the groups their mask row
+    allows, e.g. a policy's ``region NAME depth D``); their contribution to every base parameter (embeddings,
+    attention, base MLP units, norms, unembedding) is exactly zero, while the input cotangent still flows down
+    the residual stream to the lower blocks' region units.
+
+  Consequently the base parameters train exactly as a ``region_width=0`` model trained on the non-region rows
+  alone (same normalisation, elementwise optimizer), and :func:`govjax.models.transformer.drop_region` of the
+  trained model *is* that model: dropping the region at generation removes everything the region rows taught,
+  and nothing else. The normaliser is applied inside the loss, separately for base parameters
+  (``N = sum_b mask[b, g] * (1 - region[b])``) and region parameters (``N = sum_b mask[b, g] * region[b]``),
+  because the optimizer only sees the mask; global-norm clipping still couples both (it sees all parameters).
+
+``"depth"``, ``"per_group"`` and ``"plain"`` produce the ``"batch"`` aggregate; for ``"contributors"`` chain
+:func:`govjax.routing.transforms.normalise_by_contributors` before the optimizer (as
+:func:`govjax.train.governance.governance_components` does).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from flax import nnx
+  >>> from govjax.models.transformer import Transformer, TransformerConfig
+  >>> model = Transformer(TransformerConfig(vocab_size=7, num_layers=1, width=16, num_heads=2, context=8),
+  ...                     rngs=nnx.Rngs(0))
+  >>> batch = {"tokens": jnp.ones((2, 8), jnp.int32)}
+  >>> mask = jnp.array([[1., 1., 1.], [0., 1., 1.]])
+  >>> loss, aux = make_routed_loss("depth")(model, batch, mask, jax.random.PRNGKey(0))
+  >>> aux["per_example_loss"].shape, aux["contributors"].tolist()
+  ((2,), [1.0, 2.0, 2.0])
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from govjax.routing.gate import depth_loss_weights, per_group_forward, routed_apply
+from govjax.routing.groups import model_group_rules
+from govjax.routing.transforms import NORMALISERS, exact_routed_grads
+from govjax.train.losses import per_example_next_token_loss
+
+LOSS_MODES = ("plain", "depth", "per_group", "exact", "region")
+LossFn = Callable[..., tuple[jax.Array, dict]]
+
+
+def _aux(per_example: jax.Array, group_mask: jax.Array, logits: jax.Array, hidden: Any,
+         return_hidden: bool) -> dict:
+  aux = {"per_example_loss": per_example, "contributors": group_mask.sum(axis=0), "logits": logits}
+  if return_hidden:
+    aux["hidden"] = hidden
+  return aux
+
+
+def _split_out(out: Any, return_hidden: bool) -> tuple[jax.Array, Any]:
+  return out if return_hidden else (out, None)
+
+
+def _gated_loss(model, batch, group_mask, *, mode: str, return_hidden: bool):
+  """``"plain"``, ``"depth"`` and ``"per_group"``: routing in the forward pass, batch-normalised gradient."""
+  tokens = batch["tokens"]
+  logits, hidden = _split_out(routed_apply(model, tokens, group_mask, mode=mode, return_hidden=return_hidden),
+                              return_hidden)
+  per_example, _ = per_example_next_token_loss(logits, tokens)
+  weights = depth_loss_weights(group_mask) if mode == "depth" else jnp.ones_like(per_example)
+  loss = jnp.mean(weights * per_example)
+  return loss, _aux(per_example, group_mask, logits, hidden, return_hidden)
+
+
+def _column_normalise(weights: jax.Array, normaliser: str) -> jax.Array:
+  """Scales mask columns so that a batch-mean loss gives the chosen normaliser (``B / N_g`` for contributors)."""
+  if normaliser == "batch":
+    return weights
+  counts = weights.sum(axis=0)
+  scale = jnp.where(counts > 0, weights.shape[0] / jnp.where(counts > 0, counts, 1.0), 0.0)
+  return weights * scale[None, :]
+
+
+def region_masks(group_mask: jax.Array, region: jax.Array, normaliser: str = "batch"
+                 ) -> tuple[jax.Array, jax.Array]:
+  """Per-example weights of base and region parameters in ``"region"`` mode.
+
+  Args:
+    group_mask: ``[B, G]`` routing mask.
+    region: ``[B]`` 1 where the row is routed to the region.
+    normaliser: ``"batch"`` or ``"contributors"`` (then each column is rescaled by ``B / N`` of its own rows).
+
+  Returns:
+    ``(base_mask, region_mask)``, both ``[B, G]``: ``mask * (1 - region)`` and ``mask * region``, normalised.
+  """
+  if normaliser not in NORMALISERS:
+    raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser!r}")
+  mask = jnp.asarray(group_mask, jnp.float32)
+  region = jnp.asarray(region, jnp.float32)[:, None]
+  return _column_normalise(mask * (1.0 - region), normaliser), _column_normalise(mask * region, normaliser)
+
+
+def _region_loss(model, batch, group_mask, *, normaliser: str, return_hidden: bool):
+  if "region" not in batch:
+    raise ValueError("routing mode 'region' needs batch['region'] ([B] float, 1 = routed to the region); the "
+                     "batch has keys " + str(sorted(batch)))
+  if not getattr(model.config, "region_width", 0):
+    raise ValueError("routing mode 'region' needs a model with a removable region (model.region_width > 0)")
+  tokens = batch["tokens"]
+  region = jnp.asarray(batch["region"], jnp.float32)
+  base_mask, region_mask = region_masks(group_mask, region, normaliser)
+  out = per_group_forward(model, tokens, base_mask, return_hidden=return_hidden, region=region,
+                          region_mask=region_mask)
+  logits, hidden = _split_out(out, return_hidden)
+  per_example, _ = per_example_next_token_loss(logits, tokens)
+  return per_example.mean(), _aux(per_example, group_mask, logits, hidden, return_hidden)
+
+
+def _exact_loss(model, batch, group_mask, *, normaliser: str, microbatch: int, rules, return_hidden: bool):
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  rules = rules if rules is not None else model_group_rules(model)
+  fixed = jax.lax.stop_gradient(params)
+
+  def example_loss(p, example):
+    out = nnx.merge(graphdef, p, rest)(example["tokens"], return_hidden=return_hidden)
+    logits, hidden = _split_out(out, return_hidden)
+    per_example, _ = per_example_next_token_loss(logits, example["tokens"])
+    aux = {"logits": logits}
+    if return_hidden:
+      aux["hidden"] = hidden
+    return per_example, aux
+
+  grads, (per_example, extra) = exact_routed_grads(
+      example_loss, fixed, {"tokens": batch["tokens"]}, group_mask, rules, microbatch=microbatch,
+      normaliser=normaliser, has_aux=True)
+  grads = jax.lax.stop_gradient(grads)
+  # Surrogate: value = mean loss, gradient wrt params = the exact routed aggregate.
+  delta = jax.tree.map(lambda p, f: p - f, params, fixed)
+  linear = sum(jnp.vdot(d, g) for d, g in zip(jax.tree.leaves(delta), jax.tree.leaves(grads), strict=True))
+  loss = jax.lax.stop_gradient(per_example.mean()) + linear
+  return loss, _aux(per_example, group_mask, extra["logits"], extra.get("hidden"), return_hidden)
+
+
+def routed_loss(
+    model: Any,
+    batch: dict,
+    group_mask: jax.Array,
+    rng: jax.Array | None = None,
+    *,
+    mode: str = "depth",
+    normaliser: str = "batch",
+    microbatch: int = 8,
+    rules=None,
+    return_hidden: bool = False,
+) -> tuple[jax.Array, dict]:
+  """The routed next-token loss of a batch (see the module docstring for each mode's gradient).
+
+  Args:
+    model: a :class:`~govjax.models.transformer.Transformer` (merged inside the step).
+    batch: dict with ``tokens`` ``[B, T]`` (and ``region`` ``[B]`` for ``mode="region"``).
+    group_mask: ``[B, G]`` float routing mask.
+    rng: unused (the losses are deterministic); kept for the train-step signature.
+    mode: one of :data:`LOSS_MODES`.
+    normaliser: ``"batch"`` or ``"contributors"``; only ``"exact"`` and ``"region"`` apply it (the other modes
+      always give the batch aggregate; normalise in the optimizer).
+    microbatch: rows per ``vmap`` chunk in ``"exact"`` mode.
+    rules: group rules for ``"exact"`` (default: the model's).
+    return_hidden: put the residual stream per group into ``aux["hidden"]``.
+
+  Returns:
+    ``(loss, aux)``.
+  """
+  del rng
+  if mode not in LOSS_MODES:
+    raise ValueError(f"routing mode must be one of {LOSS_MODES}, got {mode!r}")
+  if normaliser not in NORMALISERS:
+    raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser!r}")
+  group_mask = jnp.asarray(group_mask, jnp.float32)
+  if mode == "exact":
+    return _exact_loss(model, batch, group_mask, normaliser=normaliser, microbatch=microbatch, rules=rules,
+                       return_hidden=return_hidden)
+  if mode == "region":
+    return _region_loss(model, batch, group_mask, normaliser=normaliser, return_hidden=return_hidden)
+  if normaliser != "batch":
+    raise ValueError(f"mode {mode!r} gives the batch-normalised gradient; apply normaliser={normaliser!r} in the "
+                     "optimizer (govjax.routing.transforms.normalise_by_contributors)")
+  return _gated_loss(model, batch, group_mask, mode=mode, return_hidden=return_hidden)
+
+
+def make_routed_loss(mode: str, *, normaliser: str = "batch", microbatch: int = 8, rules=None) -> LossFn:
+  """A train-step loss ``loss_fn(model, batch, group_mask, rng, *, return_hidden=False)`` for ``mode``.
+
+  Args:
+    mode: one of :data:`LOSS_MODES`.
+    normaliser: for ``"exact"``/``"region"`` (see :func:`routed_loss`).
+    microbatch: rows per chunk in ``"exact"`` mode.
+    rules: group rules for ``"exact"``.
+
+  Returns:
+    The loss function.
+  """
+  if mode not in LOSS_MODES:
+    raise ValueError(f"routing mode must be one of {LOSS_MODES}, got {mode!r}")
+  if normaliser not in NORMALISERS:
+    raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser!r}")
+  if mode not in ("exact", "region") and normaliser != "batch":
+    raise ValueError(f"mode {mode!r} gives the batch-normalised gradient; apply normaliser={normaliser!r} in the "
+                     "optimizer (govjax.routing.transforms.normalise_by_contributors)")
+  if microbatch < 1:
+    raise ValueError(f"microbatch must be >= 1, got {microbatch}")
+  fn = functools.partial(routed_loss, mode=mode, normaliser=normaliser, microbatch=microbatch, rules=rules)
+  functools.update_wrapper(fn, routed_loss)
+  return fn

@@ -1,0 +1,162 @@
+"""Lookup from the manifest alone: exact tiers, fingerprint tier, distinct works, model info, CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import random
+import shutil
+
+import music21
+import pytest
+
+from govjax.documentation import lookup
+from govjax.documentation import manifest as mfst
+from govjax.documentation import music_fingerprint as mf
+
+DOCUMENTED = ("bach/bwv66.6", "bach/bwv10.7", "bach/bwv101.7", "bach/bwv26.6")
+
+
+@pytest.fixture(scope="module")
+def manifest_dir(tmp_path_factory):
+  """A manifest of four chorales (one excluded) plus a text; the corpus files are not copied."""
+  out = tmp_path_factory.mktemp("manifest")
+  works = [{"work_id": w, "title": w, "composer": "J. S. Bach", "source_path": f"{w}.mxl",
+            "path": str(music21.corpus.getWork(w)), "split": "train"} for w in DOCUMENTED]
+  works.append({"work_id": "text/psalm23", "text": "The Lord is my shepherd; I shall not want. He maketh me to lie "
+                "down in green pastures: he leadeth me beside the still waters.", "sha256": "b" * 64})
+  treatments = {w: {"include": True, "depth": 6, "rule": "permissive", "reason": "CC-PDM-1.0"}
+                for w in DOCUMENTED}
+  treatments["bach/bwv10.7"] = {"include": False, "rule": "opted-out", "reason": "generative_training notAllowed"}
+  rights = {w: {"work_id": w, "licence": "CC-PDM-1.0", "attribution_text": f"J. S. Bach, {w}"} for w in DOCUMENTED}
+  records = mfst.build_records(works, rights=rights, treatments=treatments, num_groups=6)
+  mfst.write_manifest(out, records, name="t", description="t", url="urn:govjax:t", date_published="2025-01-01")
+  return out
+
+
+@pytest.fixture(scope="module")
+def index(manifest_dir):
+  return lookup.ManifestIndex(mfst.load_manifest(manifest_dir))
+
+
+def _notes(work_id):
+  return mf.notes_from_score(music21.corpus.parse(work_id)).notes
+
+
+def _write(notes, path, fmt):
+  mf.score_from_notes(notes).write(fmt, fp=str(path))
+  return path
+
+
+def _only(result, work_id):
+  assert result.found
+  assert result.matches[0].work_id == work_id
+  return result.matches[0]
+
+
+def test_original_file_matches_at_tier_2a(index):
+  result = lookup.lookup_file(music21.corpus.getWork("bach/bwv66.6"), index)
+  match = _only(result, "bach/bwv66.6")
+  assert (match.tier, match.matched_by, match.level, match.score) == ("2a", "exact", "exact-file", 1.0)
+  assert match.treatment["label"] == "depth 6/6"
+  assert match.record["licence"] == "CC-PDM-1.0"
+  assert match.audit == match.provenance_appearances == lookup.NOT_AVAILABLE
+
+
+def test_transposed_time_scaled_and_reencoded_copies_match_at_tier_2b(index, tmp_path):
+  notes = _notes("bach/bwv101.7")
+  up5 = [dataclasses.replace(n, pitch=n.pitch + 5) for n in notes]
+  slow = [dataclasses.replace(n, onset=n.onset * 2, duration=n.duration * 2) for n in notes]
+  music21.corpus.parse("bach/bwv101.7").write("musicxml", fp=str(tmp_path / "x.musicxml"))
+  mf.parse_music_file(tmp_path / "x.musicxml").write("midi", fp=str(tmp_path / "reencoded.mid"))
+  for path in (_write(up5, tmp_path / "up5.musicxml", "musicxml"), _write(slow, tmp_path / "slow.mid", "midi"),
+               tmp_path / "reencoded.mid"):
+    match = _only(lookup.lookup_file(path, index), "bach/bwv101.7")
+    assert (match.tier, match.matched_by, match.level) == ("2b", "content", "exact-content"), path
+
+
+def test_edited_copy_matches_at_tier_3_even_via_lsh_and_exhaustive(index, tmp_path):
+  notes = list(_notes("bach/bwv26.6"))
+  rng = random.Random(1)
+  for i in rng.sample(range(len(notes)), 4):
+    notes[i] = dataclasses.replace(notes[i], pitch=notes[i].pitch - 1)
+  path = _write([dataclasses.replace(n, pitch=n.pitch - 3) for n in notes], tmp_path / "edited.mid", "midi")
+  for exhaustive in (False, True):
+    match = _only(lookup.lookup_file(path, index, exhaustive=exhaustive), "bach/bwv26.6")
+    assert (match.tier, match.matched_by, match.level) == ("3", "fingerprint", "near-copy")
+    assert 0.45 <= match.score < 1.0
+    assert match.scores["containment"] >= match.score
+
+
+def test_excluded_work_reports_its_exclusion(index):
+  match = _only(lookup.lookup_file(music21.corpus.getWork("bach/bwv10.7"), index), "bach/bwv10.7")
+  assert match.treatment["status"] == "excluded"
+  assert match.treatment["label"] == "excluded (generative_training notAllowed)"
+
+
+def test_distinct_works_are_not_found(index, tmp_path):
+  for work_id in ("bach/bwv103.6", "bach/bwv104.6"):
+    path = _write(_notes(work_id), tmp_path / f"{work_id.split('/')[1]}.mid", "midi")
+    result = lookup.lookup_file(path, index, exhaustive=True)
+    assert not result.found and result.matches == [], work_id
+    assert "NOT FOUND" in result.format()
+
+
+def _write_run(root, audit_rows, lineage):
+  (root / "audit").mkdir(parents=True, exist_ok=True)
+  (root / "audit" / "per_work.jsonl").write_text("".join(json.dumps(r) + "\n" for r in audit_rows))
+  (root / "provenance" / "lineage").mkdir(parents=True, exist_ok=True)
+  for i, works in enumerate(lineage):
+    (root / "provenance" / "lineage" / f"sample{i}.json").write_text(
+        json.dumps({"output": f"sample{i}.mid", "works": [{"work_id": w, "score": 0.5, "depth": 6} for w in works]}))
+
+
+def test_model_info_from_workdir(index, tmp_path):
+  _write_run(tmp_path, [{"work_id": "bach/bwv66.6", "extraction_rate": 0.25}],
+             [["bach/bwv66.6", "bach/bwv101.7"], ["bach/bwv66.6"], ["bach/bwv101.7", "bach/bwv66.6"]])
+  match = _only(lookup.lookup_file(music21.corpus.getWork("bach/bwv66.6"), index, workdir=tmp_path),
+                "bach/bwv66.6")
+  assert match.audit == {"work_id": "bach/bwv66.6", "extraction_rate": 0.25}
+  assert match.provenance_appearances == 3
+  other = _only(lookup.lookup_file(music21.corpus.getWork("bach/bwv26.6"), index, workdir=tmp_path),
+                "bach/bwv26.6")
+  assert other.audit == "no audit row for this work" and other.provenance_appearances == 0
+  shutil.rmtree(tmp_path / "provenance")
+  result = lookup.lookup_file(music21.corpus.getWork("bach/bwv66.6"), index, workdir=tmp_path)
+  assert result.matches[0].provenance_appearances == lookup.NOT_AVAILABLE
+  assert result.model["audit"] == "1 works audited"
+  (tmp_path / "audit" / "per_work.jsonl").write_text('{"extraction_rate": 1}\n')
+  with pytest.raises(ValueError, match="per_work.jsonl:1: row lacks field 'work_id'"):
+    lookup.lookup_file(music21.corpus.getWork("bach/bwv66.6"), index, workdir=tmp_path)
+
+
+def test_text_lookup_and_unknown_types(index, tmp_path):
+  (tmp_path / "psalm.txt").write_text("THE LORD IS MY SHEPHERD -- I shall not want.\nHe maketh me to lie down in "
+                                      "green pastures; he leadeth me beside the still waters!")
+  match = _only(lookup.lookup_file(tmp_path / "psalm.txt", index), "text/psalm23")
+  assert match.tier == "2b"
+  (tmp_path / "x.unknown").write_text("?")
+  with pytest.raises(lookup.QueryError, match="unknown file type"):
+    lookup.lookup_file(tmp_path / "x.unknown", index)
+
+
+def test_lookup_needs_only_the_manifest_files(manifest_dir, tmp_path):
+  copy = tmp_path / "copied"
+  shutil.copytree(manifest_dir, copy)
+  result = lookup.lookup_file(music21.corpus.getWork("bach/bwv66.6"), copy / "croissant.json")
+  assert result.matches[0].work_id == "bach/bwv66.6"
+
+
+def test_cli_lookup_json_and_exit_codes(manifest_dir, tmp_path):
+  from govjax.cli import main
+
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    code = main(["lookup", str(music21.corpus.getWork("bach/bwv66.6")), "--manifest", str(manifest_dir), "--json"])
+  assert code == 0
+  assert json.loads(out.getvalue())["matches"][0]["work_id"] == "bach/bwv66.6"
+  path = _write(_notes("bach/bwv103.6"), tmp_path / "other.mid", "midi")
+  with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["lookup", str(path), "--manifest", str(manifest_dir)]) == 1

@@ -1,0 +1,67 @@
+"""Sounding notes: tokens give the tokenizer's notes, polyphonic parts split by rank, skips counted, round trip."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import music21
+import pytest
+
+from govjax.documentation import music_notes as mn
+
+
+@pytest.fixture(scope="module")
+def chorale():
+  return music21.corpus.parse("bach/bwv66.6")
+
+
+def test_tokens_give_the_tokenizer_reference_notes(chorale):
+  tokenizer = pytest.importorskip("govjax.data.tokenizer")
+  encoded = tokenizer.encode_score(chorale)
+  from_tokens = mn.notes_from_tokens(encoded.tokens)
+  reference = tokenizer.note_events(chorale)  # bwv66.6 is on the 16th grid: no adjustment
+  assert sorted((n.voice, n.pitch, n.onset, n.duration) for n in from_tokens.notes) == sorted(
+      (e.voice, e.pitch, Fraction(e.offset), Fraction(e.duration)) for e in reference)
+
+
+def _stream(parts):
+  score = music21.stream.Score()
+  for events in parts:
+    part = music21.stream.Part()
+    for onset, pitches, duration in events:
+      element = music21.chord.Chord(pitches) if isinstance(pitches, list) else music21.note.Note(pitches)
+      element.quarterLength = duration
+      part.insert(onset, element)
+    score.insert(0, part)
+  return score
+
+
+def test_polyphonic_part_is_split_into_voices_by_pitch_rank():
+  score = _stream([[(0, [60, 67], 1), (1, [62, 65], 1), (2, [64, 72], 2)]])
+  notes = mn.notes_from_score(score)
+  assert notes.num_voices == 2
+  voices = {v: [n.pitch for n in notes.notes if n.voice == v] for v in (0, 1)}
+  assert voices == {0: [67, 65, 72], 1: [60, 62, 64]}
+
+
+def test_grace_notes_are_skipped_and_counted():
+  score = _stream([[(0, 60, 1), (1, 62, 1)]])
+  grace = music21.note.Note(61).getGrace()
+  score.parts[0].insert(1, grace)
+  notes = mn.notes_from_score(score)
+  assert [n.pitch for n in notes.notes] == [60, 62]
+  assert notes.skipped == {"grace": 1}
+
+
+def test_score_round_trip_through_midi_keeps_the_notes(chorale, tmp_path):
+  notes = mn.notes_from_score(chorale)
+  mn.score_from_notes(notes.notes).write("midi", fp=str(tmp_path / "x.mid"))
+  back = mn.notes_from_file(tmp_path / "x.mid")
+  key = lambda n: (n.onset, n.pitch, n.duration)
+  assert sorted(map(key, back.notes)) == sorted(map(key, notes.notes))
+
+
+def test_unparsable_file_is_named(tmp_path):
+  (tmp_path / "broken.mid").write_bytes(b"not midi")
+  with pytest.raises(mn.MusicParseError, match="broken.mid: music21 cannot parse it"):
+    mn.notes_from_file(tmp_path / "broken.mid")

@@ -1,0 +1,62 @@
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from govjax.train.step import create_train_state, make_train_step
+from tests.multidevice.common import AdaptiveDepthPlugin, governed_components, tiny_config, tiny_data
+from tests.multidevice.multiprocess_worker import STEPS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_with_gloo_agree_with_one_process(tmp_path):
+  port = _free_port()
+  out = tmp_path / "state.npz"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per process
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  env["JAX_PLATFORMS"] = "cpu"
+  procs = [subprocess.Popen([sys.executable, "-m", "tests.multidevice.multiprocess_worker", str(port), str(i),
+                             str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+           for i in range(2)]
+  logs = []
+  try:
+    for p in procs:
+      logs.append(p.communicate(timeout=240)[0].decode(errors="replace"))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, log in zip(procs, logs, strict=True):
+    assert p.returncode == 0, log[-3000:]
+
+  # The same global batches on one process and one device.
+  config = tiny_config()
+  data = tiny_data()
+  components = governed_components(config)
+  plugin = AdaptiveDepthPlugin(num_groups=3)
+  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.vocab_size, tx=components.tx,
+                                              extras={plugin.name: plugin.init(data.num_train_examples)})
+  step = make_train_step(graphdef, tx, components.loss_fn, plugins=(plugin,), donate=False)
+  losses = []
+  for s in range(STEPS):
+    state, metrics = step(state, data.train[s], data.group_mask(data.train[s]))
+    losses.append(float(metrics["loss"]))
+  got = np.load(out)
+  np.testing.assert_allclose(got["losses"], losses, rtol=1e-5)
+  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
+  for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(state), strict=True)):
+    a, b = np.asarray(leaf), got[f"leaf{i}"]
+    if "'key'" in path and "'bias'" in path and a.dtype.kind == "f":  # zero exact gradient, see common.py
+      assert np.abs(a - b).max() <= 2 * STEPS * config.learning_rate
+      continue
+    np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6, err_msg=path)
