@@ -54,7 +54,8 @@ def make_canaries(seed: int | np.random.Generator, num: int, length: int, *, low
 
 
 def canary_exposure(model, canaries, *, num_references: int = 1000, seed: int = 0, low: int = 3,
-                    high: int = 72, repetitions: Sequence[int] | None = None, batch_size: int = 64) -> dict:
+                    high: int = 72, repetitions: Sequence[int] | None = None, batch_size: int = 64,
+                    references: np.ndarray | None = None) -> dict:
   """Exposure of each canary against ``num_references`` fresh random sequences of the same distribution.
 
   Args:
@@ -65,13 +66,18 @@ def canary_exposure(model, canaries, *, num_references: int = 1000, seed: int = 
     low, high: the canaries' token range.
     repetitions: times each canary was inserted (reported alongside).
     batch_size: rows scored at once.
+    references: the reference sequences themselves (same distribution as the canaries, never inserted);
+      when given, ``num_references``, ``seed``, ``low`` and ``high`` are not used to draw them.
 
   Returns:
     ``{"num_references", "max_exposure", "canaries": [{"index", "repetitions", "loss", "rank", "exposure"}],
     "by_repetitions": {reps: mean exposure}}``.
   """
   canaries = np.asarray(canaries, np.int32)
-  references = make_canaries(seed, num_references, canaries.shape[1], low=low, high=high)
+  if references is None:
+    references = make_canaries(seed, num_references, canaries.shape[1], low=low, high=high)
+  references = np.asarray(references, np.int32)
+  num_references = len(references)
   ref_loss, _ = window_losses(model, references, batch_size=batch_size)
   can_loss, _ = window_losses(model, canaries, batch_size=batch_size)
   rows = []

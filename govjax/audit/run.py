@@ -171,6 +171,7 @@ def audit_model(model, data, *, k: int = 32, m: int = 32, batch_size: int = 64,
   if canaries is not None and len(canaries):
     summary["exposure"] = canary_exposure(model, canaries, num_references=num_references, seed=seed + 1,
                                           repetitions=getattr(data, "canary_repetitions", None),
+                                          references=getattr(data, "canary_references", None),
                                           batch_size=batch_size)
   else:
     summary["exposure"] = None

@@ -120,7 +120,8 @@ def make_dpsgd_train_step(
     graphdef: from ``create_train_state``.
     tx: an optimizer whose first transform is :func:`dp_aggregate` (see :func:`dpsgd_optimizer`); called as
       ``tx.update(per_example_grads, opt_state, params, group_mask=group_mask, key=noise_key)``.
-    loss_fn: evaluated on one row at a time (``batch`` leaves and ``group_mask`` with a leading axis of 1).
+    loss_fn: evaluated on one row at a time (``batch`` leaves and ``group_mask`` with a leading axis of 1), with
+      ``return_hidden=True`` when a plugin ``needs_hidden``.
     plugins: step plugins, as in ``make_train_step`` (they see the batch-shaped ``aux``).
     donate: donate the input state's buffers.
     microbatch: rows whose per-example gradients are computed at once (``None``: the whole batch); the last
@@ -133,6 +134,8 @@ def make_dpsgd_train_step(
   """
   if microbatch is not None and int(microbatch) < 1:
     raise ValueError(f"dpsgd: microbatch must be a positive number of rows or None, got {microbatch}")
+
+  loss_kwargs = {"return_hidden": True} if any(p.needs_hidden for p in plugins) else {}
 
   def step(state: TrainState, batch: dict, group_mask: jax.Array) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
@@ -147,7 +150,7 @@ def make_dpsgd_train_step(
       def objective(params):
         model = nnx.merge(graphdef, params)
         rows = jax.tree.map(lambda x: x[None], row_batch)
-        return loss_fn(model, rows, row_mask[None], rng)
+        return loss_fn(model, rows, row_mask[None], rng, **loss_kwargs)
 
       (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
       return loss, aux, grads, optax.tree.norm(grads)

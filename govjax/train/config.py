@@ -169,10 +169,10 @@ def load_config(path: str | pathlib.Path) -> TrainConfig:
 
 def _coerce(text: str, annotation) -> object:
   """Parses an override value for a field of the given type annotation."""
-  if text.lower() in ("none", "null"):
-    return None
   kinds = typing.get_args(annotation) or (annotation,)
   names = {getattr(k, "__name__", str(k)) for k in kinds} | {str(annotation)}
+  if text.lower() in ("none", "null") and (type(None) in kinds or "None" in str(annotation)):
+    return None
   if any("bool" in n for n in names):
     if text.lower() in ("true", "1", "yes"):
       return True

@@ -48,6 +48,9 @@ class TrainingData:
     window_table: ``govjax.data.loader.WindowTable`` of the training windows (row = ``example_id``).
     context: window length in tokens.
     treatments: ``work_id -> {"action", "depth", "region", "rule", "reason"}`` for every work considered.
+    canaries: int32 ``[C, T]`` the distinct planted canaries (None without canaries).
+    canary_repetitions: int ``[C]`` copies of each canary planted.
+    canary_references: int32 ``[R, T]`` never-planted sequences of the canaries' distribution (exposure).
   """
 
   train: Any
@@ -64,6 +67,9 @@ class TrainingData:
   window_table: Any = None
   context: int | None = None
   treatments: dict = dataclasses.field(default_factory=dict)
+  canaries: np.ndarray | None = None
+  canary_repetitions: np.ndarray | None = None
+  canary_references: np.ndarray | None = None
 
   def group_mask(self, batch: dict) -> np.ndarray:
     """``[B, num_groups]`` float32 mask: row b may reach group g iff ``g >= num_groups - depth[b]``."""
@@ -153,6 +159,12 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
   by_id = {r.work_id: r for r in records}
   train_ids = [w.work_id for w in works["train"]]
   policy = load_policy(config.governance.policy)
+  dedup_report = None
+  if config.governance.deduplicate:
+    from govjax.baselines.dedup import deduplicate_works
+
+    deduplicated, dedup_report = deduplicate_works(works["train"])
+    works = dict(works, train=deduplicated)
   # Works without a record take the policy's missing-record rule (an error listing them, by default).
   governed = govern_works(works["train"], records, policy, num_groups)
   kept = governed.works
@@ -190,7 +202,18 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
       "scenario": config.governance.scenario,
       "policy": policy.name,
       "exclusion": exclusion,
+      "deduplication": None if dedup_report is None else dedup_report.to_dict(),
   }
+  canary_fields = {}
+  if canaries:
+    from govjax.data.canaries import canary_tokens, reference_tokens
+
+    spec = config.canaries
+    canary_fields = {
+        "canaries": np.concatenate([canary_tokens(spec, r) for r in spec.repeats]),
+        "canary_repetitions": np.repeat(np.asarray(spec.repeats), spec.count),
+        "canary_references": reference_tokens(spec, 1000),
+    }
   return TrainingData(
       train=RegionBatches(batches, region),
       validation=validation if heldout else None,
@@ -206,4 +229,5 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
       window_table=table,
       context=context,
       treatments=treatments,
+      **canary_fields,
   )

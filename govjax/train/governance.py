@@ -29,6 +29,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
 import optax
 
@@ -36,9 +38,10 @@ from govjax.routing.groups import transformer_group_rules
 from govjax.routing.loss import make_routed_loss
 from govjax.routing.transforms import NORMALISERS, freeze_groups_without_contributors, normalise_by_contributors
 from govjax.train.config import TrainConfig
-from govjax.train.step import LossFn, make_optimizer, plain_loss
+from govjax.train.step import LossFn, make_optimizer, make_train_step, plain_loss
 
 ROUTING_MODES = ("none", "depth", "per_group", "exact", "region")
+BASELINES = ("none", "goldfish", "dpsgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,15 +53,63 @@ class GovernanceComponents:
     loss_fn: ``loss_fn(model, batch, group_mask, rng) -> (loss, aux)``.
     tx: the optimizer chain, called with ``group_mask=`` as an extra argument.
     plugins: step plugins (e.g. the memorization probe), see ``govjax.train.step.StepPlugin``.
+    make_step: builds the train step when it is not ``make_train_step`` (DP-SGD needs per-example gradients).
   """
 
   routing: str
   loss_fn: LossFn
   tx: optax.GradientTransformationExtraArgs
   plugins: tuple = ()
+  make_step: Callable | None = None
+
+  def train_step(self, graphdef):
+    """The jitted train step for these components (``make_train_step`` unless a baseline brings its own)."""
+    make = self.make_step or make_train_step
+    return make(graphdef, self.tx, self.loss_fn, plugins=self.plugins)
 
 
 def governance_components(config: TrainConfig, *, num_groups: int, microbatch: int = 8) -> GovernanceComponents:
+  """Builds loss, optimizer, plugins and step for the config's governance, baseline and probe settings.
+
+  ``governance.baseline`` replaces the loss (``"goldfish"``) or the step and optimizer (``"dpsgd"``); it combines
+  with routing ``"none"`` only. ``probe.enabled`` adds the memorization probe as a step plugin.
+
+  Args:
+    config: the training config.
+    num_groups: the model's number of depth groups (``config.model.num_layers + 2``).
+    microbatch: rows per per-example chunk in ``"exact"`` mode and for DP-SGD.
+
+  Returns:
+    :class:`GovernanceComponents`.
+  """
+  spec = config.governance
+  baseline = spec.baseline
+  if baseline not in BASELINES:
+    raise ValueError(f"unknown governance.baseline {baseline!r}; expected one of {BASELINES}")
+  if baseline != "none" and spec.routing != "none":
+    raise ValueError(f"governance.baseline={baseline!r} is an alternative to routing; use governance.routing="
+                     f"'none' with it (got {spec.routing!r})")
+  if baseline == "goldfish":
+    from govjax.baselines.goldfish import goldfish_loss
+
+    tx, _ = make_optimizer(config)
+    components = GovernanceComponents("none", goldfish_loss(spec.goldfish_k, spec.goldfish_h, config.seed), tx)
+  elif baseline == "dpsgd":
+    from govjax.baselines.dpsgd import dpsgd_optimizer, make_dpsgd_train_step
+
+    tx, _ = dpsgd_optimizer(config, l2_norm_clip=spec.dp_clip, noise_multiplier=spec.dp_noise)
+    make = functools.partial(make_dpsgd_train_step, microbatch=microbatch, l2_norm_clip=spec.dp_clip)
+    components = GovernanceComponents("none", plain_loss, tx, make_step=make)
+  else:
+    components = routing_components(config, num_groups=num_groups, microbatch=microbatch)
+  if config.probe.enabled:
+    from govjax.probe.monitor import make_probe_plugin
+
+    components = dataclasses.replace(components, plugins=(make_probe_plugin(config.probe, num_groups),))
+  return components
+
+
+def routing_components(config: TrainConfig, *, num_groups: int, microbatch: int = 8) -> GovernanceComponents:
   """Builds loss and optimizer for ``config.governance.routing``.
 
   Args:

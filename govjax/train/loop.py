@@ -28,7 +28,7 @@ from govjax.train.checkpoint import Checkpoints
 from govjax.train.config import TrainConfig, config_hash
 from govjax.train.data import TrainingData, build_training_data
 from govjax.train.governance import governance_components
-from govjax.train.step import TrainState, create_train_state, make_eval_step, make_train_step
+from govjax.train.step import TrainState, create_train_state, make_eval_step
 
 DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
 
@@ -123,7 +123,7 @@ def train(
   extras = {p.name: p.init(data.num_train_examples) for p in components.plugins}
   graphdef, state, tx, schedule = create_train_state(
       config, vocab_size=data.vocab_size, tx=components.tx, extras=extras)
-  train_step = make_train_step(graphdef, tx, components.loss_fn, plugins=components.plugins)
+  train_step = components.train_step(graphdef)
   eval_step = make_eval_step(graphdef)
   chash = config_hash(config)
   (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "config_hash": chash}, indent=2))

@@ -204,6 +204,8 @@ def make_train_step(
     ``group_mask`` (the effective mask after plugins), and each plugin's metrics under ``"<name>/<key>"``.
   """
 
+  loss_kwargs = {"return_hidden": True} if any(p.needs_hidden for p in plugins) else {}
+
   def step(state: TrainState, batch: dict, group_mask: jax.Array) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
     for plugin in plugins:
@@ -211,7 +213,7 @@ def make_train_step(
 
     def objective(params):
       model = nnx.merge(graphdef, params)
-      return loss_fn(model, batch, group_mask, rng)
+      return loss_fn(model, batch, group_mask, rng, **loss_kwargs)
 
     (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, group_mask=group_mask)

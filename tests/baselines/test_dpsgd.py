@@ -27,12 +27,19 @@ def _batch(seed):
 
 def _only_row(batch, i):
   """The batch with every row but ``i`` all PAD (a PAD-only row has zero loss and zero gradient)."""
-  keep = (jnp.arange(B) == i)[:, None]
-  return dict(batch, tokens=jnp.where(keep, batch["tokens"], 0))
+  tokens = np.array(batch["tokens"])
+  tokens[np.arange(B) != i] = 0
+  return dict(batch, tokens=jnp.asarray(tokens))
 
 
 def _delta(new, old):
-  return jax.tree.map(lambda a, b: a - b, new, old)
+  """``new - old`` as a tree of numpy arrays (reference math runs in numpy: eager JAX compiles per shape)."""
+  return jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), new, old)
+
+
+def _norms(grads):
+  """Global L2 norm of each example's gradient ``[B]``."""
+  return np.sqrt(sum((g.reshape(B, -1).astype(np.float64) ** 2).sum(1) for g in jax.tree.leaves(grads)))
 
 
 class Steps:
@@ -60,7 +67,7 @@ class Steps:
     """Reference per-example gradients, each from a batch where only that row is not PAD."""
     step, state = self.sgd(1e6, 0.0)
     rows = [_delta(step(state, _only_row(batch, i), MASK)[0].params, self.state.params) for i in range(B)]
-    return jax.tree.map(lambda *d: -B * jnp.stack(d), *rows)
+    return jax.tree.map(lambda *d: -B * np.stack(d), *rows)
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +96,15 @@ def test_clipping_bounds_each_example_microbatched(steps):
   dp_step, state = steps.sgd(clip, 0.0, microbatch=3)
   new_state, metrics = dp_step(state, batch, MASK)  # per-example gradients in chunks of 3 and 1 rows
   grads = steps.per_example_grads(batch)
-  norms = jax.vmap(optax.tree.norm)(grads)
+  norms = _norms(grads)
   assert (norms > clip).all()  # every example is clipped at this bound
   np.testing.assert_allclose(metrics["dp/example_grad_norm"], norms, rtol=1e-4)
   assert float(metrics["dp/clipped_fraction"]) == 1.0
-  scale = jnp.minimum(1.0, clip / norms)
+  scale = np.minimum(1.0, clip / norms).astype(np.float32)
   expected = jax.tree.map(lambda g: -(g * scale.reshape((-1,) + (1,) * (g.ndim - 1))).mean(0), grads)
   delta = _delta(new_state.params, steps.state.params)
   chex.assert_trees_all_close(delta, expected, atol=1e-7, rtol=1e-3)
-  assert float(optax.tree.norm(delta)) <= clip + 1e-6
+  assert np.sqrt(sum((d.astype(np.float64) ** 2).sum() for d in jax.tree.leaves(delta))) <= clip + 1e-6
 
 
 def test_aggregate_noise_scale_and_key():
@@ -121,7 +128,7 @@ def test_optimizer_plugins_and_resume(steps):
   @dataclasses.dataclass
   class Recorder:
     name: str = "recorder"
-    needs_hidden: bool = False
+    needs_hidden: bool = True
 
     def init(self, num_examples):
       return jnp.zeros(())
@@ -131,6 +138,7 @@ def test_optimizer_plugins_and_resume(steps):
 
     def update(self, plugin_state, batch, aux, step):
       assert aux["per_example_loss"].shape == (B,) and aux["logits"].shape == (B, T, V)
+      assert [h.shape for h in aux["hidden"]] == [(B, T, 16)] * (CONFIG.model.num_layers + 1)
       return plugin_state + aux["per_example_loss"].sum(), {"contributors": aux["contributors"]}
 
   plugin = Recorder()
@@ -141,7 +149,7 @@ def test_optimizer_plugins_and_resume(steps):
   np.testing.assert_array_equal(metrics["recorder/contributors"], [B - 1, B, B])
   np.testing.assert_allclose(first.extras["recorder"], metrics["per_example_loss"].sum(), rtol=1e-6)
   assert "dp/clipped_fraction" not in metrics and metrics["dp/example_grad_norm"].shape == (B,)
-  assert all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.any(x != y)), first.params, state.params)))
+  assert all(jax.tree.leaves(jax.tree.map(lambda d: bool(np.any(d != 0)), _delta(first.params, state.params))))
   # same state -> same noise; resuming from a host copy of the state replays the next step bitwise
   chex.assert_trees_all_equal(first, step(state, batch, MASK)[0])
   second, _ = step(first, batch, MASK)

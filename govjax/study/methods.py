@@ -1,0 +1,136 @@
+"""The methods the governance study compares, and the study config.
+
+Every method is a list of config overrides (``--set`` syntax) applied to the study's base ``TrainConfig``, so a
+method is exactly reproducible with ``govjax train --config BASE --set ...``. Knobs (the x-axis of the
+utility-vs-memorization plot) are further overrides per variant.
+
+Methods:
+
+- ``vanilla``: no governance: every work, opted-out ones included, trains the full depth.
+- ``exclude``: the baseline of simply excluding opted-out and restricted works.
+- ``depth``: the default policy with depth routing (restricted works train the surface only).
+- ``depth_probe``: ``depth`` plus the in-training memorization probe lowering depth adaptively.
+- ``sink``: restricted works routed into a removable region (extra MLP units), dropped at generation.
+- ``dpsgd``: per-example clipping and Gaussian noise (all works, full depth).
+- ``goldfish``: goldfish loss, dropping 1/k of the tokens by a hash of their context (all works).
+- ``dedup``: near-duplicate works removed before training (all works otherwise).
+
+Example:
+  >>> from govjax.train.config import TrainConfig
+  >>> config = method_config(TrainConfig(), "depth", seed=1)
+  >>> config.governance.routing, config.seed
+  ('depth', 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+
+from govjax.train.config import TrainConfig, apply_overrides
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A training method: a label and the config overrides that make it."""
+
+  name: str
+  label: str
+  overrides: tuple[str, ...]
+
+
+METHODS = {m.name: m for m in (
+    Method("vanilla", "vanilla (no governance)", ("governance.routing=none", "governance.policy=include-all")),
+    Method("exclude", "exclude restricted works",
+           ("governance.routing=none", "governance.policy=exclude-restricted")),
+    Method("depth", "depth routing (policy)", ("governance.routing=depth", "governance.policy=default")),
+    Method("depth_probe", "depth routing + probe",
+           ("governance.routing=depth", "governance.policy=default", "probe.enabled=true")),
+    Method("sink", "removable region (sink)",
+           ("governance.routing=region", "governance.policy=sink", "model.region_width=64")),
+    Method("dpsgd", "DP-SGD", ("governance.routing=none", "governance.policy=include-all",
+                               "governance.baseline=dpsgd")),
+    Method("goldfish", "goldfish loss", ("governance.routing=none", "governance.policy=include-all",
+                                         "governance.baseline=goldfish")),
+    Method("dedup", "deduplication", ("governance.routing=none", "governance.policy=include-all",
+                                      "governance.deduplicate=true")),
+)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One training run of the study: a method, a seed and optional knob overrides."""
+
+  method: str
+  seed: int = 0
+  knob: tuple[str, ...] = ()
+
+  @property
+  def name(self) -> str:
+    knob = "".join("-" + k.split(".")[-1].replace("=", "") for k in self.knob)
+    return f"{self.method}{knob}-s{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+  """What the study runs and measures.
+
+  Attributes:
+    name: the study's name (report title).
+    base: the base training config (data, model, budget, scenario, canaries).
+    runs: the runs.
+    audit_k, audit_m: extraction prompt and continuation lengths.
+    audit_max_windows_per_work: audit at most this many windows per work (None: all).
+    curve_steps: audit these checkpoint steps too, for the extraction-over-training figure (None: every kept
+      checkpoint).
+    trace_methods: methods whose runs get an influence index and traced outputs.
+    trace_outputs: number of training windows traced as "reproducing outputs" (provenance recall).
+    trace_k: projection dimension of the influence index.
+    num_samples: chorales sampled from each run (MIDI in the run's samples/ folder).
+    lookup_works: works checked by the transformed-copy lookup figure (0: skip).
+  """
+
+  name: str
+  base: TrainConfig
+  runs: tuple[RunSpec, ...]
+  audit_k: int = 32
+  audit_m: int = 32
+  audit_max_windows_per_work: int | None = 4
+  curve_steps: tuple[int, ...] | None = None
+  trace_methods: tuple[str, ...] = ("vanilla", "depth")
+  trace_outputs: int = 24
+  trace_k: int = 256
+  num_samples: int = 2
+  lookup_works: int = 16
+
+
+def method_config(base: TrainConfig, method: str, *, seed: int = 0, knob: tuple[str, ...] = ()) -> TrainConfig:
+  """The training config of ``method`` (with ``seed`` and knob overrides) on top of ``base``.
+
+  Raises:
+    ValueError: unknown method (the message lists the known ones).
+  """
+  if method not in METHODS:
+    raise ValueError(f"unknown study method {method!r}; known: {sorted(METHODS)}")
+  overrides = list(METHODS[method].overrides) + list(knob) + [f"seed={seed}"]
+  config = apply_overrides(base, overrides)
+  return dataclasses.replace(config, name=f"{base.name}-{method}")
+
+
+def load_study(path: str | pathlib.Path) -> StudyConfig:
+  """Loads ``get_study() -> StudyConfig`` from a Python config file."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"study config not found: {path}")
+  spec = importlib.util.spec_from_file_location(f"govjax_study_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_study"):
+    raise ValueError(f"{path} does not define get_study()")
+  study = module.get_study()
+  if not isinstance(study, StudyConfig):
+    raise TypeError(f"{path}: get_study() returned {type(study).__name__}, expected StudyConfig")
+  for run in study.runs:
+    method_config(study.base, run.method, seed=run.seed, knob=run.knob)  # validates early
+  return study

@@ -1,0 +1,288 @@
+"""Figures and the HTML report of a study (``out/results.json``) or of a single run directory.
+
+Figures (PNG, in ``out/figures/``):
+
+1. ``extraction_over_training.png``: k-prefix extraction rate of restricted works per checkpoint, per method.
+2. ``utility_vs_memorization.png``: held-out NLL (utility) against extraction of restricted works, one point per
+   run (the Pareto view across methods and their knobs).
+3. ``probe_validity.png``: the probe's per-work evidence at the end of training against the extraction audit,
+   with the ROC AUC of the probe ranking extractable works first.
+4. ``provenance_recall.png``: recall@1 of tracing a reproduced training window back to its work, by the depth
+   the work trained at.
+5. ``lookup_robustness.png``: fraction of transformed copies found by the rightsholder lookup, per
+   transformation (when the study ran the lookup check).
+
+Command: ``govjax report --workdir runs/demo`` (re-draws everything from the saved results).
+
+Example:
+  >>> write_study_report("runs/demo")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+from govjax.report.page import Report
+
+
+def _plt():
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def _fmt(value, digits: int = 3):
+  if value is None:
+    return "n/a"
+  if isinstance(value, float):
+    return round(value, digits)
+  return value
+
+
+def figure_extraction_curve(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
+  """Figure 1: extraction of restricted works (and canaries, dashed) over training steps."""
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.4, 4))
+  drawn = False
+  for run in runs:
+    curve = [c for c in run.get("curve", []) if c.get("extraction_restricted") is not None]
+    if curve:
+      line, = ax.plot([c["step"] for c in curve], [c["extraction_restricted"] for c in curve], marker="o",
+                      label=run["run"])
+      drawn = True
+      canary = [c for c in run["curve"] if c.get("extraction_canary") is not None]
+      if canary:
+        ax.plot([c["step"] for c in canary], [c["extraction_canary"] for c in canary], ls="--",
+                color=line.get_color(), alpha=0.6)
+  if not drawn:
+    plt.close(fig)
+    return None
+  ax.set_xlabel("training step")
+  ax.set_ylabel("k-prefix extraction rate (restricted works)")
+  ax.set_title("Extraction over training (dashed: planted canaries)")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def figure_pareto(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
+  """Figure 2: held-out NLL against restricted-work extraction (token match as a tie-breaker axis)."""
+  plt = _plt()
+  points = [(r["val_nll"], r["memorization"].get("token_match_restricted"), r["run"]) for r in runs
+            if r.get("val_nll") is not None and r["memorization"].get("token_match_restricted") is not None]
+  if not points:
+    return None
+  fig, ax = plt.subplots(figsize=(6.4, 4))
+  for nll, mem, name in points:
+    ax.scatter(nll, mem)
+    ax.annotate(name, (nll, mem), fontsize=7, xytext=(3, 3), textcoords="offset points")
+  ax.set_xlabel("held-out NLL per token (lower = more useful)")
+  ax.set_ylabel("token match of greedy continuations\n(restricted works; lower = less memorized)")
+  ax.set_title("Utility vs memorization")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def probe_auc(rows: list[dict]) -> float | None:
+  """ROC AUC of the probe (lower probe loss = more suspicious) for works with any extraction."""
+  from sklearn.metrics import roc_auc_score
+
+  labels = np.array([(r.get("extraction_rate") or 0.0) > 0 for r in rows])
+  if labels.all() or not labels.any():
+    return None
+  return float(roc_auc_score(labels, -np.array([r["probe_loss"] for r in rows])))
+
+
+def figure_probe(runs: list[dict], path: pathlib.Path) -> tuple[pathlib.Path | None, dict]:
+  """Figure 3: probe evidence vs extraction per work; returns the path and ``{run: auc}``."""
+  plt = _plt()
+  probed = [r for r in runs if r.get("probe")]
+  if not probed:
+    return None, {}
+  fig, ax = plt.subplots(figsize=(6.4, 4))
+  aucs = {}
+  for run in probed:
+    rows = run["probe"]["per_work"]
+    aucs[run["run"]] = probe_auc(rows)
+    ax.scatter([r["probe_loss"] for r in rows], [r.get("extraction_rate") or 0 for r in rows], s=10,
+               label=f"{run['run']} (AUC {_fmt(aucs[run['run']], 2)})")
+  ax.set_xlabel("probe: per-example loss EMA at the end of training")
+  ax.set_ylabel("extraction rate (audit)")
+  ax.set_title("Probe validity")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path, aucs
+
+
+def figure_provenance(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
+  """Figure 4: recall@1 of tracing reproduced training windows, by training depth, per traced run."""
+  plt = _plt()
+  traced = [r for r in runs if r.get("provenance")]
+  if not traced:
+    return None
+  fig, ax = plt.subplots(figsize=(6.4, 4))
+  width = 0.8 / len(traced)
+  depths = sorted({d for r in traced for d in r["provenance"]["by_depth"]}, key=int)
+  for i, run in enumerate(traced):
+    values = [run["provenance"]["by_depth"].get(d, {}).get("recall_at_1", np.nan) for d in depths]
+    ax.bar(np.arange(len(depths)) + i * width, values, width, label=run["run"])
+  ax.set_xticks(np.arange(len(depths)) + width * (len(traced) - 1) / 2, [f"depth {d}" for d in depths])
+  ax.set_ylim(0, 1.05)
+  ax.set_ylabel("recall@1 (source work ranked first)")
+  ax.set_title("Provenance: tracing reproduced windows")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def figure_lookup(lookup: dict | None, path: pathlib.Path) -> pathlib.Path | None:
+  """Figure 5: lookup recall per transformation (``lookup["by_transformation"]: {name: recall}``)."""
+  if not lookup or not lookup.get("by_transformation"):
+    return None
+  plt = _plt()
+  names = list(lookup["by_transformation"])
+  fig, ax = plt.subplots(figsize=(6.4, 3.6))
+  ax.bar(names, [lookup["by_transformation"][n] for n in names])
+  ax.set_ylim(0, 1.05)
+  ax.set_ylabel("fraction found")
+  ax.set_title(f"Lookup robustness (false positives: {lookup.get('false_positives', 'n/a')})")
+  plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def results_table(runs: list[dict]) -> list[dict]:
+  """One row per run: utility and memorization numbers."""
+  rows = []
+  for run in runs:
+    mem = run["memorization"]
+    exposure = mem.get("exposure") or {}
+    rows.append({
+        "run": run["run"], "method": run["label"], "val NLL": _fmt(run.get("val_nll")),
+        "extr. restricted": _fmt(mem.get("extraction_restricted")),
+        "extr. permissive": _fmt(mem.get("extraction_permissive")),
+        "extr. held-out": _fmt(mem.get("extraction_heldout")),
+        "tok. match restricted": _fmt(mem.get("token_match_restricted")),
+        "tok. match held-out": _fmt(mem.get("token_match_heldout")),
+        "extr. canaries": _fmt(mem.get("extraction_canary")),
+        "exposure by copies": ", ".join(f"x{k}: {v:.1f}" for k, v in (exposure.get("by_repetitions") or {}).items())
+                              or "n/a",
+        "MIA AUC": _fmt(mem.get("mia_auc")), "MIA TPR@1%": _fmt(mem.get("mia_tpr_at_1pct")),
+        "train s": _fmt(run.get("train_wall_s"), 1),
+    })
+  return rows
+
+
+def write_study_report(out: str | pathlib.Path) -> pathlib.Path:
+  """Draws the figures and writes ``out/report.html`` from ``out/results.json``; returns the report path."""
+  out = pathlib.Path(out)
+  results = json.loads((out / "results.json").read_text())
+  runs = results["runs"]
+  figures = out / "figures"
+  figures.mkdir(parents=True, exist_ok=True)
+  lookup = json.loads((out / "lookup.json").read_text()) if (out / "lookup.json").is_file() else None
+
+  report = Report(f"govjax study: {results['study']}",
+                  f"{len(runs)} runs; machine: {results['machine']['platform']}, "
+                  f"{results['machine']['cpu_count']} CPUs, jax {results['machine']['jax']}; "
+                  f"wall time {results['wall_s'] / 60:.1f} min")
+  section = report.section(
+      "Question", "Does governed training let the model learn the general craft (held-out NLL) while not "
+      "reproducing the specific, restricted works (k-prefix extraction, canary exposure, membership inference)? "
+      "Extraction: prompt with the first k tokens of a training window, greedy-decode m tokens, exact match. "
+      "The held-out row is the baseline: what the model produces on music it never saw.")
+  section.table(results_table(runs), caption=f"k={results['settings']['audit_k']}, "
+                f"m={results['settings']['audit_m']}; restricted = restrictive or unknown licence (simulated "
+                "scenario); canaries = planted random passages")
+  section = report.section("Figures")
+  curve = figure_extraction_curve(runs, figures / "extraction_over_training.png")
+  if curve is not None:
+    section.figure(curve, "1. Extraction of restricted works over training.")
+  pareto = figure_pareto(runs, figures / "utility_vs_memorization.png")
+  if pareto is not None:
+    section.figure(pareto, "2. Utility vs memorization, one point per run.")
+  probe_path, aucs = figure_probe(runs, figures / "probe_validity.png")
+  if probe_path is not None:
+    section.figure(probe_path, f"3. Probe validity (ROC AUC per run: {aucs}).")
+  prov = figure_provenance(runs, figures / "provenance_recall.png")
+  if prov is not None:
+    section.figure(prov, "4. Provenance: is a reproduced training window traced to its source work?")
+  look = figure_lookup(lookup, figures / "lookup_robustness.png")
+  if look is not None:
+    section.figure(look, "5. Rightsholder lookup on transformed copies.")
+
+  section = report.section("Data and treatments")
+  for run in runs[:1]:
+    report_data = run["data_report"]
+    section.table([{"key": k, "value": json.dumps(v) if isinstance(v, dict | list) else v}
+                   for k, v in report_data.items() if k != "exclusion"])
+    excluded = report_data.get("exclusion", {}).get("excluded", [])
+    if excluded:
+      section.table(excluded[:50], caption=f"excluded works ({len(excluded)}), with the rule and reason")
+  section = report.section("Samples and lineage")
+  for run in runs:
+    for sample in run.get("samples", []):
+      section.link(out / sample, f"{run['run']}: {pathlib.Path(sample).name}")
+    for lineage in sorted((out / run["workdir"] / "provenance" / "lineage").glob("*.json")):
+      section.link(lineage, f"{run['run']}: lineage {lineage.stem}")
+  manifest = out / "manifest"
+  if manifest.is_dir():
+    section = report.section("Documentation")
+    for path in sorted(manifest.glob("*")):
+      section.link(path, f"manifest: {path.name}")
+  return report.write(out / "report.html")
+
+
+def write_run_report(workdir: str | pathlib.Path) -> pathlib.Path:
+  """``workdir/report.html`` for a single training run: loss curve, validation NLL, audit, samples, lineage."""
+  workdir = pathlib.Path(workdir)
+  config = json.loads((workdir / "config.json").read_text())
+  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line]
+  report = Report(f"govjax run: {config['config']['name']}", f"{workdir} (config hash {config['config_hash']})")
+  section = report.section("Training")
+  if metrics:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot([m["step"] for m in metrics], [m["loss"] for m in metrics], label="train loss")
+    val = [m for m in metrics if "val_nll" in m]
+    if val:
+      ax.plot([m["step"] for m in val], [m["val_nll"] for m in val], marker="o", label="validation NLL")
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats per token")
+    ax.legend()
+    fig.tight_layout()
+    (workdir / "figures").mkdir(exist_ok=True)
+    fig.savefig(workdir / "figures" / "loss.png", dpi=110)
+    plt.close(fig)
+    section.figure(workdir / "figures" / "loss.png", "Training loss and validation NLL.")
+    section.table([{"steps": metrics[-1]["step"], "final loss": _fmt(metrics[-1]["loss"]),
+                    "validation NLL": _fmt(val[-1]["val_nll"]) if val else "n/a"}])
+  audit = workdir / "audit" / "summary.json"
+  if audit.is_file():
+    summary = json.loads(audit.read_text())
+    section = report.section("Memorization audit", f"k={summary.get('k')}, m={summary.get('m')}")
+    section.table([{"split": k, **{kk: _fmt(vv) for kk, vv in v.items() if not isinstance(vv, dict | list)}}
+                   for k, v in summary.get("splits", {}).items()])
+    section.link(workdir / "audit" / "per_work.csv", "per-work audit table (CSV)")
+  section = report.section("Samples and lineage")
+  for path in sorted((workdir / "samples").glob("*.mid")):
+    section.link(path, f"sample {path.name}")
+  for path in sorted((workdir / "provenance" / "lineage").glob("*.json")):
+    section.link(path, f"lineage {path.stem}")
+  return report.write(workdir / "report.html")
