@@ -101,7 +101,7 @@ def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, pr
   works = index.works if hasattr(index, "works") else None
   for n, example_id in enumerate(chosen):
     tokens = data.window_tokens(int(example_id))
-    attribution = tracer.attribute({"tokens": tokens[None, :]}, top=5)
+    attribution = tracer.attribute({"tokens": tokens[None, :]}, top=5, aggregation="max")
     source = int(table.work_index[example_id])
     top1 = int(attribution.proponents[0])
     hits.append(top1 == source)

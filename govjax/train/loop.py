@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import time
 from collections.abc import Callable
@@ -100,6 +101,7 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     on_step: Callable[[int, dict, np.ndarray, dict], None] | None = None,
+    mesh=None,
 ) -> TrainResult:
   """Trains (or resumes training) a model as ``config`` says.
 
@@ -110,6 +112,9 @@ def train(
     stop_at: stop after this global step (for interrupt/resume tests); defaults to ``config.num_steps``.
     progress: show a progress bar with loss and step time.
     on_step: optional callback ``(step, batch, group_mask, metrics)`` after every step.
+    mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (``govjax.parallel.mesh.data_mesh``): train data-parallel
+      on it, the state replicated and each process feeding its rows of the global batch (the result equals the
+      single-device run). Only process 0 writes the run's JSON files; Orbax coordinates the checkpoints.
 
   Returns:
     A :class:`TrainResult`.
@@ -123,11 +128,26 @@ def train(
   extras = {p.name: p.init(data.num_train_examples) for p in components.plugins}
   graphdef, state, tx, schedule = create_train_state(
       config, vocab_size=data.vocab_size, tx=components.tx, extras=extras)
-  train_step = components.train_step(graphdef)
+  if mesh is None:
+    train_step = components.train_step(graphdef)
+    rows = None
+  else:
+    from govjax.parallel.mesh import process_rows
+    from govjax.parallel.step import place_state, sharded_train_step
+
+    if components.make_step is not None:
+      raise ValueError(f"governance.baseline={config.governance.baseline!r} has no data-parallel step yet")
+    state = place_state(state, mesh)
+    train_step = sharded_train_step(graphdef, tx, components.loss_fn, components.plugins, mesh)
+    rows = process_rows(mesh, config.batch_size)
+  is_main = jax.process_index() == 0
   eval_step = make_eval_step(graphdef)
   chash = config_hash(config)
-  (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "config_hash": chash}, indent=2))
-  (workdir / "data_report.json").write_text(json.dumps(data.report, indent=2, default=str))
+  if is_main:
+    (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "config_hash": chash,
+                                                     "vocab_size": int(data.vocab_size)},
+                                                    indent=2))
+    (workdir / "data_report.json").write_text(json.dumps(data.report, indent=2, default=str))
 
   end = config.num_steps if stop_at is None else min(stop_at, config.num_steps)
   with Checkpoints(workdir / "checkpoints", max_to_keep=config.max_to_keep) as ckpts:
@@ -146,9 +166,10 @@ def train(
               "routing_log": "routing_log.jsonl", "num_examples": int(data.num_train_examples)}
       ckpts.save(state, meta, step=step)
 
-    metrics_file = open(workdir / "metrics.jsonl", "a")
-    routing_file = open(workdir / "routing_log.jsonl", "a")
-    bar = tqdm(total=end, initial=start, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
+    metrics_file = open(workdir / "metrics.jsonl" if is_main else os.devnull, "a")
+    routing_file = open(workdir / "routing_log.jsonl" if is_main else os.devnull, "a")
+    bar = tqdm(total=end, initial=start, disable=not (progress and is_main), desc="train", unit="step",
+               dynamic_ncols=True)
     val_nll = None
     try:
       for step in range(start, end):
@@ -161,7 +182,11 @@ def train(
         batch = data.train[step]
         group_mask = data.group_mask(batch)
         device_batch = {k: v for k, v in batch.items() if k in DEVICE_KEYS}
-        state, metrics = train_step(state, device_batch, group_mask)
+        if rows is not None:
+          device_batch = {k: np.asarray(v)[rows[0]:rows[1]] for k, v in device_batch.items()}
+          state, metrics = train_step(state, device_batch, group_mask[rows[0]:rows[1]])
+        else:
+          state, metrics = train_step(state, device_batch, group_mask)
         loss = float(metrics["loss"])
         step_s = time.perf_counter() - t0
         record = {"step": step + 1, "loss": loss, "grad_norm": float(metrics["grad_norm"]),
@@ -217,11 +242,13 @@ def restore_model(workdir: str | pathlib.Path, *, step: int | None = None):
   config_file = workdir / "config.json"
   if not config_file.is_file():
     raise FileNotFoundError(f"{workdir} is not a govjax run directory (no config.json); run `govjax train` first")
-  config = from_dict(json.loads(config_file.read_text())["config"])
+  saved = json.loads(config_file.read_text())
+  config = from_dict(saved["config"])
   from govjax.data.tokenizer import VOCAB_SIZE
 
   components = governance_components(config, num_groups=config.model.num_layers + 2)
-  graphdef, like, _, _ = create_train_state(config, vocab_size=VOCAB_SIZE, tx=components.tx)
+  graphdef, like, _, _ = create_train_state(config, vocab_size=saved.get("vocab_size", VOCAB_SIZE),
+                                            tx=components.tx)
   with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
     state, meta = ckpts.restore(like, step=step)
   return nnx.merge(graphdef, state.params), config, meta
