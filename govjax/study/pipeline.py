@@ -104,10 +104,13 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
   Returns:
     ``out/report.html``.
   """
+  from absl import logging as absl_logging
+
   from govjax.study.report import write_study_report
   from govjax.study.runner import run_study
   from govjax.train.data import build_training_data
 
+  absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's read-only-manager notices, once per restore
   study = config if isinstance(config, StudyConfig) else load_study(config)
   if data_dir is not None:
     study = dataclasses.replace(study, base=dataclasses.replace(study.base, data_dir=data_dir))

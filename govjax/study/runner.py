@@ -89,7 +89,7 @@ def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, pr
 
   start = time.perf_counter()
   steps = None
-  index = index_run(workdir, data=data, config=FeatureConfig(k=study.trace_k), steps=steps)
+  index = index_run(workdir, data=data, config=FeatureConfig(k=study.trace_k, normalize=True), steps=steps)
   index_s = time.perf_counter() - start
   tracer = load_tracer(workdir, index=index)
   rng = np.random.default_rng(seed)
