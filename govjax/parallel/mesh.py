@@ -20,7 +20,7 @@ Example:
   {'data': 1, 'model': 1}
   >>> batch = shard_batch({"tokens": np.ones((4, 8), np.int32)}, mesh)
   >>> batch["tokens"].shape, batch["tokens"].sharding.spec
-  ((4, 8), PartitionSpec('data', None))
+  ((4, 8), P('data', None))
   >>> process_rows(mesh, 4)
   (0, 4)
 """

@@ -329,7 +329,8 @@ def load_policy(spec: str | pathlib.Path | Policy | Mapping | None = "default") 
 
   Args:
     spec: a :class:`Policy`, a dict, ``"default"`` / None, ``"default-strict-encodings"``, a named baseline
-      (``"include-all"``, ``"exclude-restricted"``, ``"sink"``), a ``.json`` file, or a ``.py`` file defining
+      (``"include-all"``, ``"exclude-restricted"``, ``"sink"``), ``"default-restricted-depth-D"`` (the default
+      with restricted works at depth ``D``), a ``.json`` file, or a ``.py`` file defining
       ``get_policy() -> Policy | dict``.
 
   Returns:
@@ -343,6 +344,9 @@ def load_policy(spec: str | pathlib.Path | Policy | Mapping | None = "default") 
     return default_policy(strict_encodings=True)
   if isinstance(spec, str) and spec in NAMED_POLICIES:
     return NAMED_POLICIES[spec]()
+  if isinstance(spec, str) and (match := re.fullmatch(r"default-restricted-depth-(\d+)", spec)):
+    policy = default_policy(restricted_depth=int(match.group(1)))
+    return policy.model_copy(update={"name": spec})
   if isinstance(spec, Mapping):
     return policy_from_dict(spec)
   path = pathlib.Path(spec)

@@ -106,7 +106,7 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
   """
   from absl import logging as absl_logging
 
-  from govjax.study.report import write_study_report
+  from govjax.study.report import results_markdown, write_study_report
   from govjax.study.runner import run_study
   from govjax.train.data import build_training_data
 
@@ -152,4 +152,5 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
   _stage("4/4 report")
   results["timings"] = {**timings, "total_s": time.perf_counter() - start}
   (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+  (out / "RESULTS.md").write_text(results_markdown(results))
   return write_study_report(out)

@@ -286,3 +286,19 @@ def write_run_report(workdir: str | pathlib.Path) -> pathlib.Path:
   for path in sorted((workdir / "provenance" / "lineage").glob("*.json")):
     section.link(path, f"lineage {path.stem}")
   return report.write(workdir / "report.html")
+
+
+def results_markdown(results: dict) -> str:
+  """The results table of a study as markdown, with the machine it ran on (for experiments/RESULTS.md)."""
+  rows = results_table(results["runs"])
+  columns = list(rows[0]) if rows else []
+  machine = results["machine"]
+  lines = [f"Study `{results['study']}`: {len(rows)} runs, wall time {results['wall_s'] / 60:.1f} min on "
+           f"{machine['platform']} ({machine['cpu_count']} CPUs, jax {machine['jax']}, {machine['devices'][0]}).",
+           "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
+  traced = [r for r in results["runs"] if r.get("provenance")]
+  if traced:
+    lines += ["", "Provenance (reproduced training windows traced to their source work): " + ", ".join(
+        f"{r['run']} recall@1 {r['provenance']['recall_at_1']:.2f}" for r in traced) + "."]
+  return "\n".join(lines) + "\n"

@@ -224,12 +224,13 @@ def train(
                      wall_s=time.perf_counter() - start_time, data=data)
 
 
-def restore_model(workdir: str | pathlib.Path, *, step: int | None = None):
-  """Loads the trained model of a run directory.
+def restore_model(workdir: str | pathlib.Path, *, step: int | None = None, keep_region: bool = False):
+  """Loads the trained model of a run directory, as deployed: a removable region is dropped unless asked.
 
   Args:
     workdir: a directory written by :func:`train`.
     step: checkpoint step; the latest when None.
+    keep_region: keep the removable region (``model.region_width > 0``) instead of dropping it.
 
   Returns:
     ``(model, config, meta)``.
@@ -251,4 +252,9 @@ def restore_model(workdir: str | pathlib.Path, *, step: int | None = None):
                                             tx=components.tx)
   with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
     state, meta = ckpts.restore(like, step=step)
-  return nnx.merge(graphdef, state.params), config, meta
+  model = nnx.merge(graphdef, state.params)
+  if config.model.region_width and not keep_region:
+    from govjax.models.transformer import drop_region
+
+    model = drop_region(model)
+  return model, config, meta

@@ -47,3 +47,23 @@ def test_pipeline_writes_results_figures_report(prepared_data_dir, tmp_path):
   assert (out / "figures" / "extraction_over_training.png").is_file()
   html = report.read_text()
   assert "Utility vs memorization" in html and "vanilla" in html
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_end_to_end(prepared_data_dir, tmp_path, method):
+  import math
+
+  from govjax.train.data import build_training_data
+  from govjax.train.loop import train
+
+  study = tiny_study(prepared_data_dir)
+  config = method_config(study.base, method, knob=("num_steps=2", "checkpoint_every=2", "eval_every=2"))
+  data = build_training_data(config)
+  result = train(config, tmp_path / method, data=data, progress=False)
+  assert int(result.state.step) == 2 and math.isfinite(result.val_nll)
+  rows = [json.loads(x) for x in (tmp_path / method / "metrics.jsonl").read_text().splitlines()]
+  assert all(math.isfinite(r["loss"]) for r in rows)
+  if method == "depth_probe":
+    assert any(k.startswith("probe/") for k in rows[-1])
+  if method == "dedup":
+    assert data.report["deduplication"]["num_works"] >= len(data.works)
