@@ -12,13 +12,13 @@ goldfish loss and deduplication do little for single-copy random canaries.
 """
 
 import dataclasses
+import pathlib
 
-from experiments.configs.study_demo import get_study as demo_study
-from govjax.study.methods import RunSpec, StudyConfig
+from govjax.study.methods import RunSpec, StudyConfig, load_study
 
 
 def get_study() -> StudyConfig:
-  demo = demo_study()
+  demo = load_study(pathlib.Path(__file__).with_name("study_demo.py"))
   base = dataclasses.replace(demo.base, name="study-full", num_steps=360, checkpoint_every=120, eval_every=120)
   runs = (
       RunSpec("vanilla"),
