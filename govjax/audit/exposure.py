@@ -16,8 +16,8 @@ schedule, so runs with canaries are as reproducible and resumable as runs withou
 Example:
   >>> exposure(0.5, [1.0, 2.0, 3.0])       # rank 1 among |R| = 4
   2.0
-  >>> exposure(2.5, [1.0, 2.0, 3.0])       # rank 3 among 4
-  0.4150374992788438
+  >>> round(exposure(2.5, [1.0, 2.0, 3.0]), 4)       # rank 3 among 4
+  0.415
 """
 
 from __future__ import annotations

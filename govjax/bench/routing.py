@@ -10,9 +10,9 @@ Protocol (``govjax bench routing --json [--quick]``):
    microbatches of ``--microbatch``). Each is compiled and warmed up, then timed ``--repeats`` times, interleaved
    (plain, gated, per_group, exact, plain, ...), without buffer donation so every call starts from the same state;
    the medians are reported.
-3. ``max_rel_err_vs_reference`` (``max |a - b| / max |b|`` over the whole tree): the routed gradients of ``depth`` and ``per_group`` (for the depth mask) and of
-   ``per_group`` for an arbitrary non-monotone soft mask are compared with the per-example reference (exact
-   path, normaliser ``"batch"``); reported as ``max |a - b| / max |b|`` over all parameters.
+3. ``max_rel_err_vs_reference``: the routed gradients of ``depth`` and ``per_group`` (for the depth mask) and of
+   ``per_group`` for an arbitrary non-monotone soft mask, compared with the per-example reference (exact path,
+   normaliser ``"batch"``) as ``max |a - b| / max |b|`` over the whole parameter tree.
 
 ``--quick`` uses a 2-layer, width-32, context-32 model at batch 8 for a smoke run.
 """

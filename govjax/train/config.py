@@ -46,7 +46,9 @@ class GovernanceSpec:
 
   Attributes:
     routing: "none" (vanilla: every included example trains the full depth), "depth" (in-model gate, exact for
-      depth masks), "per_group" (custom_vjp, any mask) or "exact" (per-example reference aggregation).
+      depth masks), "per_group" (custom_vjp, any mask), "exact" (per-example reference aggregation) or
+      "region" (works the policy routes to a region train only the removable region; needs
+      ``model.region_width > 0``).
     scenario: "real" (the chorales' actual metadata: all public domain), "default" (the shipped simulated
       scenario) or a path to a JSONL/CSV of rights records.
     policy: "default" or a path to a JSON policy.
