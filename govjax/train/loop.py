@@ -248,10 +248,15 @@ def restore_model(workdir: str | pathlib.Path, *, step: int | None = None, keep_
   from govjax.data.tokenizer import VOCAB_SIZE
 
   components = governance_components(config, num_groups=config.model.num_layers + 2)
-  graphdef, like, _, _ = create_train_state(config, vocab_size=saved.get("vocab_size", VOCAB_SIZE),
-                                            tx=components.tx)
   with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
-    state, meta = ckpts.restore(like, step=step)
+    chosen = ckpts.latest_step() if step is None else step
+    if chosen is None:
+      raise FileNotFoundError(f"{workdir} has no checkpoints yet")
+    num_examples = int(ckpts.meta(chosen).get("num_examples", 0))
+    extras = {p.name: p.init(num_examples) for p in components.plugins}
+    graphdef, like, _, _ = create_train_state(config, vocab_size=saved.get("vocab_size", VOCAB_SIZE),
+                                              tx=components.tx, extras=extras)
+    state, meta = ckpts.restore(like, step=chosen)
   model = nnx.merge(graphdef, state.params)
   if config.model.region_width and not keep_region:
     from govjax.models.transformer import drop_region

@@ -60,3 +60,23 @@ def test_checkpoint_meta_records_step_lr_and_hash(tmp_path):
     assert ckpts.all_steps() == [2, 4]
     meta = ckpts.meta(4)
   assert meta["step"] == 4 and meta["config_hash"] == config_hash(config) and meta["learning_rate"] > 0
+
+
+def test_restore_model_of_a_run_with_plugin_state(tmp_path):
+  import dataclasses
+
+  from govjax.probe.monitor import ProbeSpec
+  from govjax.train.config import GovernanceSpec
+  from govjax.train.loop import restore_model
+
+  config = dataclasses.replace(tiny_config(num_steps=4, checkpoint_every=2),
+                               governance=GovernanceSpec(routing="depth"),
+                               probe=ProbeSpec(enabled=True, calibrate_every=2))
+  result = train(config, tmp_path / "run", data=synthetic_data(), progress=False)
+  assert "probe" in result.state.extras
+  model, restored_config, meta = restore_model(tmp_path / "run")
+  assert meta["step"] == 4 and restored_config == config
+  from flax import nnx
+
+  for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(nnx.state(model)), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
