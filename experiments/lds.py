@@ -26,21 +26,6 @@ import pathlib
 import numpy as np
 
 
-class SubsetBatches:
-  """``batches[s]``: epoch permutations of the chosen windows (example ids renumbered from 0)."""
-
-  def __init__(self, tokens: np.ndarray, work_index: np.ndarray, batch_size: int, seed: int):
-    self.tokens, self.work_index, self.batch_size, self.seed = tokens, work_index, batch_size, seed
-
-  def __getitem__(self, step: int) -> dict:
-    n = len(self.tokens)
-    epoch, offset = divmod(step * self.batch_size, n)
-    order = np.random.default_rng([self.seed, epoch]).permutation(n)
-    index = order[(offset + np.arange(self.batch_size)) % n]
-    return {"tokens": self.tokens[index], "example_id": index.astype(np.int32),
-            "work_index": self.work_index[index].astype(np.int32)}
-
-
 def query_windows(data, max_queries: int) -> np.ndarray:
   """Held-out windows (validation batches, padding rows dropped)."""
   rows = []
@@ -66,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
 
   from scipy.stats import spearmanr
 
+  from govjax.data.loader import ArrayWindowBatches
   from govjax.provenance.featurize import FeatureConfig
   from govjax.provenance.runs import index_run, load_tracer, training_examples
   from govjax.train.config import load_config
@@ -92,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     chosen[rng.choice(num_works, size=max(1, int(args.fraction * num_works)), replace=False)] = True
     keep = chosen[examples.work_index]
     subset = dataclasses.replace(
-        data, train=SubsetBatches(examples.tokens[keep], examples.work_index[keep], config.batch_size, s),
+        data, train=ArrayWindowBatches(examples.tokens[keep], examples.work_index[keep], config.batch_size, s),
         num_train_examples=int(keep.sum()))
     result = train(config, workdir / f"subset-{s:03d}", data=subset, progress=False)
     loss_sum, count = make_eval_step(result.graphdef)(result.state.params, {"tokens": queries})

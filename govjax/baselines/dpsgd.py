@@ -40,7 +40,7 @@ import optax
 from flax import nnx
 
 from govjax.train.config import TrainConfig
-from govjax.train.step import LossFn, StepPlugin, TrainState, make_optimizer, plain_loss
+from govjax.train.step import LossFn, StepPlugin, TrainState, make_optimizer, plain_loss, update_plugins
 
 NOISE_STREAM = 0x44505347  # "DPSG": the noise key is fold_in(step key, NOISE_STREAM)
 
@@ -183,10 +183,7 @@ def make_dpsgd_train_step(
     }
     if l2_norm_clip is not None:
       metrics["dp/clipped_fraction"] = (norms > l2_norm_clip).astype(jnp.float32).mean()
-    extras = dict(state.extras)
-    for plugin in plugins:
-      extras[plugin.name], plugin_metrics = plugin.update(extras[plugin.name], batch, aux, state.step)
-      metrics.update({f"{plugin.name}/{k}": v for k, v in plugin_metrics.items()})
+    extras = update_plugins(plugins, state, batch, aux, metrics)
     new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, extras=extras)
     return new_state, metrics
 

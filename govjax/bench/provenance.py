@@ -44,25 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--workdir", default=None, help="keep the canary run here (default: a temp dir)")
 
 
-class _Batches:
-  """``batches[s]``: epoch permutations of the windows (deterministic in ``s``)."""
-
-  def __init__(self, tokens: np.ndarray, work_index: np.ndarray, batch_size: int, seed: int):
-    self.tokens, self.work_index, self.batch_size, self.seed = tokens, work_index, batch_size, seed
-
-  def __getitem__(self, step: int) -> dict:
-    n = len(self.tokens)
-    epoch, offset = divmod(step * self.batch_size, n)
-    order = np.random.default_rng([self.seed, epoch]).permutation(n)
-    index = order[(offset + np.arange(self.batch_size)) % n]
-    return {"tokens": self.tokens[index], "example_id": index.astype(np.int32),
-            "work_index": self.work_index[index].astype(np.int32)}
-
-
 def synthetic_works_data(*, num_works: int, work_tokens: int, context: int, num_groups: int, batch_size: int,
                          seed: int):
   """A ``TrainingData`` of random-token works with a window table and varied depths."""
-  from govjax.data.loader import build_window_table
+  from govjax.data.loader import ArrayWindowBatches, build_window_table
   from govjax.train.data import TrainingData
 
   rng = np.random.default_rng(seed)
@@ -75,7 +60,7 @@ def synthetic_works_data(*, num_works: int, work_tokens: int, context: int, num_
     piece = works[int(table.work_index[i])]["tokens"][int(table.start[i]): int(table.start[i]) + context]
     tokens[i, : piece.size] = piece
   depth = np.asarray([num_groups - (i % 2) for i in range(num_works)], np.int32)
-  data = TrainingData(train=_Batches(tokens, np.asarray(table.work_index), batch_size, seed),
+  data = TrainingData(train=ArrayWindowBatches(tokens, np.asarray(table.work_index), batch_size, seed),
                       validation=None, vocab_size=72, works=works, per_work_depth=depth,
                       num_groups=num_groups, num_train_examples=len(table), report={"synthetic": True})
   data.window_table = table

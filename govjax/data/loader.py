@@ -11,6 +11,7 @@ its work in the list passed in), so per-work metadata arrays can be gathered per
 
 * :func:`make_train_dataset`: an infinite ``grain.MapDataset`` of batches, random access by step
   (``ds[step]``), reshuffled every epoch. Resuming at step ``s`` is just reading ``ds[s]``.
+* :class:`ArrayWindowBatches`: the same random access over windows already held as arrays.
 * :func:`make_eval_dataset` / :func:`iterate_eval_batches`: all windows once, in order; the last batch is
   padded and carries a ``weight`` of 0 on padding rows, so nothing is dropped.
 
@@ -224,6 +225,38 @@ class _WindowLookup:
         "example_id": np.int32(example_id),
         "work_index": np.int32(self._table.work_index[example_id]),
     }
+
+
+class ArrayWindowBatches:
+  """``batches[step]``: batches of in-memory windows, reshuffled every epoch (deterministic in ``step``).
+
+  For windows that are already arrays (a subset of a run's windows, synthetic data): example ids are rows of
+  ``tokens``, numbered from 0. Same contract as :func:`make_train_dataset`: random access by step.
+
+  Args:
+    tokens: int32 ``[N, context]`` windows.
+    work_index: int ``[N]`` work of every window.
+    batch_size: rows per batch.
+    seed: shuffling seed.
+
+  Example::
+
+    batches = ArrayWindowBatches(np.zeros((10, 8), np.int32), np.arange(10) // 5, batch_size=4, seed=0)
+    batches[3]["example_id"].shape   # (4,)
+  """
+
+  def __init__(self, tokens: np.ndarray, work_index: np.ndarray, batch_size: int, seed: int):
+    if len(tokens) != len(work_index) or len(tokens) == 0:
+      raise ValueError(f"tokens ({len(tokens)} rows) and work_index ({len(work_index)}) must be equal, non-empty")
+    self.tokens, self.work_index, self.batch_size, self.seed = tokens, work_index, batch_size, seed
+
+  def __getitem__(self, step: int) -> dict:
+    n = len(self.tokens)
+    epoch, offset = divmod(step * self.batch_size, n)
+    order = np.random.default_rng([self.seed, epoch]).permutation(n)
+    index = order[(offset + np.arange(self.batch_size)) % n]
+    return {"tokens": self.tokens[index], "example_id": index.astype(np.int32),
+            "work_index": self.work_index[index].astype(np.int32)}
 
 
 def make_train_dataset(

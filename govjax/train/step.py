@@ -156,6 +156,27 @@ class StepPlugin(Protocol):
   def update(self, state: Any, batch: dict, aux: dict, step: jax.Array) -> tuple[Any, dict]: ...
 
 
+def update_plugins(plugins: Sequence[StepPlugin], state: TrainState, batch: dict, aux: dict,
+                   metrics: dict) -> dict:
+  """Updates every plugin's state from the step's forward pass; adds their metrics (prefixed) to ``metrics``.
+
+  Args:
+    plugins: the step's plugins.
+    state: the train state before the step (its ``extras`` hold the plugins' states).
+    batch: the step's batch.
+    aux: the loss function's auxiliary outputs.
+    metrics: the step's metrics dict, extended in place with ``"{plugin.name}/{metric}"`` entries.
+
+  Returns:
+    The new ``extras`` dict.
+  """
+  extras = dict(state.extras)
+  for plugin in plugins:
+    extras[plugin.name], plugin_metrics = plugin.update(extras[plugin.name], batch, aux, state.step)
+    metrics.update({f"{plugin.name}/{k}": v for k, v in plugin_metrics.items()})
+  return extras
+
+
 def plain_loss(
     model: nnx.Module, batch: dict, group_mask: jax.Array, rng: jax.Array, *, return_hidden: bool = False
 ) -> tuple[jax.Array, dict]:
@@ -225,10 +246,7 @@ def make_train_step(
         "per_example_loss": aux["per_example_loss"],
         "group_mask": group_mask,
     }
-    extras = dict(state.extras)
-    for plugin in plugins:
-      extras[plugin.name], plugin_metrics = plugin.update(extras[plugin.name], batch, aux, state.step)
-      metrics.update({f"{plugin.name}/{k}": v for k, v in plugin_metrics.items()})
+    extras = update_plugins(plugins, state, batch, aux, metrics)
     new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, extras=extras)
     return new_state, metrics
 

@@ -162,3 +162,19 @@ def test_loader_on_tiny_chorales(tiny_works):
       np.testing.assert_array_equal(batch["tokens"][row][: expected.size], expected)
     seen.update(batch["example_id"].tolist())
   assert set(seen) == set(range(len(table)))
+
+
+def test_array_window_batches_cover_every_row_once_per_epoch_and_are_deterministic():
+  tokens = np.arange(10 * 4, dtype=np.int32).reshape(10, 4)
+  work_index = np.arange(10) // 3
+  batches = loader.ArrayWindowBatches(tokens, work_index, batch_size=5, seed=1)
+  epoch0 = np.concatenate([batches[0]["example_id"], batches[1]["example_id"]])
+  assert sorted(epoch0.tolist()) == list(range(10))
+  epoch1 = np.concatenate([batches[2]["example_id"], batches[3]["example_id"]])
+  assert sorted(epoch1.tolist()) == list(range(10)) and epoch1.tolist() != epoch0.tolist()
+  batch = batches[2]
+  np.testing.assert_array_equal(batch["tokens"], tokens[batch["example_id"]])
+  np.testing.assert_array_equal(batch["work_index"], work_index[batch["example_id"]])
+  np.testing.assert_array_equal(loader.ArrayWindowBatches(tokens, work_index, 5, 1)[2]["tokens"], batch["tokens"])
+  with pytest.raises(ValueError, match="must be equal"):
+    loader.ArrayWindowBatches(tokens, work_index[:3], batch_size=5, seed=1)
