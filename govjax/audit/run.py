@@ -10,7 +10,9 @@ Training works are audited on their training windows (the loader's window table,
 in training); held-out works on windows cut the same way: they are the baseline, what the model continues on
 music it never saw. Per work: ``extraction_rate`` (exact k-prefix matches / audited windows), ``token_match``,
 ``mean_loss``; the summary aggregates per split, per licence class, licence and treatment (window-weighted), and
-adds the loss-based membership inference (train windows vs held-out windows).
+adds the loss-based membership inference (train windows vs held-out windows), overall and per group of training
+works (``membership_by_class``: licence classes, canaries, structural material, and ``works``: every training
+work that is neither a canary nor structural material, the like-for-like comparison with held-out works).
 
 :func:`write_audit` writes ``workdir/audit/per_work.jsonl``, ``per_work.csv`` and ``summary.json``.
 
@@ -98,6 +100,35 @@ def _group(rows: list[dict], row_windows: list[np.ndarray], results: dict[str, E
           for name, splits in sorted(groups.items())}
 
 
+def member_class(work_id: str, licence_class: str) -> str:
+  """The membership-inference group of a training work: ``canary``, ``structural`` or its licence class."""
+  for prefix in ("canary", "structural"):
+    if work_id.startswith(prefix + "/"):
+      return prefix
+  return licence_class
+
+
+def _membership_by_class(rows: list[dict], row_windows: list[np.ndarray],
+                         results: dict[str, ExtractionResult]) -> dict:
+  """Membership inference per group of training works against all held-out windows.
+
+  Groups: every :func:`member_class`, plus ``works`` (all training works that are neither canaries nor generated
+  structural material: the like-for-like comparison with the held-out works, which are works too).
+  """
+  groups: dict[str, list[int]] = {}
+  for row, windows in zip(rows, row_windows, strict=True):
+    if row["split"] != "train":
+      continue
+    name = member_class(row["work_id"], row["licence_class"])
+    groups.setdefault(name, []).extend(windows.tolist())
+    if name not in ("canary", "structural"):
+      groups.setdefault("works", []).extend(windows.tolist())
+  train_loss = np.asarray(results["train"].loss)
+  heldout_loss = results["heldout"].loss
+  return {name: _clean_dict(membership_inference(train_loss[np.asarray(idx, np.int64)], heldout_loss))
+          for name, idx in sorted(groups.items())}
+
+
 def _clean_dict(d: dict) -> dict:
   return {k: _clean(v) for k, v in d.items()}
 
@@ -165,8 +196,10 @@ def audit_model(model, data, *, k: int = 32, m: int = 32, batch_size: int = 64,
     summary[name] = _group(rows, row_windows, results, key)
   if "heldout" in results:
     summary["membership"] = _clean_dict(membership_inference(results["train"].loss, results["heldout"].loss))
+    summary["membership_by_class"] = _membership_by_class(rows, row_windows, results)
   else:
     summary["membership"] = None
+    summary["membership_by_class"] = None
   canaries = getattr(data, "canaries", None)
   if canaries is not None and len(canaries):
     summary["exposure"] = canary_exposure(model, canaries, num_references=num_references, seed=seed + 1,

@@ -184,6 +184,7 @@ def results_table(runs: list[dict]) -> list[dict]:
         "exposure by copies": ", ".join(f"x{k}: {v:.1f}" for k, v in (exposure.get("by_repetitions") or {}).items())
                               or "n/a",
         "MIA AUC": _fmt(mem.get("mia_auc")), "MIA TPR@1%": _fmt(mem.get("mia_tpr_at_1pct")),
+        "MIA AUC works": _fmt(mem.get("mia_auc_works")), "MIA AUC restricted": _fmt(mem.get("mia_auc_restricted")),
         "train s": _fmt(run.get("train_wall_s"), 1),
     })
   return rows

@@ -50,7 +50,9 @@ def memorization_summary(audit_summary: dict, rows: list[dict]) -> dict:
 
   Returns:
     ``{"extraction_restricted", "extraction_permissive", "extraction_heldout", "extraction_canary",
-    "token_match_restricted", ..., "mia_auc", "mia_tpr_at_1pct", "exposure_by_repeats"}``.
+    "token_match_restricted", ..., "mia_auc", "mia_tpr_at_1pct", "mia_auc_works", "mia_auc_restricted",
+    "exposure"}``. ``mia_auc`` compares all training windows with held-out windows; ``mia_auc_works`` only the
+    windows of works (no canaries, no structural material); ``mia_auc_restricted`` those of restricted works.
   """
   def weighted(selected: list[dict], key: str) -> float | None:
     total = sum(r.get("num_audited") or 0 for r in selected)
@@ -76,9 +78,20 @@ def memorization_summary(audit_summary: dict, rows: list[dict]) -> dict:
   out["mia_auc"] = membership.get("auc")
   out["mia_tpr_at_1pct"] = membership.get("tpr_at_1pct_fpr")
   out["mia_tpr_at_0_1pct"] = membership.get("tpr_at_0.1pct_fpr")
+  by_class = audit_summary.get("membership_by_class") or {}
+  out["mia_auc_works"] = (by_class.get("works") or {}).get("auc")
+  restricted = [by_class[c] for c in RESTRICTED_CLASSES if c in by_class]
+  out["mia_auc_restricted"] = _pooled_auc(restricted)
   exposure = audit_summary.get("exposure")
   out["exposure"] = exposure
   return out
+
+
+def _pooled_auc(results: list[dict]) -> float | None:
+  """Member-count-weighted AUC of several membership results against the same non-members (None if none)."""
+  results = [r for r in results if r.get("num_members") and r.get("auc") is not None]
+  total = sum(r["num_members"] for r in results)
+  return float(sum(r["auc"] * r["num_members"] for r in results) / total) if total else None
 
 
 def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, progress) -> dict:

@@ -62,6 +62,10 @@ def test_audit_run_per_work_split_and_licence(tmp_path):
   assert summary["by_licence_class"]["restrictive"]["train"]["num_windows"] == 1
   assert summary["by_treatment"]["heldout"]["heldout"]["num_windows"] == 4
   assert summary["membership"]["num_members"] == 6 and summary["membership"]["auc"] > 0.7
+  by_class = summary["membership_by_class"]
+  assert by_class["works"] == summary["membership"]  # no canaries or structural works here: same comparison
+  assert by_class["restrictive"]["num_members"] == 1 and by_class["restrictive"]["num_nonmembers"] == 4
+  assert sum(v["num_members"] for k, v in by_class.items() if k != "works") == 6
   assert summary["exposure"]["by_repetitions"]["60"] > 5
   paths = write_audit(tmp_path, result)
   lines = open(paths["per_work_jsonl"]).read().splitlines()
