@@ -13,7 +13,10 @@ Protocol (``govjax bench lookup --json [--max-works N]``):
    tier 2a / 2b / near-copy level.
 4. Distinct-work queries: every held-out work as parsed, under the ``combined`` transformation (file round
    trip) and transposed / time-scaled / edited in memory; then, roles swapped, every documented work as parsed
-   and transposed / time-scaled / edited in memory against a manifest of the held-out works. A near-copy
+   and transposed / time-scaled / edited in memory against a manifest of the held-out works; and every
+   four-voice work of ``--other-composers`` (default: Palestrina, whose masses and motets fill 1318 corpus files;
+   at most ``--max-other-works``) as parsed and transposed / time-scaled / edited in memory against the manifest
+   of the documented Bach works. A near-copy
    match of a distinct-work query is a false positive unless the two works are verified duplicates of each
    other in the corpus (the same chorale re-used in several cantatas, or two editions), by checks independent
    of the fingerprints: at least half of the notes coincide (:func:`note_overlap`) or the voices' interval
@@ -28,8 +31,10 @@ Timings: ``lookup_ms`` is the median time to fingerprint a parsed query and sear
 median music21 parse of a query file (measured in the worker processes); ``lookup_with_parse_ms`` their sum per
 query file; ``search_ms`` the index search alone.
 
-Runtime: the full corpus (407 works) took 9.4 min wall on a shared 2-core machine (7.6 CPU-minutes, most of
-it writing and parsing the 1219 query files with music21); ``--max-works N`` scales it down about linearly.
+Runtime: the full corpus (407 Bach works, plus 515 four-voice Palestrina works as distinct-work queries) took
+10.0 min wall on a 2-core machine: 5.1 min parsing the corpora with music21, 3.3 min writing and parsing the
+query files, 1.6 min fingerprinting and searching; ``--max-works N`` and ``--max-other-works N`` scale it down
+about linearly.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import multiprocessing
 import pathlib
@@ -67,17 +73,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--workers", type=int, default=2, help="parsing processes (at most 2)")
   parser.add_argument("--near-copy-threshold", type=float, default=0.45, help="near-copy Jaccard threshold")
   parser.add_argument("--melody-threshold", type=float, default=0.5, help="same-melody Jaccard threshold")
+  parser.add_argument("--other-composers", default="palestrina",
+                      help="comma-separated music21 corpus composers whose four-voice works are extra distinct-work "
+                           "queries against the Bach manifest ('' for none)")
+  parser.add_argument("--max-other-works", type=int, default=None, help="at most this many of those works")
 
 
 # ------------------------------------------------------------------------------------------ corpus
 
 
-def corpus_paths() -> list[pathlib.Path]:
-  """One file per Bach work of music21's corpus (.mxl > .musicxml > .xml > .krn), sorted."""
+def corpus_paths(composer: str = "bach") -> list[pathlib.Path]:
+  """One file per work of ``composer`` in music21's corpus (.mxl > .musicxml > .xml > .krn), sorted."""
   import music21
 
   by_id: dict[str, pathlib.Path] = {}
-  for path in sorted(pathlib.Path(p) for p in music21.corpus.getComposer("bach")):
+  for path in sorted(pathlib.Path(p) for p in music21.corpus.getComposer(composer)):
     if path.suffix.lower() not in _FORMAT_PREFERENCE:
       continue
     current = by_id.get(path.stem)
@@ -87,12 +97,12 @@ def corpus_paths() -> list[pathlib.Path]:
   return [by_id[k] for k in sorted(by_id)]
 
 
-def parse_corpus_work(path: str) -> tuple[str, Any, str]:
+def parse_corpus_work(path: str, composer: str = "bach") -> tuple[str, Any, str]:
   """``(work_id, (source_path, sha256, NoteList) or None, skip reason)`` of one corpus file (4 voices)."""
   import music21
 
   path_ = pathlib.Path(path)
-  work_id = f"bach/{path_.stem}"
+  work_id = f"{composer}/{path_.stem}"
   try:
     score = music21.converter.parse(path_)
   except Exception as error:  # music21 raises many exception types
@@ -113,7 +123,7 @@ def parse_corpus_work(path: str) -> tuple[str, Any, str]:
   if notes.num_voices != 4 or not notes.notes:
     return work_id, None, "not four voices"
   sha = hashlib.sha256(path_.read_bytes()).hexdigest()
-  return work_id, (f"bach/{path_.name}", sha, notes), ""
+  return work_id, (f"{composer}/{path_.name}", sha, notes), ""
 
 
 # ---------------------------------------------------------------------------------------- transforms
@@ -215,22 +225,24 @@ def _pool(workers: int) -> concurrent.futures.Executor:
   return concurrent.futures.ProcessPoolExecutor(max(1, min(workers, 2)), mp_context=context)
 
 
-def _parse_works(args: argparse.Namespace, rng: random.Random) -> tuple[dict, dict[str, int]]:
-  """Parses corpus works (in worker processes) until ``--max-works`` are kept."""
-  paths = corpus_paths()
+def _parse_works(args: argparse.Namespace, rng: random.Random, composer: str = "bach",
+                 max_works: int | None = None) -> tuple[dict, dict[str, int]]:
+  """Parses ``composer``'s corpus works (in worker processes) until ``max_works`` are kept."""
+  paths = corpus_paths(composer)
   rng.shuffle(paths)
   works: dict[str, tuple[str, str, mf.NoteList]] = {}
   skipped: dict[str, int] = {}
   with _pool(args.workers) as pool:
-    chunk = len(paths) if args.max_works is None else max(8, int(args.max_works * 1.2))
+    chunk = len(paths) if max_works is None else max(8, int(max_works * 1.2))
     position = 0
-    while position < len(paths) and (args.max_works is None or len(works) < args.max_works):
+    while position < len(paths) and (max_works is None or len(works) < max_works):
       batch = [str(p) for p in paths[position:position + chunk]]
       position += len(batch)
-      for work_id, parsed, reason in pool.map(parse_corpus_work, batch, chunksize=4):
+      for work_id, parsed, reason in pool.map(functools.partial(parse_corpus_work, composer=composer), batch,
+                                              chunksize=4):
         if parsed is None:
           skipped[reason] = skipped.get(reason, 0) + 1
-        elif args.max_works is None or len(works) < args.max_works:
+        elif max_works is None or len(works) < max_works:
           works[work_id] = parsed
   return works, skipped
 
@@ -268,7 +280,12 @@ def _memory_variants(works: dict, ids: Sequence[str], rng: random.Random, edits:
 def run(args: argparse.Namespace) -> dict:
   t_start = time.perf_counter()
   rng = random.Random(args.seed)
-  works, skipped = _parse_works(args, rng)
+  works, skipped = _parse_works(args, rng, "bach", args.max_works)
+  others, others_skipped = {}, {}
+  for composer in filter(None, (c.strip() for c in args.other_composers.split(","))):
+    parsed_others, skipped_others = _parse_works(args, rng, composer, args.max_other_works)
+    others.update(parsed_others)
+    others_skipped[composer] = skipped_others
   ids = sorted(works)
   rng.shuffle(ids)
   num_holdout = int(round(len(ids) * args.holdout_fraction))
@@ -308,6 +325,10 @@ def run(args: argparse.Namespace) -> dict:
   swapped = ManifestIndex(_in_memory_manifest(_records(works, holdout)), **thresholds)
   queries += [(swapped, "holdout", w, name, notes, None, sha)
               for w, name, notes, sha in _memory_variants(works, documented, rng, args.edits)]
+  # Works of other composers (never documented) against the manifest of the documented Bach works.
+  queries += [(index, "holdout", w, "other_" + name, notes, None, sha)
+              for w, name, notes, sha in _memory_variants(others, sorted(others), rng, args.edits)]
+  every_work = {**works, **others}
 
   lookup_s, search_s, with_parse_s, candidates = [], [], [], []
   hits = {name: [] for name in TRANSFORMS}
@@ -342,7 +363,7 @@ def run(args: argparse.Namespace) -> dict:
     count[1] += 1
     if matches:
       false_raw += 1
-      checks = {m.work_id: verified_duplicates(works[work_id][2], works[m.work_id][2]) for m in matches}
+      checks = {m.work_id: verified_duplicates(every_work[work_id][2], every_work[m.work_id][2]) for m in matches}
       rows = [[work_id, name, m, round(c[1], 3), round(c[2], 3)] for m, c in checks.items()]
       if all(c[0] for c in checks.values()):
         verified += rows
@@ -372,7 +393,10 @@ def run(args: argparse.Namespace) -> dict:
       "distinct_work_queries": num_distinct,
       "distinct_queries_by_variant": {k: {"false_positives": v[0], "queries": v[1]}
                                       for k, v in sorted(by_variant.items())},
-      "distinct_pairs_compared": len(holdout) * 5 * len(documented) + len(documented) * 4 * len(holdout),
+      "distinct_pairs_compared": (len(holdout) * 5 * len(documented) + len(documented) * 4 * len(holdout)
+                                  + len(others) * 4 * len(documented)),
+      "other_composer_works": len(others),
+      "other_composer_skipped": others_skipped,
       "distinct_verified_corpus_duplicates": sorted({(r[0], r[2], r[3], r[4]) for r in verified}),
       "distinct_unverified_matches": unverified,
       "holdout_same_melody_queries": same_melody_queries,

@@ -1,0 +1,55 @@
+"""The lookup benchmark end to end on a few corpus works, and its duplicate checks."""
+
+import argparse
+import dataclasses
+import random
+from fractions import Fraction
+
+from govjax.bench import lookup
+from govjax.documentation import music_fingerprint as mf
+
+
+def _args(**overrides) -> argparse.Namespace:
+  parser = argparse.ArgumentParser()
+  lookup.add_arguments(parser)
+  args = parser.parse_args([])
+  for key, value in overrides.items():
+    setattr(args, key, value)
+  return args
+
+
+def test_small_run_finds_every_copy_and_no_other_composer():
+  result = lookup.run(_args(max_works=6, max_other_works=3))
+  assert result["num_works"] == 6 and result["num_documented"] == 3 and result["num_holdout"] == 3
+  assert result["transformed_queries"] == 3 * len(lookup.TRANSFORMS)
+  assert result["recall_transformed"] == 1.0
+  assert result["other_composer_works"] == 3
+  by_variant = result["distinct_queries_by_variant"]
+  assert {name: v["queries"] for name, v in by_variant.items() if name.startswith("other_")} == {
+      "other_as_parsed": 3, "other_transpose_in_memory": 3, "other_time_scale_in_memory": 3,
+      "other_edit_in_memory": 3}
+  # held-out works: combined file + 4 in-memory variants; documented works (roles swapped): 4 variants
+  assert result["distinct_work_queries"] == 3 * 5 + 3 * 4 + 3 * 4
+  assert result["false_positive_queries"] == 0
+  assert result["distinct_unverified_matches"] == []
+
+
+def test_corpus_paths_one_file_per_work():
+  paths = lookup.corpus_paths("palestrina")
+  assert len(paths) == len({p.stem for p in paths}) > 1000
+
+
+def test_duplicate_checks_accept_copies_and_reject_shuffled_notes():
+  work_id, parsed, reason = lookup.parse_corpus_work(str(lookup.corpus_paths("bach")[0]))
+  assert parsed is not None, (work_id, reason)
+  notes = parsed[2]
+  transposed = mf.NoteList(tuple(lookup.scale_notes(lookup.transpose_notes(notes.notes, 5), Fraction(2))),
+                           notes.num_voices)
+  assert lookup.verified_duplicates(notes, transposed)[0]
+  assert lookup.note_overlap(notes.notes, notes.notes) == 1.0
+  rng = random.Random(0)
+  pitches = [n.pitch for n in notes.notes]
+  rng.shuffle(pitches)
+  shuffled = mf.NoteList(tuple(dataclasses.replace(n, pitch=p) for n, p in zip(notes.notes, pitches, strict=True)),
+                         notes.num_voices)
+  assert not lookup.verified_duplicates(notes, shuffled)[0]
