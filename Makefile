@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check govjax experiments tests
-	$(BIN)/python -m pytest tests --ignore=tests/multidevice -p no:cacheprovider
+	$(BIN)/python -m pytest tests govjax --doctest-modules --ignore=tests/multidevice -p no:cacheprovider
 	@if [ -d tests/multidevice ]; then \
 	  XLA_FLAGS=--xla_force_host_platform_device_count=4 $(BIN)/python -m pytest tests/multidevice -p no:cacheprovider; \
 	fi

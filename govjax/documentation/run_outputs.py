@@ -104,7 +104,7 @@ def _read_lineage(directory: pathlib.Path) -> tuple[dict[str, int], int]:
       listed.add(str(entry["work_id"]))
     for work_id in listed:
       counts[work_id] = counts.get(work_id, 0) + 1
-  return counts, len(files)
+  return dict(sorted(counts.items())), len(files)
 
 
 def load_run_outputs(workdir: str | os.PathLike | None) -> RunOutputs:
