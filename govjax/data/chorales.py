@@ -13,17 +13,25 @@ encodes the settings (``spq4`` = 4 steps per quarter, whole corpus; ``spq4_max12
 different settings never collide. The skip report of a build is stored as ``skipped.json`` inside the
 dataset folder ``<data_dir>/govjax_chorales/<config>/<version>/``.
 
-Example::
-
-    report = prepare_chorales("/tmp/govjax_data", max_works=12)   # a second call is a no-op
-    train = load_chorales("/tmp/govjax_data", "train")           # random access, dict examples
-    works = load_chorale_works("/tmp/govjax_data", "train")      # list[Work] for the loader
+Example:
+  >>> import tempfile
+  >>> data_dir = tempfile.mkdtemp()
+  >>> report = prepare_chorales(data_dir, max_works=3, progress=False)
+  >>> report.kept, report.split_counts
+  (3, {'train': 1, 'validation': 1, 'test': 1})
+  >>> prepare_chorales(data_dir, max_works=3, progress=False).already_prepared  # a second call is a no-op
+  True
+  >>> sorted(load_chorales(data_dir, "train")[0])  # random access, dict examples
+  ['collection', 'composer', 'key', 'length', 'num_frames', 'sha256', 'source_path', 'title', 'tokens', 'work_id']
+  >>> [work.work_id for work in load_chorale_works(data_dir, "train")]  # list[Work] for the loader
+  ['bach/bwv1.6']
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 import pathlib
@@ -252,6 +260,24 @@ def _quiet_tfds_warnings():
     absl_logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _tfds_output(progress: bool):
+  """With ``progress=False``: no TFDS progress bars and no "Downloading and preparing ..." lines on stdout
+  (nothing is downloaded; the builder reads music21's bundled corpus). The previous setting is restored."""
+  if progress:
+    yield
+    return
+  from tensorflow_datasets.core.utils import tqdm_utils
+
+  previous = getattr(tqdm_utils, "_active", True)
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.display_progress_bar(previous)
+
+
 def _builder(data_dir: pathlib.Path, config: ChoralesConfig, **kwargs) -> GovjaxChorales:
   with _quiet_tfds_warnings():
     return GovjaxChorales(data_dir=os.fspath(data_dir), config=config, **kwargs)
@@ -290,11 +316,12 @@ def prepare_chorales(
     already = builder.is_prepared()
   start = time.perf_counter()
   if not already:
-    builder.download_and_prepare(
-        download_dir=os.fspath(root / "downloads"),
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-        file_format="array_record",
-    )
+    with _tfds_output(progress):
+      builder.download_and_prepare(
+          download_dir=os.fspath(root / "downloads"),
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+          file_format="array_record",
+      )
   wall = 0.0 if already else time.perf_counter() - start
   report = read_skip_report(root, config_name=config.name)
   sources = {split: builder.as_data_source(split=split) for split in corpus.SPLITS}

@@ -20,10 +20,12 @@ Skip reasons (:data:`SKIP_REASONS`):
 The split of a work depends only on its ``work_id`` (a hash), so it never changes when other files are
 added, removed or skipped, and a work is in exactly one split.
 
-Example::
+Example:
+  >>> parsed = parse_work(corpus_root() / "bach" / "bwv10.7.mxl")
+  >>> parsed.work.work_id, parsed.work.key, parsed.work.length, parsed.split == split_for_work("bach/bwv10.7")
+  ('bach/bwv10.7', 'G minor', 1408, True)
 
-    works, report = collect_works(max_works=12)
-    print(report.counts_by_reason(), [w.work.work_id for w in works])
+``collect_works(max_works=12)`` does this for a sample of the corpus and returns ``(works, SkipReport)``.
 """
 
 from __future__ import annotations

@@ -15,12 +15,14 @@ its work in the list passed in), so per-work metadata arrays can be gathered per
 * :func:`make_eval_dataset` / :func:`iterate_eval_batches`: all windows once, in order; the last batch is
   padded and carries a ``weight`` of 0 on padding rows, so nothing is dropped.
 
-Example::
-
-    works = [Work(work_id="bach/x", title="x", composer="J. S. Bach", collection="c", source_path="x.mxl",
-                  sha256="0" * 64, key="C major", tokens=np.arange(64, dtype=np.int32) % 69 + 3, length=64)]
-    ds = make_train_dataset(works, context=32, batch_size=2, seed=0, stride=16)
-    batch = ds[0]   # {"tokens": int32 [2, 32], "example_id": int32 [2], "work_index": int32 [2]}
+Example:
+  >>> works = [Work(work_id="bach/x", title="x", composer="J. S. Bach", collection="c", source_path="x.mxl",
+  ...               sha256="0" * 64, key="C major", tokens=np.arange(64, dtype=np.int32) % 69 + 3, length=64)]
+  >>> build_window_table(works, context=32, stride=16).start.tolist()
+  [0, 16, 32]
+  >>> batch = make_train_dataset(works, context=32, batch_size=2, seed=0, stride=16)[0]
+  >>> {key: value.shape for key, value in sorted(batch.items())}
+  {'example_id': (2,), 'tokens': (2, 32), 'work_index': (2,)}
 """
 
 from __future__ import annotations

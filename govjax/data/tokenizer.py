@@ -14,14 +14,17 @@ dropped because snapping made it collide with another note, lengthened to one st
 overlapping note, reduced from a chord to its top note, or skipped (grace notes). Scores that cannot be
 encoded raise :class:`EncodingError` with a reason.
 
-Example::
-
-    from music21 import corpus
-    from govjax.data import tokenizer
-
-    encoded = tokenizer.encode_score(corpus.parse("bach/bwv10.7"))
-    score = tokenizer.decode_tokens(encoded.tokens)
-    tokenizer.write_midi(score, "/tmp/bwv10.7.mid")
+Example:
+  >>> import tempfile
+  >>> from music21 import corpus
+  >>> encoded = encode_score(corpus.parse("bach/bwv10.7"))
+  >>> encoded.num_frames, encoded.tokens[:8].tolist(), encoded.adjustments
+  (352, [49, 42, 33, 30, 2, 2, 2, 2], {})
+  >>> score = decode_tokens(encoded.tokens)
+  >>> bool((encode_score(score).tokens == encoded.tokens).all())
+  True
+  >>> write_midi(score, tempfile.mkdtemp() + "/bwv10.7.mid").suffix
+  '.mid'
 """
 
 from __future__ import annotations
