@@ -252,7 +252,8 @@ def _records(works: dict, ids: Sequence[str]) -> list[dict[str, Any]]:
   inputs = [{"work_id": w, "title": pathlib.PurePosixPath(works[w][0]).stem, "composer": "J. S. Bach",
              "collection": "music21 corpus: bach", "source_path": works[w][0], "sha256": works[w][1],
              "notes": works[w][2], "split": "train", "modality": "music"} for w in ids]
-  from govjax.rights.policy import apply_policy, default_policy
+  from govjax.rights.decisions import apply_policy
+  from govjax.rights.policy import default_policy
   from govjax.rights.scenario import real_records
 
   rights = real_records(inputs)

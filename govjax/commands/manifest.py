@@ -110,7 +110,8 @@ def _run_manifest(args: argparse.Namespace, out: str) -> dict:
 
 def _policy_reasons(config, data) -> dict | None:
   """Rule / reason text of every work from the run's policy (None when the policy cannot be applied)."""
-  from govjax.rights.policy import PolicyError, apply_policy, load_policy
+  from govjax.rights.decisions import apply_policy
+  from govjax.rights.policy import PolicyError, load_policy
 
   try:
     decisions = apply_policy(list(data.records.values()), load_policy(config.governance.policy), data.num_groups)

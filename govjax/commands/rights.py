@@ -100,7 +100,8 @@ def _works(args: argparse.Namespace):
 
 
 def run_summary(args: argparse.Namespace) -> int:
-  from govjax.rights.policy import PolicyError, apply_policy, load_policy
+  from govjax.rights.decisions import apply_policy
+  from govjax.rights.policy import PolicyError, load_policy
   from govjax.rights.records import RecordValidationError, load_records
   from govjax.rights.scenario import resolve_records
 

@@ -114,7 +114,8 @@ def dataset_treatments(works_by_split: Mapping[str, Sequence[Any]], rights: Sequ
   Returns:
     ``work_id -> treatment`` (inputs of :func:`treatment_entry`).
   """
-  from govjax.rights.policy import apply_policy, load_policy
+  from govjax.rights.decisions import apply_policy
+  from govjax.rights.policy import load_policy
 
   work_ids = [_get(w, "work_id") for works in works_by_split.values() for w in works]
   decisions = apply_policy(rights, load_policy(policy), num_groups, work_ids=work_ids)

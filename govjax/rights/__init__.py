@@ -5,7 +5,8 @@
   share-alike).
 - :mod:`govjax.rights.optout`: TDMRep ``tdm-reservation`` and CAWG training-mining values.
 - :mod:`govjax.rights.scenario`: real records of the chorales, structural records, seeded simulated scenarios.
-- :mod:`govjax.rights.policy`: declarative policy -> per-work treatments, exclusion before batching,
+- :mod:`govjax.rights.policy`: the declarative policy (ordered rules -> a work's treatment).
+- :mod:`govjax.rights.decisions`: a policy applied to a corpus: per-work decisions, exclusion before batching,
   jittable ``[B, L]`` depth masks.
 
 Typical use in a data pipeline::
@@ -15,6 +16,17 @@ Typical use in a data pipeline::
   # governed.works go to the loader; per batch: batch_mask(batch["work_index"], governed.per_work_depth, L)
 """
 
+from govjax.rights.decisions import (
+    ExclusionReport,
+    GovernedWorks,
+    PolicyDecisions,
+    apply_policy,
+    batch_mask,
+    batch_region,
+    depth_mask,
+    exclude_works,
+    govern_works,
+)
 from govjax.rights.licences import (
     LICENCE_TABLE,
     LicenceTerms,
@@ -24,20 +36,11 @@ from govjax.rights.licences import (
 )
 from govjax.rights.policy import (
     Condition,
-    ExclusionReport,
-    GovernedWorks,
     Policy,
-    PolicyDecisions,
     PolicyError,
     Rule,
     Treatment,
-    apply_policy,
-    batch_mask,
-    batch_region,
     default_policy,
-    depth_mask,
-    exclude_works,
-    govern_works,
     load_policy,
     resolve_depth,
 )

@@ -142,7 +142,8 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
   from govjax.data.canaries import canary_records, canary_works
   from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset
   from govjax.data.tokenizer import VOCAB_SIZE
-  from govjax.rights.policy import govern_works, load_policy
+  from govjax.rights.decisions import govern_works
+  from govjax.rights.policy import load_policy
   from govjax.rights.scenario import resolve_records
 
   num_groups = config.model.num_layers + 2

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from govjax.data import structural, tokenizer
-from govjax.rights.policy import apply_policy, default_policy
+from govjax.rights.decisions import apply_policy
+from govjax.rights.policy import default_policy
 from govjax.rights.scenario import real_records
 
 

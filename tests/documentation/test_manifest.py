@@ -107,11 +107,11 @@ def test_manifest_round_trip_and_tamper_detection(records, written):
 
 
 def test_treatment_entry_accepts_policy_outputs():
-  policy = pytest.importorskip("govjax.rights.policy")
-  records = pytest.importorskip("govjax.rights.records")
+  from govjax.rights import decisions, policy, records
+
   recs = [records.parse_record({"work_id": "a", "licence": "CC0-1.0"}),
           records.parse_record({"work_id": "b", "licence": "MIT", "tdm_reservation": True})]
-  rows = policy.apply_policy(recs, policy.default_policy(), num_groups=6).rows()
+  rows = decisions.apply_policy(recs, policy.default_policy(), num_groups=6).rows()
   included, excluded = (mfst.treatment_entry(r, num_groups=6) for r in rows)
   assert (included["status"], included["depth"], included["label"]) == ("included", 6, "depth 6/6")
   assert (excluded["status"], excluded["depth"], excluded["rule"]) == ("excluded", 0, "opted-out")

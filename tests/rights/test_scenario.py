@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from govjax.commands import rights as rights_cli
-from govjax.rights.policy import apply_policy, default_policy
+from govjax.rights.decisions import apply_policy
+from govjax.rights.policy import default_policy
 from govjax.rights.records import RecordValidationError, load_records, save_records
 from govjax.rights.scenario import (
     DEFAULT_MIX,
