@@ -3,8 +3,9 @@
 Subcommands are discovered from the modules of :mod:`govjax.commands`: each defines ``register(subparsers)``,
 which adds its parser and sets ``func`` to a ``run(args) -> int``. Run ``govjax --help`` for the list.
 
-Example:
-  >>> main(["--version"])  # doctest: +SKIP
+Example::
+
+    main(["--version"])
 """
 
 from __future__ import annotations

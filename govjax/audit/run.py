@@ -16,9 +16,10 @@ work that is neither a canary nor structural material, the like-for-like compari
 
 :func:`write_audit` writes ``workdir/audit/per_work.jsonl``, ``per_work.csv`` and ``summary.json``.
 
-Example:
-  >>> result = audit_run("runs/demo", k=32, m=32)  # doctest: +SKIP
-  >>> paths = write_audit("runs/demo", result)  # doctest: +SKIP
+Example::
+
+    result = audit_run("runs/demo", k=32, m=32)
+    paths = write_audit("runs/demo", result)
 """
 
 from __future__ import annotations

@@ -19,10 +19,11 @@ reason / depth d / region) and, when a run directory is given, the trained model
 "not available". Each match names the tier that matched as ``matched_by``: ``exact`` (file bytes), ``content``
 (canonical content) or ``fingerprint``.
 
-Example:
-  >>> index = ManifestIndex(load_manifest("manifest_dir"))  # doctest: +SKIP
-  >>> result = lookup_file("my_chorale.mid", index)  # doctest: +SKIP
-  >>> result.found, [(m.work_id, m.tier, m.level) for m in result.matches]  # doctest: +SKIP
+Example::
+
+    index = ManifestIndex(load_manifest("manifest_dir"))
+    result = lookup_file("my_chorale.mid", index)
+    result.found, [(m.work_id, m.tier, m.level) for m in result.matches]
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ featurizes every example at every checkpoint with the groups it trained and writ
 ``workdir/provenance/index``. ``load_tracer(workdir)`` opens that index (verifying its hashes) with the same
 checkpoints and projection, ready to score outputs.
 
-Example (``govjax train`` first):
-  >>> index = index_run("runs/tiny", config=FeatureConfig(k=256))  # doctest: +SKIP
-  >>> tracer = load_tracer("runs/tiny")  # doctest: +SKIP
-  >>> tracer.attribute({"tokens": windows(tokens, tracer.context)}).proponents[:3]  # doctest: +SKIP
+Example (``govjax train`` first)::
+
+    index = index_run("runs/tiny", config=FeatureConfig(k=256))
+    tracer = load_tracer("runs/tiny")
+    tracer.attribute({"tokens": windows(tokens, tracer.context)}).proponents[:3]
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ writes the dataset manifest of the governed run (tiers 1-3, Croissant) into ``ou
 rightsholder lookup finds transformed copies of training works and no distinct works (``out/lookup.json``), and
 writes ``out/report.html`` (:mod:`govjax.study.report`). ``make demo`` runs it on the demo study.
 
-Example:
-  >>> report = run_pipeline("experiments/configs/study_demo.py", "runs/demo")  # doctest: +SKIP
+Example::
+
+    report = run_pipeline("experiments/configs/study_demo.py", "runs/demo")
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ Figures (PNG, in ``out/figures/``):
 
 Command: ``govjax report --workdir runs/demo`` (re-draws everything from the saved results).
 
-Example:
-  >>> write_study_report("runs/demo")  # doctest: +SKIP
+Example::
+
+    write_study_report("runs/demo")
 """
 
 from __future__ import annotations

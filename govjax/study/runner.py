@@ -7,9 +7,10 @@ index and traces training windows used as "reproducing outputs" (does the trace 
 Everything measured goes to ``out/results.json``; :mod:`govjax.study.report` turns it into figures and
 ``report.html``.
 
-Example (see ``experiments/configs/study_demo.py`` for the command and runtime):
-  >>> study = load_study("experiments/configs/study_demo.py")  # doctest: +SKIP
-  >>> results = run_study(study, "runs/demo")  # doctest: +SKIP
+Example (see ``experiments/configs/study_demo.py`` for the command and runtime)::
+
+    study = load_study("experiments/configs/study_demo.py")
+    results = run_study(study, "runs/demo")
 """
 
 from __future__ import annotations

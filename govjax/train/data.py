@@ -8,11 +8,12 @@ is identical to training on a dataset without them), and serves the batch for st
 Per-work treatment arrays are aligned with ``works`` (the batches' ``work_index``), so the loop turns a batch into
 its ``[B, G]`` group mask with :meth:`TrainingData.group_mask` (a gather, no Python per row).
 
-Example (needs ``govjax prepare chorales --max-works 12``):
-  >>> from govjax.train.config import load_config
-  >>> data = build_training_data(load_config("experiments/configs/tiny.py"))  # doctest: +SKIP
-  >>> data.train[0]["tokens"].shape, data.group_mask(data.train[0]).shape  # doctest: +SKIP
-  ((8, 64), (8, 4))
+Example (needs ``govjax prepare chorales --max-works 12``)::
+
+    from govjax.train.config import load_config
+    data = build_training_data(load_config("experiments/configs/tiny.py"))
+    data.train[0]["tokens"].shape, data.group_mask(data.train[0]).shape
+    # -> ((8, 64), (8, 4))
 """
 
 from __future__ import annotations

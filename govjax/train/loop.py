@@ -6,10 +6,11 @@
 bitwise the same parameters as one run straight through. Metrics go to ``workdir/metrics.jsonl``; the routing log
 (which example trained at which depth, per step) to ``workdir/routing_log.jsonl``.
 
-Example (needs ``govjax prepare chorales``; see ``experiments/configs/demo.py``):
-  >>> from govjax.train.config import load_config
-  >>> result = train(load_config("experiments/configs/tiny.py"), "/tmp/govjax-doc")  # doctest: +SKIP
-  >>> round(result.val_nll, 2)  # doctest: +SKIP
+Example (needs ``govjax prepare chorales``; see ``experiments/configs/demo.py``)::
+
+    from govjax.train.config import load_config
+    result = train(load_config("experiments/configs/tiny.py"), "/tmp/govjax-doc")
+    round(result.val_nll, 2)
 """
 
 from __future__ import annotations

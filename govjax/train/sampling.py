@@ -4,9 +4,10 @@ Prompts are the opening frames of *validation* works (music the model never trai
 what the model makes of an unseen beginning; with ``prompt_frames=0`` generation starts from a single frame of
 the prompt work (the model needs at least one token).
 
-Example (after ``govjax train --config experiments/configs/tiny.py --workdir runs/tiny``):
-  >>> samples = sample_run("runs/tiny", num_samples=2, seed=0)  # doctest: +SKIP
-  >>> write_samples(samples, "runs/tiny/samples/sample.mid")  # doctest: +SKIP
+Example (after ``govjax train --config experiments/configs/tiny.py --workdir runs/tiny``)::
+
+    samples = sample_run("runs/tiny", num_samples=2, seed=0)
+    write_samples(samples, "runs/tiny/samples/sample.mid")
 """
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ from PIL import Image
 
 from govjax.documentation import image_fingerprint as imf
 
-pytest.importorskip("imagehash")
-
 
 @pytest.fixture(scope="module")
 def images():

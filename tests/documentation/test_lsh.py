@@ -27,7 +27,8 @@ def test_banded_lsh_query_and_pairs():
 
 
 def test_false_positive_bound_matches_clopper_pearson():
-  scipy_stats = pytest.importorskip("scipy.stats")
+  from scipy import stats as scipy_stats
+
   assert lsh.false_positive_bound(1000) == pytest.approx(1 - 0.05 ** (1 / 1000))
   for n, k in ((100, 5), (200, 1)):
     assert lsh.false_positive_bound(n, k) == pytest.approx(scipy_stats.beta.ppf(0.95, k + 1, n - k), rel=1e-6)

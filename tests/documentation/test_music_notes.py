@@ -16,7 +16,8 @@ def chorale():
 
 
 def test_tokens_give_the_tokenizer_reference_notes(chorale):
-  tokenizer = pytest.importorskip("govjax.data.tokenizer")
+  from govjax.data import tokenizer
+
   encoded = tokenizer.encode_score(chorale)
   from_tokens = mn.notes_from_tokens(encoded.tokens)
   reference = tokenizer.note_events(chorale)  # bwv66.6 is on the 16th grid: no adjustment

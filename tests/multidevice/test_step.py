@@ -57,7 +57,6 @@ def test_sharded_plain_step_with_per_example_state_equals_single_device():
 
 
 def test_sharded_depth_routed_step_equals_single_device():
-  pytest.importorskip("govjax.routing.loss")
   config = tiny_config()
   config = dataclasses.replace(config, governance=GovernanceSpec(routing="depth", normaliser="contributors"))
   _run_both(config, (AdaptiveDepthPlugin(num_groups=3),))
