@@ -262,15 +262,14 @@ def _quiet_tfds_warnings():
 
 @contextlib.contextmanager
 def _tfds_output(progress: bool):
-  """With ``progress=False``: no TFDS progress bars and no "Downloading and preparing ..." lines on stdout
-  (nothing is downloaded; the builder reads music21's bundled corpus). The previous setting is restored."""
-  if progress:
-    yield
-    return
+  """Keeps TFDS's "Downloading and preparing dataset ..." lines off stdout (nothing is downloaded: the builder
+  reads music21's bundled corpus; the caller reports what was built) and, with ``progress=False``, hides its
+  progress bars too. The previous progress-bar setting is restored."""
   from tensorflow_datasets.core.utils import tqdm_utils
 
   previous = getattr(tqdm_utils, "_active", True)
-  tfds.display_progress_bar(False)
+  if not progress:
+    tfds.display_progress_bar(False)
   try:
     with contextlib.redirect_stdout(io.StringIO()):
       yield

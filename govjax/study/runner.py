@@ -165,8 +165,10 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
     final = audit_run(workdir, **audit_kw)
   write_audit(workdir, final)
   memorization = memorization_summary(final.summary, final.rows)
-  _say(progress, f"    val NLL {result.val_nll:.3f}; extraction restricted {memorization['extraction_restricted']}, "
-                 f"permissive {memorization['extraction_permissive']}, held-out {memorization['extraction_heldout']}")
+  rates = {key: ("n/a" if memorization[f"extraction_{key}"] is None else f"{memorization[f'extraction_{key}']:.3f}")
+           for key in ("restricted", "permissive", "heldout")}
+  _say(progress, f"    val NLL {result.val_nll:.3f}; extraction restricted {rates['restricted']}, "
+                 f"permissive {rates['permissive']}, held-out {rates['heldout']}")
   samples = sample_run(workdir, num_samples=study.num_samples, num_frames=min(64, config.model.context // 4),
                        seed=spec.seed, data=data)
   sample_paths = write_samples(samples, workdir / "samples" / "sample.mid")
