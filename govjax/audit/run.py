@@ -36,7 +36,7 @@ import numpy as np
 from govjax.audit.exposure import canary_exposure
 from govjax.audit.extraction import ExtractionResult, extraction_audit
 from govjax.audit.membership import membership_inference
-from govjax.data.loader import PAD, build_window_table
+from govjax.data.loader import PAD, build_window_table, work_kind
 
 COLUMNS = ("work_id", "split", "licence", "licence_class", "treatment", "depth", "region", "num_windows",
            "num_audited", "num_skipped", "num_extractable", "extraction_rate", "token_match", "mean_loss")
@@ -103,10 +103,8 @@ def _group(rows: list[dict], row_windows: list[np.ndarray], results: dict[str, E
 
 def member_class(work_id: str, licence_class: str) -> str:
   """The membership-inference group of a training work: ``canary``, ``structural`` or its licence class."""
-  for prefix in ("canary", "structural"):
-    if work_id.startswith(prefix + "/"):
-      return prefix
-  return licence_class
+  kind = work_kind(work_id)
+  return licence_class if kind == "work" else kind
 
 
 def _membership_by_class(rows: list[dict], row_windows: list[np.ndarray],

@@ -23,11 +23,11 @@ import hashlib
 import numpy as np
 
 from govjax.data import tokenizer
-from govjax.data.loader import Work
+from govjax.data.loader import CANARY_PREFIX, Work
 
 # Voice registers (MIDI), Soprano..Bass, inside the tokenizer's range.
 REGISTERS = ((60, 79), (55, 74), (48, 67), (40, 60))
-PREFIX = "canary/"
+PREFIX = CANARY_PREFIX
 
 
 def _random_frames(rng: np.random.Generator, count: int, frames: int) -> np.ndarray:

@@ -41,6 +41,22 @@ FRAME_SIZE = 4  # tokens per frame (Soprano, Alto, Tenor, Bass)
 WORK_FIELDS = (
     "work_id", "title", "composer", "collection", "source_path", "sha256", "key", "tokens", "length"
 )
+CANARY_PREFIX = "canary/"  # work ids of planted canaries (govjax.data.canaries)
+STRUCTURAL_PREFIX = "structural/"  # work ids of generated structural material (govjax.data.structural)
+
+
+def work_kind(work_id: str) -> str:
+  """What a work id names: ``"canary"``, ``"structural"`` (generated material) or ``"work"`` (a real work).
+
+  Example:
+    >>> [work_kind(w) for w in ("canary/r1/0/copy0", "structural/cadences-C", "bach/bwv10.7")]
+    ['canary', 'structural', 'work']
+  """
+  if work_id.startswith(CANARY_PREFIX):
+    return "canary"
+  if work_id.startswith(STRUCTURAL_PREFIX):
+    return "structural"
+  return "work"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -241,10 +257,11 @@ class ArrayWindowBatches:
     batch_size: rows per batch.
     seed: shuffling seed.
 
-  Example::
-
-    batches = ArrayWindowBatches(np.zeros((10, 8), np.int32), np.arange(10) // 5, batch_size=4, seed=0)
-    batches[3]["example_id"].shape   # (4,)
+  Example:
+    >>> batches = ArrayWindowBatches(np.zeros((10, 8), np.int32), np.arange(10) // 5, batch_size=4, seed=0)
+    >>> batches[3]["tokens"].shape, sorted(batches[0]["example_id"].tolist() + batches[1]["example_id"].tolist()
+    ...                                    + batches[2]["example_id"].tolist()[:2])
+    ((4, 8), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
   """
 
   def __init__(self, tokens: np.ndarray, work_index: np.ndarray, batch_size: int, seed: int):

@@ -50,6 +50,7 @@ import music21
 import numpy as np
 
 from govjax.data import tokenizer
+from govjax.data.loader import STRUCTURAL_PREFIX
 
 COMPOSER = "govjax generator"
 COLLECTION = "structural"
@@ -303,7 +304,7 @@ def structural_scores(*, names: Sequence[str] | None = None,
   for name in names:
     for key in selected:
       score = scales_score(key) if name == SCALES_NAME else progression_score(name, key)
-      out.append((f"structural/{name}-{key.name}", score))
+      out.append((f"{STRUCTURAL_PREFIX}{name}-{key.name}", score))
   return out
 
 

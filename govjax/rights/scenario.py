@@ -60,12 +60,12 @@ from typing import Any
 
 import numpy as np
 
+from govjax.data.loader import STRUCTURAL_PREFIX
 from govjax.rights.records import RightsRecord, load_records, parse_record
 
 SCENARIO_VERSION = "default-v1"
 MUSIC21_CORPUS_LICENCE = "LicenseRef-music21-corpus"
 PUBLIC_DOMAIN_COMPOSERS = ("bach",)  # lower-case substrings of composer names known to be public domain here
-STRUCTURAL_PREFIX = "structural/"
 
 # Verbatim lines of the licence files installed with music21 (checked by tests/rights/test_scenario.py).
 MUSIC21_LICENCE_QUOTES: dict[str, tuple[str, ...]] = {

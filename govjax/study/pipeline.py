@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from govjax.data.loader import work_kind
 from govjax.study.methods import StudyConfig, load_study, method_config
 
 
@@ -140,7 +141,7 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
     manifest = build_run_manifest(out / "manifest", data, fingerprint_from="tokens", name=f"govjax-{study.name}")
     test_works = load_works(run_config)["test"]
     rng = np.random.default_rng(0)
-    specific = [w for w in data.works if not w.work_id.startswith(("structural/", "canary/"))]
+    specific = [w for w in data.works if work_kind(w.work_id) == "work"]
     chosen = [specific[i] for i in sorted(rng.choice(len(specific), min(study.lookup_works, len(specific)),
                                                      replace=False))]
     lookup = lookup_check(out / "manifest", chosen, test_works[: study.lookup_works], out / "lookup",

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from govjax.data.loader import work_kind
 from govjax.study.methods import METHODS, RunSpec, StudyConfig, method_config
 
 RESTRICTED_CLASSES = ("restrictive", "unknown")
@@ -63,10 +64,10 @@ def memorization_summary(audit_summary: dict, rows: list[dict]) -> dict:
 
   groups = {
       "restricted": [r for r in rows if r["split"] == "train" and r.get("licence_class") in RESTRICTED_CLASSES
-                     and not r["work_id"].startswith("canary/")],
+                     and work_kind(r["work_id"]) != "canary"],
       "permissive": [r for r in rows if r["split"] == "train" and r.get("licence_class") == "permissive"
-                     and not r["work_id"].startswith(("canary/", "structural/"))],
-      "canary": [r for r in rows if r["work_id"].startswith("canary/")],
+                     and work_kind(r["work_id"]) == "work"],
+      "canary": [r for r in rows if work_kind(r["work_id"]) == "canary"],
       "heldout": [r for r in rows if r["split"] == "heldout"],
   }
   out = {}
@@ -108,8 +109,8 @@ def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, pr
   tracer = load_tracer(workdir, index=index)
   rng = np.random.default_rng(seed)
   table = data.window_table
-  candidates = np.flatnonzero(~np.array([data.works[int(w)].work_id.startswith("structural/")
-                                         for w in table.work_index]))
+  candidates = np.flatnonzero(np.array([work_kind(data.works[int(w)].work_id) != "structural"
+                                        for w in table.work_index]))
   chosen = rng.choice(candidates, size=min(study.trace_outputs, candidates.size), replace=False)
   hits, rows = [], []
   works = index.works if hasattr(index, "works") else None
@@ -165,10 +166,11 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
     final = audit_run(workdir, **audit_kw)
   write_audit(workdir, final)
   memorization = memorization_summary(final.summary, final.rows)
-  rates = {key: ("n/a" if memorization[f"extraction_{key}"] is None else f"{memorization[f'extraction_{key}']:.3f}")
-           for key in ("restricted", "permissive", "heldout")}
-  _say(progress, f"    val NLL {result.val_nll:.3f}; extraction restricted {rates['restricted']}, "
-                 f"permissive {rates['permissive']}, held-out {rates['heldout']}")
+  rates = ", ".join(f"{label} {'n/a' if memorization[key] is None else format(memorization[key], '.3f')}"
+                    for label, key in (("restricted", "extraction_restricted"),
+                                       ("permissive", "extraction_permissive"),
+                                       ("held-out", "extraction_heldout")))
+  _say(progress, f"    val NLL {result.val_nll:.3f}; extraction {rates}")
   samples = sample_run(workdir, num_samples=study.num_samples, num_frames=min(64, config.model.context // 4),
                        seed=spec.seed, data=data)
   sample_paths = write_samples(samples, workdir / "samples" / "sample.mid")

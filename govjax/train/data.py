@@ -141,7 +141,7 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
     The training data; ``report`` lists excluded works with the rule and reason.
   """
   from govjax.data.canaries import canary_records, canary_works
-  from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset
+  from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset, work_kind
   from govjax.data.tokenizer import VOCAB_SIZE
   from govjax.rights.decisions import govern_works
   from govjax.rights.policy import load_policy
@@ -194,7 +194,7 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
       "works": {split: len(works[split]) for split in SPLITS},
       "train_works_kept": len(kept),
       "train_works_excluded": len(train_ids) - len(kept),
-      "structural_works": sum(w.work_id.startswith("structural/") for w in kept),
+      "structural_works": sum(work_kind(w.work_id) == "structural" for w in kept),
       "canary_works": len(canaries),
       "train_windows": len(table),
       "padded_windows": table.num_padded_windows,
