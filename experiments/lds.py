@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> dict:
 
   from scipy.stats import spearmanr
 
+  from govjax.core.config import load_config
   from govjax.data.loader import ArrayWindowBatches
   from govjax.provenance.featurize import FeatureConfig
   from govjax.provenance.runs import index_run, load_tracer, training_examples
-  from govjax.train.config import load_config
   from govjax.train.data import build_training_data
   from govjax.train.loop import train
   from govjax.train.step import make_eval_step

@@ -9,7 +9,7 @@ Expected result: validation NLL around 0.6-0.8 nats per token (16th-note grid, m
 uniform model scores log(72) = 4.28), sampled continuations that keep four voices in range.
 """
 
-from govjax.train.config import GovernanceSpec, ModelSpec, TrainConfig
+from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
 
 
 def get_config() -> TrainConfig:

@@ -13,8 +13,8 @@ Depth routing need not remove memorization entirely (published work finds it spr
 shows whatever the numbers are.
 """
 
+from govjax.core.config import CanarySpec, GovernanceSpec, ModelSpec, TrainConfig
 from govjax.study.methods import RunSpec, StudyConfig
-from govjax.train.config import CanarySpec, GovernanceSpec, ModelSpec, TrainConfig
 
 
 def get_study() -> StudyConfig:

@@ -8,7 +8,7 @@ Runtime: under 30 seconds on 2 CPU cores (20 steps of batch 8 x 64 tokens).
 Expected result: the training loss falls from ~4.3 (uniform over 72 tokens) to below 3; nothing more.
 """
 
-from govjax.train.config import ModelSpec, TrainConfig
+from govjax.core.config import ModelSpec, TrainConfig
 
 
 def get_config() -> TrainConfig:

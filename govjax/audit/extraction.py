@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from govjax.train.losses import PAD_ID, per_example_next_token_loss
+from govjax.core.losses import PAD_ID, per_example_next_token_loss
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "num_tokens"))

@@ -36,7 +36,10 @@ import numpy as np
 from govjax.audit.exposure import canary_exposure
 from govjax.audit.extraction import ExtractionResult, extraction_audit
 from govjax.audit.membership import membership_inference
-from govjax.data.loader import PAD, build_window_table, work_kind
+from govjax.core.ids import work_kind
+from govjax.data.loader import PAD, build_window_table
+from govjax.train import data as training_data
+from govjax.train.loop import restore_model
 
 COLUMNS = ("work_id", "split", "licence", "licence_class", "treatment", "depth", "region", "num_windows",
            "num_audited", "num_skipped", "num_extractable", "extraction_rate", "token_match", "mean_loss")
@@ -224,13 +227,11 @@ def audit_run(workdir: str | pathlib.Path, *, k: int = 32, m: int = 32, step: in
   Returns:
     An :class:`AuditResult` whose summary also names the workdir, step and config hash.
   """
-  from govjax.train.loop import restore_model
 
   model, config, meta = restore_model(workdir, step=step)
   if data is None:
-    from govjax.train.data import build_training_data
 
-    data = build_training_data(config)
+    data = training_data.build_training_data(config)
   result = audit_model(model, data, k=k, m=m, batch_size=batch_size, max_windows_per_work=max_windows_per_work,
                        seed=seed)
   result.summary.update({"workdir": str(workdir), "step": meta.get("step"), "config_hash": meta.get("config_hash")})

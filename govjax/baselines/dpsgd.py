@@ -16,7 +16,7 @@ sampling, so any epsilon from :func:`privacy_spent` is the textbook per-example 
 
 Example:
   >>> import jax.numpy as jnp
-  >>> from govjax.train.config import TrainConfig, ModelSpec
+  >>> from govjax.core.config import TrainConfig, ModelSpec
   >>> from govjax.train.step import create_train_state
   >>> cfg = TrainConfig(model=ModelSpec(num_layers=1, width=16, num_heads=2, context=8), num_steps=2)
   >>> tx, schedule = dpsgd_optimizer(cfg, l2_norm_clip=1.0, noise_multiplier=1.1)
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from govjax.train.config import TrainConfig
+from govjax.core.config import TrainConfig
 from govjax.train.step import LossFn, StepPlugin, TrainState, make_optimizer, plain_loss, update_plugins
 
 NOISE_STREAM = 0x44505347  # "DPSG": the noise key is fold_in(step key, NOISE_STREAM)

@@ -5,7 +5,7 @@ only on that local context (not on the position in the window or on the batch), 
 window and any epoch, drops the same tokens: the model never receives a gradient for them, so it cannot learn to
 reproduce the passage verbatim, while ``(k - 1) / k`` of the signal still trains the general craft.
 
-Conventions (as in :mod:`govjax.train.losses`): the loss term at position ``t`` predicts ``tokens[t + 1]``;
+Conventions (as in :mod:`govjax.core.losses`): the loss term at position ``t`` predicts ``tokens[t + 1]``;
 ``goldfish_mask`` is indexed by the *target* token, so ``mask[b, j]`` says whether ``tokens[b, j]`` is counted and
 is decided by the ``h`` tokens ``tokens[b, j - h:j]`` (the ones ending at the predicting position ``t = j - 1``).
 Targets with fewer than ``h`` tokens before them in the row are always counted; PAD targets never are.
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from govjax.train.losses import token_losses
+from govjax.core.losses import token_losses
 
 _GOLDEN = 0x9E3779B1  # odd multiplier mixing each token into the running hash
 

@@ -54,11 +54,15 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from govjax.data.corpus import WorkSkipped, select_satb_parts
+from govjax.data.scenario import real_records
 from govjax.documentation import music_fingerprint as mf
 from govjax.documentation.duplicates import find_duplicates
 from govjax.documentation.lookup import ManifestIndex, false_positive_bound
 from govjax.documentation.manifest import Manifest, build_records, load_manifest, write_manifest
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
+from govjax.rights.decisions import apply_policy
+from govjax.rights.policy import default_policy
 
 TRANSFORMS = ("transpose", "time_scale", "midi", "edit", "combined")
 _FORMAT_PREFERENCE = (".mxl", ".musicxml", ".xml", ".krn")
@@ -110,7 +114,6 @@ def parse_corpus_work(path: str, composer: str = "bach") -> tuple[str, Any, str]
   if not isinstance(score, music21.stream.Score):
     return work_id, None, "not a score"
   try:
-    from govjax.data.corpus import WorkSkipped, select_satb_parts
 
     try:
       score = select_satb_parts(score)[0]
@@ -252,9 +255,6 @@ def _records(works: dict, ids: Sequence[str]) -> list[dict[str, Any]]:
   inputs = [{"work_id": w, "title": pathlib.PurePosixPath(works[w][0]).stem, "composer": "J. S. Bach",
              "collection": "music21 corpus: bach", "source_path": works[w][0], "sha256": works[w][1],
              "notes": works[w][2], "split": "train", "modality": "music"} for w in ids]
-  from govjax.rights.decisions import apply_policy
-  from govjax.rights.policy import default_policy
-  from govjax.rights.scenario import real_records
 
   rights = real_records(inputs)
   treatments = {row["work_id"]: row for row in apply_policy(rights, default_policy(), 6).rows()}

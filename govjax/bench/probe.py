@@ -32,10 +32,10 @@ from sklearn.metrics import roc_auc_score
 
 from govjax.audit.extraction import extraction_audit
 from govjax.audit.membership import membership_inference
+from govjax.core.config import ModelSpec, TrainConfig
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.probe.monitor import ProbeSpec, make_probe_plugin
 from govjax.probe.stats import STATISTICS
-from govjax.train.config import ModelSpec, TrainConfig
 from govjax.train.step import create_train_state, make_train_step, plain_loss
 
 

@@ -31,6 +31,17 @@ import time
 
 import numpy as np
 
+from govjax.core.config import ModelSpec, TrainConfig
+from govjax.data.digits import load_digits
+from govjax.data.loader import ArrayWindowBatches, as_work, build_window_table
+from govjax.models.classifier import MLPClassifier, classifier_group_of_path, example_cross_entropy, train_classifier
+from govjax.provenance.featurize import FeatureConfig, Featurizer
+from govjax.provenance.index import build_index
+from govjax.provenance.query import influence_scores, windows
+from govjax.provenance.runs import index_run, load_tracer
+from govjax.train.data import TrainingData
+from govjax.train.loop import train
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--works", type=int, default=40, help="synthetic works in the canary run")
@@ -47,8 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def synthetic_works_data(*, num_works: int, work_tokens: int, context: int, num_groups: int, batch_size: int,
                          seed: int):
   """A ``TrainingData`` of random-token works with a window table and varied depths."""
-  from govjax.data.loader import ArrayWindowBatches, build_window_table
-  from govjax.train.data import TrainingData
 
   rng = np.random.default_rng(seed)
   works = [{"work_id": f"synthetic/{i:03d}", "title": f"Synthetic {i}", "composer": "govjax",
@@ -68,7 +77,6 @@ def synthetic_works_data(*, num_works: int, work_tokens: int, context: int, num_
 
 
 def _as_loader_work(work: dict):
-  from govjax.data.loader import as_work
 
   return as_work({"work_id": work["work_id"], "title": work["title"], "composer": work["composer"],
                   "collection": "synthetic", "source_path": work["work_id"], "sha256": "0" * 64, "key": "",
@@ -79,11 +87,6 @@ def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
   """Steps 1-3 of the protocol."""
   import json
 
-  from govjax.provenance.featurize import FeatureConfig
-  from govjax.provenance.query import influence_scores, windows
-  from govjax.provenance.runs import index_run, load_tracer
-  from govjax.train.config import ModelSpec, TrainConfig
-  from govjax.train.loop import train
 
   num_layers = 2
   every = max(1, args.steps // 3)
@@ -137,10 +140,6 @@ def mislabel_benchmark(*, epochs: int, noise: float, k: int, seed: int, max_trai
   from flax import nnx
   from sklearn.metrics import roc_auc_score
 
-  from govjax.data.digits import load_digits
-  from govjax.models.classifier import MLPClassifier, classifier_group_of_path, example_cross_entropy, train_classifier
-  from govjax.provenance.featurize import FeatureConfig, Featurizer
-  from govjax.provenance.index import build_index
 
   data = load_digits(noise_fraction=noise, seed=seed, max_train=max_train)
   model = MLPClassifier(64, (32,), 10, rngs=nnx.Rngs(seed))

@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.models.transformer import count_params
 from govjax.routing.loss import make_routed_loss
-from govjax.train.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.train.governance import governance_components
 from govjax.train.step import create_train_state, make_train_step
 

@@ -20,6 +20,12 @@ import subprocess
 import sys
 import time
 
+from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
+from govjax.core.mesh import data_mesh, shard_batch, shard_rows
+from govjax.train.governance import governance_components
+from govjax.train.parallel_step import place_state, sharded_train_step
+from govjax.train.step import create_train_state
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--devices", default="1,2,4", help="comma-separated device counts")
@@ -38,11 +44,6 @@ def measure(num_devices: int, *, steps: int, batch_size: int, layers: int, width
   import jax
   import numpy as np
 
-  from govjax.parallel.mesh import data_mesh, shard_batch, shard_rows
-  from govjax.parallel.step import place_state, sharded_train_step
-  from govjax.train.config import GovernanceSpec, ModelSpec, TrainConfig
-  from govjax.train.governance import governance_components
-  from govjax.train.step import create_train_state
 
   config = TrainConfig(model=ModelSpec(num_layers=layers, width=width, num_heads=4, context=context),
                        batch_size=batch_size, num_steps=steps + 2, warmup_steps=1)

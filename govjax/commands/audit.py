@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from govjax.audit.run import audit_run, write_audit
+
 
 def register(subparsers) -> None:
   parser = subparsers.add_parser("audit", help="memorization audit of a run: extraction, membership, exposure")
@@ -25,7 +27,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.audit.run import audit_run, write_audit
 
   result = audit_run(args.workdir, k=args.k, m=args.m, step=args.step, batch_size=args.batch_size,
                      max_windows_per_work=args.max_windows_per_work, seed=args.seed)

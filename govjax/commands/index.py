@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from govjax.provenance.featurize import FeatureConfig
+from govjax.provenance.index import INDEX_DIR
+from govjax.provenance.runs import index_run
+
 
 def register(subparsers) -> None:
   parser = subparsers.add_parser("index", help="build the influence (TracIn) index of a training run")
@@ -26,9 +30,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.provenance.featurize import FeatureConfig
-  from govjax.provenance.index import INDEX_DIR
-  from govjax.provenance.runs import index_run
 
   config = FeatureConfig(k=args.k, seed=args.seed, projection=args.projection, normalize=args.normalize,
                          precondition=args.precondition, microbatch=args.microbatch)

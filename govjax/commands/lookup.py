@@ -19,6 +19,9 @@ import argparse
 import json
 import sys
 
+from govjax.documentation.lookup import ManifestIndex, QueryError, lookup_file
+from govjax.documentation.manifest import ManifestError, load_manifest
+
 DEFAULT_MANIFEST = "manifest"
 
 
@@ -39,8 +42,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.documentation.lookup import ManifestIndex, QueryError, lookup_file
-  from govjax.documentation.manifest import ManifestError, load_manifest
 
   try:
     manifest = args.manifest or (f"{args.workdir}/{DEFAULT_MANIFEST}" if args.workdir else DEFAULT_MANIFEST)

@@ -24,9 +24,23 @@ import argparse
 import json
 import sys
 
+from govjax.core import config as train_config
+from govjax.core.config import ModelSpec
+from govjax.data.chorales import load_chorale_works
+from govjax.data.corpus import collect_works
+from govjax.data.scenario import load_dataset_works, resolve_records
+from govjax.data.structural import structural_works
+from govjax.documentation.dataset_manifest import build_dataset_manifest
+from govjax.documentation.manifest import ManifestError
+from govjax.documentation.run_manifest import build_run_manifest
+from govjax.rights.decisions import apply_policy
+from govjax.rights.policy import PolicyError, load_policy
+from govjax.rights.records import RecordValidationError
+from govjax.train import data as training_data
+from govjax.train.data import load_works
+
 
 def _default_num_groups() -> int:
-  from govjax.train.config import ModelSpec
 
   return ModelSpec().num_layers + 2
 
@@ -63,7 +77,6 @@ def register(subparsers) -> None:
 
 def _works_by_split(args: argparse.Namespace) -> dict[str, list]:
   if args.from_corpus:
-    from govjax.data.corpus import collect_works
 
     parsed, report = collect_works(max_works=args.max_works, num_workers=max(1, min(args.workers, 2)),
                                    progress=not args.json)
@@ -72,11 +85,9 @@ def _works_by_split(args: argparse.Namespace) -> dict[str, list]:
     for item in parsed:
       by_split.setdefault(item.split, []).append(item.work)
   else:
-    from govjax.data.chorales import load_chorale_works
 
     by_split = {split: load_chorale_works(args.data_dir, split) for split in ("train", "validation", "test")}
   if args.include_structural:
-    from govjax.data.structural import structural_works
 
     by_split.setdefault("train", []).extend(structural_works())
   return by_split
@@ -85,8 +96,6 @@ def _works_by_split(args: argparse.Namespace) -> dict[str, list]:
 def _run_manifest(args: argparse.Namespace, out: str) -> dict:
   import pathlib
 
-  from govjax.documentation.run_manifest import build_run_manifest
-  from govjax.train import config as train_config
 
   workdir = pathlib.Path(args.workdir)
   config_file = workdir / "config.json"
@@ -94,10 +103,9 @@ def _run_manifest(args: argparse.Namespace, out: str) -> dict:
     raise FileNotFoundError(f"{workdir} is not a govjax run directory (no config.json)")
   saved = json.loads(config_file.read_text())
   config = train_config.from_dict(saved.get("config", saved))
-  from govjax.train.data import build_training_data
 
   try:
-    data = build_training_data(config)
+    data = training_data.build_training_data(config)
   except NotImplementedError as error:
     raise ValueError(f"the run's training data cannot be rebuilt yet ({error})") from error
   reasons = None if getattr(data, "treatments", None) else _policy_reasons(config, data)
@@ -110,8 +118,6 @@ def _run_manifest(args: argparse.Namespace, out: str) -> dict:
 
 def _policy_reasons(config, data) -> dict | None:
   """Rule / reason text of every work from the run's policy (None when the policy cannot be applied)."""
-  from govjax.rights.decisions import apply_policy
-  from govjax.rights.policy import PolicyError, load_policy
 
   try:
     decisions = apply_policy(list(data.records.values()), load_policy(config.governance.policy), data.num_groups)
@@ -128,11 +134,9 @@ def _other_works(config, data) -> list:
   if not wanted:
     return []
   try:
-    from govjax.train.data import load_works
 
     works = [w for split in load_works(config).values() for w in split]
   except ImportError:
-    from govjax.rights.scenario import load_dataset_works
 
     try:
       works = load_dataset_works(config.data_dir, include_structural=config.governance.include_structural)
@@ -146,11 +150,6 @@ def _other_works(config, data) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.documentation.dataset_manifest import build_dataset_manifest
-  from govjax.documentation.manifest import ManifestError
-  from govjax.rights.policy import PolicyError
-  from govjax.rights.records import RecordValidationError
-  from govjax.rights.scenario import resolve_records
 
   num_groups = args.num_groups if args.num_groups is not None else _default_num_groups()
   out = args.out or (f"{args.workdir}/manifest" if args.workdir else "manifest")

@@ -9,6 +9,8 @@ import argparse
 import os
 import sys
 
+from govjax.data.chorales import prepare_chorales
+
 
 def register(subparsers) -> None:
   parser = subparsers.add_parser("prepare", help="prepare a dataset (offline, once)")
@@ -29,7 +31,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.data.chorales import prepare_chorales
 
   try:
     report = prepare_chorales(

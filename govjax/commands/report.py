@@ -6,6 +6,8 @@ import argparse
 import pathlib
 import sys
 
+from govjax.study.report import write_run_report, write_study_report
+
 
 def register(subparsers) -> None:
   parser = subparsers.add_parser("report", help="build report.html (figures, tables) of a study or run directory")
@@ -14,7 +16,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.study.report import write_run_report, write_study_report
 
   workdir = pathlib.Path(args.workdir)
   if (workdir / "results.json").is_file():

@@ -15,12 +15,17 @@ import json
 import pathlib
 import sys
 
+from govjax.core.config import ModelSpec
+from govjax.data.scenario import load_dataset_works, resolve_records
+from govjax.rights.decisions import apply_policy
+from govjax.rights.policy import PolicyError, default_policy, load_policy, policy_to_json
+from govjax.rights.records import RecordValidationError, load_records, read_records, save_records
+
 DATA_DIR_HELP = "prepared data (default: $GOVJAX_DATA_DIR or ~/.cache/govjax/data)"
 STRUCTURAL_HELP = "add the generated structural works (govjax.data.structural)"
 
 
 def _default_num_groups() -> int:
-  from govjax.train.config import ModelSpec
 
   return ModelSpec().num_layers + 2
 
@@ -74,7 +79,6 @@ def _error(message: str) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-  from govjax.rights.records import read_records
 
   path = pathlib.Path(args.file)
   if not path.is_file():
@@ -94,16 +98,11 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _works(args: argparse.Namespace):
-  from govjax.rights.scenario import load_dataset_works
 
   return load_dataset_works(args.data_dir, include_structural=args.include_structural)
 
 
 def run_summary(args: argparse.Namespace) -> int:
-  from govjax.rights.decisions import apply_policy
-  from govjax.rights.policy import PolicyError, load_policy
-  from govjax.rights.records import RecordValidationError, load_records
-  from govjax.rights.scenario import resolve_records
 
   num_groups = args.num_groups if args.num_groups is not None else _default_num_groups()
   if num_groups < 1:
@@ -131,8 +130,6 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_scenario(args: argparse.Namespace) -> int:
-  from govjax.rights.records import save_records
-  from govjax.rights.scenario import resolve_records
 
   try:
     works = _works(args)
@@ -150,7 +147,6 @@ def run_scenario(args: argparse.Namespace) -> int:
 
 
 def run_policy(args: argparse.Namespace) -> int:
-  from govjax.rights.policy import default_policy, policy_to_json
 
   text = policy_to_json(default_policy(strict_encodings=args.strict_encodings)) + "\n"
   if args.out:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from govjax.train.sampling import sample_run, write_samples
+
 
 def register(subparsers) -> None:
   parser = subparsers.add_parser("sample", help="sample chorales from a trained run (MIDI, MusicXML)")
@@ -20,7 +22,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.train.sampling import sample_run, write_samples
 
   samples = sample_run(args.workdir, num_samples=args.num, num_frames=args.frames,
                        prompt_frames=args.prompt_frames, seed=args.seed, temperature=args.temperature,

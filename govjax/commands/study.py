@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from govjax.study.pipeline import run_pipeline
+
 
 def register(subparsers) -> None:
   parser = subparsers.add_parser("study", help="run a governance study: train methods, audit, trace, report")
@@ -14,7 +16,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.study.pipeline import run_pipeline
 
   report = run_pipeline(args.config, args.out, data_dir=args.data_dir)
   print(f"report: {report}")

@@ -12,6 +12,12 @@ import pathlib
 
 import numpy as np
 
+from govjax.data.tokenizer import encode_score
+from govjax.provenance.index import sha256_file
+from govjax.provenance.lineage import build_lineage, write_lineage
+from govjax.provenance.query import windows
+from govjax.provenance.runs import load_tracer
+
 
 def read_output_tokens(path: str | pathlib.Path, *, steps_per_quarter: int = 4) -> np.ndarray:
   """Tokens of a generated output: a ``.npy`` token array, or a MIDI/MusicXML file encoded with the tokenizer.
@@ -30,7 +36,6 @@ def read_output_tokens(path: str | pathlib.Path, *, steps_per_quarter: int = 4) 
     return tokens.reshape(-1).astype(np.int32)
   import music21
 
-  from govjax.data.tokenizer import encode_score
 
   return np.asarray(encode_score(music21.converter.parse(path), steps_per_quarter=steps_per_quarter).tokens,
                     np.int32)
@@ -48,10 +53,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from govjax.provenance.index import sha256_file
-  from govjax.provenance.lineage import build_lineage, write_lineage
-  from govjax.provenance.query import windows
-  from govjax.provenance.runs import load_tracer
 
   tracer = load_tracer(args.workdir)
   steps_per_quarter = tracer.index.metadata.get("steps_per_quarter", 4)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from govjax.train.config import apply_overrides, load_config
+from govjax.core.config import apply_overrides, load_config
+from govjax.core.mesh import data_mesh
+from govjax.train.hosts import initialize_distributed
+from govjax.train.loop import train
 
 
 def register(subparsers) -> None:
@@ -30,16 +33,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
   mesh = None
   if args.distributed:
-    from govjax.parallel.hosts import initialize_distributed
 
     info = initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     print(f"process {info['process_index']}/{info['process_count']}: {info['local_devices']} local of "
           f"{info['devices']} devices")
   if args.distributed or args.data_parallel:
-    from govjax.parallel.mesh import data_mesh
 
     mesh = data_mesh()
-  from govjax.train.loop import train
 
   config = apply_overrides(load_config(args.config), args.overrides)
   if args.data_dir:

@@ -10,7 +10,7 @@ Canaries stand for restricted specific works: their rights record carries ``Cana
 ``LicenseRef`` the default policy treats as restrictive/unknown, so governed runs train them at surface depth).
 
 Example:
-  >>> from govjax.train.config import CanarySpec
+  >>> from govjax.core.config import CanarySpec
   >>> works = canary_works(CanarySpec(count=2, repeats=(1, 3), frames=4))
   >>> len(works), works[0].work_id, works[0].tokens.shape
   (8, 'canary/r1/0/copy0', (16,))
@@ -22,8 +22,10 @@ import hashlib
 
 import numpy as np
 
+from govjax.core.ids import CANARY_PREFIX
 from govjax.data import tokenizer
-from govjax.data.loader import CANARY_PREFIX, Work
+from govjax.data.loader import Work
+from govjax.rights.records import parse_record
 
 # Voice registers (MIDI), Soprano..Bass, inside the tokenizer's range.
 REGISTERS = ((60, 79), (55, 74), (48, 67), (40, 60))
@@ -72,7 +74,6 @@ def canary_group(work_id: str) -> str | None:
 
 def canary_records(works, spec) -> list:
   """Rights records of the canary works (restricted specific works, clearly marked as generated)."""
-  from govjax.rights.records import parse_record
 
   return [parse_record({
       "work_id": w.work_id, "title": w.title, "creators": ["govjax canary"], "rightsholder": "govjax canary",

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from govjax.core.ids import CANARY_PREFIX, STRUCTURAL_PREFIX, work_kind  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
   import grain
 
@@ -41,23 +43,6 @@ FRAME_SIZE = 4  # tokens per frame (Soprano, Alto, Tenor, Bass)
 WORK_FIELDS = (
     "work_id", "title", "composer", "collection", "source_path", "sha256", "key", "tokens", "length"
 )
-CANARY_PREFIX = "canary/"  # work ids of planted canaries (govjax.data.canaries)
-STRUCTURAL_PREFIX = "structural/"  # work ids of generated structural material (govjax.data.structural)
-
-
-def work_kind(work_id: str) -> str:
-  """What a work id names: ``"canary"``, ``"structural"`` (generated material) or ``"work"`` (a real work).
-
-  Example:
-    >>> [work_kind(w) for w in ("canary/r1/0/copy0", "structural/cadences-C", "bach/bwv10.7")]
-    ['canary', 'structural', 'work']
-  """
-  if work_id.startswith(CANARY_PREFIX):
-    return "canary"
-  if work_id.startswith(STRUCTURAL_PREFIX):
-    return "structural"
-  return "work"
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Work:

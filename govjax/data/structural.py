@@ -49,8 +49,8 @@ from collections.abc import Sequence
 import music21
 import numpy as np
 
+from govjax.core.ids import STRUCTURAL_PREFIX
 from govjax.data import tokenizer
-from govjax.data.loader import STRUCTURAL_PREFIX
 
 COMPOSER = "govjax generator"
 COLLECTION = "structural"

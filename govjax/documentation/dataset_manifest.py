@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from govjax.documentation.duplicates import find_duplicates
 from govjax.documentation.manifest import build_records, has_fingerprint, write_manifest
+from govjax.rights.decisions import apply_policy
+from govjax.rights.policy import load_policy
 
 MUSIC21_CORPUS_URL = "https://github.com/cuthbertLab/music21/tree/master/music21/corpus"
 
@@ -114,8 +117,6 @@ def dataset_treatments(works_by_split: Mapping[str, Sequence[Any]], rights: Sequ
   Returns:
     ``work_id -> treatment`` (inputs of :func:`treatment_entry`).
   """
-  from govjax.rights.decisions import apply_policy
-  from govjax.rights.policy import load_policy
 
   work_ids = [_get(w, "work_id") for works in works_by_split.values() for w in works]
   decisions = apply_policy(rights, load_policy(policy), num_groups, work_ids=work_ids)
@@ -135,7 +136,6 @@ def dataset_treatments(works_by_split: Mapping[str, Sequence[Any]], rights: Sequ
 def training_duplicates(records: Sequence[Mapping[str, Any]]) -> Any:
   """Near-duplicate report inside the training set: the records with treatment status ``included`` (all
   fingerprinted records when none has a known treatment), as a ``DuplicateReport`` with ``scope`` set."""
-  from govjax.documentation.duplicates import find_duplicates
 
   fingerprinted = [r for r in records if has_fingerprint(r)]
   included = [r for r in fingerprinted if r["tier1"]["treatment"]["status"] == "included"]

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from govjax.data import tokenizer
+
 MUSIC_SUFFIXES = (".mxl", ".musicxml", ".xml", ".mid", ".midi", ".abc", ".krn", ".mei", ".rntxt")
 _MAX_DENOMINATOR = 960  # quarter-length values are snapped to 1/960 of a quarter (MIDI-tick exactness)
 
@@ -137,7 +139,6 @@ def notes_from_tokens(tokens: Sequence[int] | np.ndarray, *, steps_per_quarter: 
   Returns:
     :class:`NoteList` with 4 voices (Soprano first).
   """
-  from govjax.data import tokenizer
 
   grid = np.asarray(tokens, dtype=np.int64).reshape(-1, tokenizer.NUM_VOICES)
   step = Fraction(1, steps_per_quarter)

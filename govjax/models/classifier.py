@@ -25,8 +25,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from govjax.provenance.index import CheckpointParams
-from govjax.provenance.record import path_key
+from govjax.core.checkpoint import CheckpointParams
+from govjax.core.trees import path_key
 
 
 class MLPClassifier(nnx.Module):

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import warnings
 from collections.abc import Iterable
@@ -39,40 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from govjax.core.config import ProbeSpec
 from govjax.probe.stats import STATISTICS, example_statistics, statistic_index
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeSpec:
-  """Configuration of the memorization probe (the ``probe`` section of a training config).
-
-  Attributes:
-    enabled: run the probe (and its adaptive depth) in the train step.
-    signal: the statistic that drives adaptive depth: ``loss``, ``predictive_entropy`` or
-      ``representation_entropy`` (all three are tracked and logged whatever this is).
-    layer: index into the hidden-state list (``0`` = embeddings, ``num_layers`` = last block; negative counts
-      from the end) whose representation entropy is measured.
-    ema: weight of the old value in the per-example EMA (0 = last observation only).
-    percentile: validation percentile that sets the lowering threshold ``low``.
-    restore_percentile: validation percentile that sets the restoring threshold ``high`` (> ``percentile``).
-    calibrate_every: steps between calibrations (the loop also calibrates at step 0).
-    calibration_batches: validation batches used per calibration.
-    min_depth: the lowest depth the probe assigns (1 = output head only).
-    min_seen: observations of an example before its depth may be lowered.
-    adaptive: lower depths (False: only observe and log).
-  """
-
-  enabled: bool = False
-  signal: str = "loss"
-  layer: int = -1
-  ema: float = 0.5
-  percentile: float = 5.0
-  restore_percentile: float = 20.0
-  calibrate_every: int = 200
-  calibration_batches: int = 8
-  min_depth: int = 1
-  min_seen: int = 2
-  adaptive: bool = True
 
 
 class ProbeState(NamedTuple):

@@ -3,7 +3,7 @@
 Three statistics per example (row of a batch), all jittable and cheap next to the step:
 
 * **per-example loss**: mean next-token cross-entropy over scored targets
-  (:func:`govjax.train.losses.per_example_next_token_loss`; PAD targets are not scored).
+  (:func:`govjax.core.losses.per_example_next_token_loss`; PAD targets are not scored).
 * **predictive entropy**: the entropy (nats) of the model's next-token distribution ``softmax(logits[t])``,
   averaged over the same scored positions. A memorized window is predicted with confidence: low entropy.
 * **representation entropy**: the order-2 Renyi entropy of the normalised spectrum of the example's hidden
@@ -32,7 +32,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from govjax.train.losses import PAD_ID, per_example_next_token_loss
+from govjax.core.losses import PAD_ID, per_example_next_token_loss
 
 STATISTICS = ("loss", "predictive_entropy", "representation_entropy")
 

@@ -54,8 +54,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from govjax.provenance.record import path_key
-from govjax.train.losses import per_example_next_token_loss
+from govjax.core.checkpoint import CheckpointParams
+from govjax.core.losses import per_example_next_token_loss
+from govjax.core.trees import path_key
 
 PROJECTIONS = ("sparse", "rademacher", "gaussian")
 ExampleLoss = Callable[[nnx.Module, Mapping[str, jax.Array]], jax.Array]
@@ -409,3 +410,21 @@ def transformer_featurizer(graphdef: nnx.GraphDef, *, num_layers: int, config: F
   """A :class:`Featurizer` for the govjax transformer and its next-token loss (``G = num_layers + 2``)."""
   return Featurizer(graphdef, next_token_example_loss, group_of_path=transformer_group_of_path(num_layers),
                     num_groups=num_layers + 2, config=config)
+
+
+def checkpoint_preconditioner(checkpoint: CheckpointParams, config: FeatureConfig) -> dict[str, np.ndarray] | None:
+  """``1 / (sqrt(nu_hat) + eps)`` per leaf of ``checkpoint`` when ``config.precondition`` (else None).
+
+  Args:
+    checkpoint: the checkpoint (its ``adam_nu`` / ``adam_count``).
+    config: the feature config.
+
+  Returns:
+    ``{path: array}`` or None.
+  """
+  if not config.precondition:
+    return None
+  if checkpoint.adam_nu is None:
+    raise ValueError(f"checkpoint {checkpoint.step}: FeatureConfig.precondition needs the Adam second moment, "
+                     "which this checkpoint's optimizer state does not hold")
+  return adam_preconditioner(checkpoint.adam_nu, count=checkpoint.adam_count, config=config)

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from govjax.provenance.featurize import FeatureConfig, Featurizer, adam_preconditioner, normalize_rows
+from govjax.core.checkpoint import CheckpointParams
+from govjax.provenance.featurize import FeatureConfig, Featurizer, checkpoint_preconditioner, normalize_rows
 
 FORMAT = "govjax-influence-index/1"
 INDEX_DIR = pathlib.Path("provenance") / "index"
@@ -73,34 +74,6 @@ def dataset_fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
     digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
     digest.update(value.tobytes())
   return digest.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointParams:
-  """One checkpoint as featurizing needs it.
-
-  Attributes:
-    step: the checkpoint's step.
-    learning_rate: its learning rate (the TracIn weight).
-    params: the model parameters (whatever the featurizer's graphdef merges with).
-    adam_nu: ``{path: array}`` Adam second moment, for ``FeatureConfig.precondition``; or None.
-    adam_count: Adam's step count (bias correction), or None.
-  """
-
-  step: int
-  learning_rate: float
-  params: Any
-  adam_nu: Mapping[str, np.ndarray] | None = None
-  adam_count: int | None = None
-
-  def preconditioner(self, config: FeatureConfig) -> dict[str, np.ndarray] | None:
-    """``1 / (sqrt(nu_hat) + eps)`` per leaf when ``config.precondition`` (else None)."""
-    if not config.precondition:
-      return None
-    if self.adam_nu is None:
-      raise ValueError(f"checkpoint {self.step}: FeatureConfig.precondition needs the Adam second moment, "
-                       "which this checkpoint's optimizer state does not hold")
-    return adam_preconditioner(self.adam_nu, count=self.adam_count, config=config)
 
 
 @dataclasses.dataclass
@@ -269,7 +242,8 @@ def build_index(
   seconds = []
   for c, ckpt in enumerate(checkpoints):
     start = time.perf_counter()
-    phi = featurizer(ckpt.params, inputs, masks[c], preconditioner=ckpt.preconditioner(config), normalize=False)
+    precond = checkpoint_preconditioner(ckpt, config)
+    phi = featurizer(ckpt.params, inputs, masks[c], preconditioner=precond, normalize=False)
     seconds.append(time.perf_counter() - start)
     self_influence += ckpt.learning_rate * np.sum(phi.astype(np.float64) ** 2, axis=1)
     features[c] = normalize_rows(phi) if config.normalize else phi

@@ -32,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from govjax.provenance.featurize import Featurizer, normalize_rows
-from govjax.provenance.index import CheckpointParams, InfluenceIndex
+from govjax.core.checkpoint import CheckpointParams
+from govjax.provenance.featurize import Featurizer, checkpoint_preconditioner, normalize_rows
+from govjax.provenance.index import InfluenceIndex
 
 AGGREGATIONS = ("sum", "mean", "max")
 
@@ -143,7 +144,7 @@ class Tracer:
     self.index = index
     self.featurizer = featurizer
     self.checkpoints = list(checkpoints)
-    self._preconditioners = [c.preconditioner(featurizer.config) for c in self.checkpoints]
+    self._preconditioners = [checkpoint_preconditioner(c, featurizer.config) for c in self.checkpoints]
 
   def query_features(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
     """``[C, Q, k]`` projected full-depth loss gradients of ``Q`` query examples (normalised like the index)."""

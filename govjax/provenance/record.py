@@ -38,6 +38,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from govjax.core.config import from_dict
+from govjax.core.trees import path_key
+from govjax.models.transformer import Transformer
+from govjax.train.step import model_config
+
 ROUTING_LOG = "routing_log.jsonl"
 AGGREGATES = ("interval", "union")
 
@@ -339,11 +344,6 @@ class RestoredCheckpoint:
   adam_count: int | None
 
 
-def path_key(path: Sequence[Any]) -> str:
-  """``('blocks', 0, 'mlp', 'kernel') -> 'blocks/0/mlp/kernel'``."""
-  return "/".join(str(p) for p in path)
-
-
 def _unwrap(node: Any) -> Any:
   if isinstance(node, Mapping) and set(node) == {"value"}:
     return node["value"]
@@ -393,7 +393,6 @@ class RunCheckpoints:
   """
 
   def __init__(self, workdir: str | pathlib.Path):
-    from govjax.train.config import from_dict
 
     self.workdir = pathlib.Path(workdir)
     config_file = self.workdir / "config.json"
@@ -422,8 +421,6 @@ class RunCheckpoints:
       return
     from flax import nnx
 
-    from govjax.models.transformer import Transformer
-    from govjax.train.step import model_config
 
     embedding = _lookup(raw_params, ("embed", "embedding"))
     if embedding is None:

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from govjax.core.checkpoint import CheckpointParams
 from govjax.provenance.featurize import FeatureConfig, transformer_featurizer
-from govjax.provenance.index import INDEX_DIR, CheckpointParams, InfluenceIndex, build_index
+from govjax.provenance.index import INDEX_DIR, InfluenceIndex, build_index
 from govjax.provenance.lineage import work_entries
 from govjax.provenance.query import Tracer, windows
 from govjax.provenance.record import RunCheckpoints, TrainingExamples, read_training_record
+from govjax.train import data as training_data
 
 __all__ = ["index_run", "load_tracer", "training_examples", "windows"]
 
@@ -89,9 +91,8 @@ def index_run(
   config = FeatureConfig() if config is None else config
   run = RunCheckpoints(workdir)
   if data is None:
-    from govjax.train.data import build_training_data
 
-    data = build_training_data(run.config)
+    data = training_data.build_training_data(run.config)
   examples = training_examples(data)
   record = read_training_record(workdir, num_examples=len(examples), aggregate=aggregate, steps=steps)
   logged = record.work_index >= 0

@@ -4,14 +4,13 @@
 - :mod:`govjax.rights.licences`: SPDX ids -> Data Provenance Initiative-style terms (use, attribution,
   share-alike).
 - :mod:`govjax.rights.optout`: TDMRep ``tdm-reservation`` and CAWG training-mining values.
-- :mod:`govjax.rights.scenario`: real records of the chorales, structural records, seeded simulated scenarios.
 - :mod:`govjax.rights.policy`: the declarative policy (ordered rules -> a work's treatment).
 - :mod:`govjax.rights.decisions`: a policy applied to a corpus: per-work decisions, exclusion before batching,
   jittable ``[B, L]`` depth masks.
 
 Typical use in a data pipeline::
 
-  records = resolve_records("default", works, seed=0)
+  records = load_records("rights.jsonl")   # or govjax.data.scenario.resolve_records("default", works)
   governed = govern_works(works, records, load_policy("default"), num_groups=L)
   # governed.works go to the loader; per batch: batch_mask(batch["work_index"], governed.per_work_depth, L)
 """
@@ -54,7 +53,6 @@ from govjax.rights.records import (
     read_records,
     save_records,
 )
-from govjax.rights.scenario import default_scenario, real_records, resolve_records, structural_record
 
 __all__ = [
     "LICENCE_TABLE", "LicenceTerms", "canonical_licence", "licence_class", "licence_terms",
@@ -63,5 +61,4 @@ __all__ = [
     "exclude_works", "govern_works", "load_policy", "resolve_depth",
     "Problem", "RecordValidationError", "RightsRecord", "ValidationReport", "load_records", "parse_record",
     "read_records", "save_records",
-    "default_scenario", "real_records", "resolve_records", "structural_record",
 ]

@@ -61,10 +61,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from govjax.core.losses import per_example_next_token_loss
 from govjax.routing.gate import depth_loss_weights, per_group_forward, routed_apply
 from govjax.routing.groups import model_group_rules
 from govjax.routing.transforms import NORMALISERS, exact_routed_grads
-from govjax.train.losses import per_example_next_token_loss
 
 LOSS_MODES = ("plain", "depth", "per_group", "exact", "region")
 LossFn = Callable[..., tuple[jax.Array, dict]]

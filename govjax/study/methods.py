@@ -16,7 +16,7 @@ Methods:
 - ``dedup``: near-duplicate works removed before training (all works otherwise).
 
 Example:
-  >>> from govjax.train.config import TrainConfig
+  >>> from govjax.core.config import TrainConfig
   >>> config = method_config(TrainConfig(), "depth", seed=1)
   >>> config.governance.routing, config.seed
   ('depth', 1)
@@ -28,7 +28,7 @@ import dataclasses
 import importlib.util
 import pathlib
 
-from govjax.train.config import TrainConfig, apply_overrides
+from govjax.core.config import TrainConfig, apply_overrides
 
 
 @dataclasses.dataclass(frozen=True)

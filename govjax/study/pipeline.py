@@ -20,8 +20,17 @@ import time
 
 import numpy as np
 
-from govjax.data.loader import work_kind
+from govjax.core.ids import work_kind
+from govjax.data import tokenizer
+from govjax.data.chorales import prepare_chorales
+from govjax.documentation.lookup import ManifestIndex, lookup_file
+from govjax.documentation.manifest import load_manifest
+from govjax.documentation.run_manifest import build_run_manifest
 from govjax.study.methods import StudyConfig, load_study, method_config
+from govjax.study.report import results_markdown, write_study_report
+from govjax.study.runner import run_study
+from govjax.train import data as training_data
+from govjax.train.data import load_works
 
 
 def _stage(text: str) -> None:
@@ -30,7 +39,6 @@ def _stage(text: str) -> None:
 
 def prepare_data(study: StudyConfig, *, progress: bool = True) -> None:
   """Builds the study's chorale dataset once (a no-op when it is already prepared)."""
-  from govjax.data.chorales import prepare_chorales
 
   base = study.base
   workers = 1 if base.max_works else max(1, min(2, os.cpu_count() or 1))
@@ -45,7 +53,6 @@ def transformed_copies(work, out_dir: pathlib.Path, *, steps_per_quarter: int = 
   Returns:
     ``{transformation: path}``.
   """
-  from govjax.data import tokenizer
 
   score = tokenizer.decode_tokens(work.tokens, steps_per_quarter=steps_per_quarter)
   stem = work.work_id.replace("/", "_")
@@ -67,8 +74,6 @@ def lookup_check(manifest_dir: pathlib.Path, train_works: list, distinct_works: 
   Returns:
     ``{"by_transformation": {name: recall}, "false_positives": n, "distinct_queries": n, "rows": [...]}``.
   """
-  from govjax.documentation.lookup import ManifestIndex, lookup_file
-  from govjax.documentation.manifest import load_manifest
 
   index = ManifestIndex(load_manifest(manifest_dir))
   rows = []
@@ -108,9 +113,6 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
   """
   from absl import logging as absl_logging
 
-  from govjax.study.report import results_markdown, write_study_report
-  from govjax.study.runner import run_study
-  from govjax.train.data import build_training_data
 
   absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's read-only-manager notices, once per restore
   study = config if isinstance(config, StudyConfig) else load_study(config)
@@ -131,12 +133,10 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
 
   governed = next((r for r in results["runs"] if r["method"] != "vanilla"), results["runs"][0])
   run_config = method_config(study.base, governed["method"], seed=governed["seed"], knob=tuple(governed["knob"]))
-  data = build_training_data(run_config)
+  data = training_data.build_training_data(run_config)
   if study.lookup_works:
     _stage("3/4 documentation: manifest (tiers 1-3, Croissant) and rightsholder lookup check")
     t0 = time.perf_counter()
-    from govjax.documentation.run_manifest import build_run_manifest
-    from govjax.train.data import load_works
 
     manifest = build_run_manifest(out / "manifest", data, fingerprint_from="tokens", name=f"govjax-{study.name}")
     test_works = load_works(run_config)["test"]

@@ -24,8 +24,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from govjax.data.loader import work_kind
+from govjax.audit.run import audit_run, write_audit
+from govjax.core.checkpoint import Checkpoints
+from govjax.core.ids import work_kind
+from govjax.provenance.featurize import FeatureConfig
+from govjax.provenance.lineage import build_lineage, write_lineage
+from govjax.provenance.runs import index_run, load_tracer
 from govjax.study.methods import METHODS, RunSpec, StudyConfig, method_config
+from govjax.train import data as training_data
+from govjax.train.loop import train
+from govjax.train.sampling import sample_run, write_samples
 
 RESTRICTED_CLASSES = ("restrictive", "unknown")
 
@@ -98,9 +106,6 @@ def _pooled_auc(results: list[dict]) -> float | None:
 
 def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, progress) -> dict:
   """Indexes the run and traces training windows (verbatim reproductions): is the source the top-1 work?"""
-  from govjax.provenance.featurize import FeatureConfig
-  from govjax.provenance.lineage import build_lineage, write_lineage
-  from govjax.provenance.runs import index_run, load_tracer
 
   start = time.perf_counter()
   steps = None
@@ -138,16 +143,11 @@ def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, pr
 
 def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=None, train_progress=False) -> dict:
   """Trains, audits, samples and (maybe) traces one run; returns its results entry."""
-  from govjax.audit.run import audit_run, write_audit
-  from govjax.train.checkpoint import Checkpoints
-  from govjax.train.data import build_training_data
-  from govjax.train.loop import train
-  from govjax.train.sampling import sample_run, write_samples
 
   config = method_config(study.base, spec.method, seed=spec.seed, knob=spec.knob)
   workdir = out / "runs" / spec.name
   _say(progress, f"[{spec.name}] {METHODS[spec.method].label}: training {config.num_steps} steps")
-  data = build_training_data(config)
+  data = training_data.build_training_data(config)
   result = train(config, workdir, data=data, progress=train_progress)
   with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
     steps = ckpts.all_steps()

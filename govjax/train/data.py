@@ -10,7 +10,7 @@ its ``[B, G]`` group mask with :meth:`TrainingData.group_mask` (a gather, no Pyt
 
 Example (needs ``govjax prepare chorales --max-works 12``)::
 
-    from govjax.train.config import load_config
+    from govjax.core.config import load_config
     data = build_training_data(load_config("experiments/configs/tiny.py"))
     data.train[0]["tokens"].shape, data.group_mask(data.train[0]).shape
     # -> ((8, 64), (8, 4))
@@ -24,6 +24,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+
+from govjax.baselines.dedup import deduplicate_works
+from govjax.core.ids import work_kind
+from govjax.data import chorales
+from govjax.data.canaries import canary_records, canary_tokens, canary_works, reference_tokens
+from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset
+from govjax.data.scenario import resolve_records
+from govjax.data.structural import structural_works
+from govjax.data.tokenizer import VOCAB_SIZE
+from govjax.rights.decisions import govern_works
+from govjax.rights.policy import load_policy
 
 SPLITS = ("train", "validation", "test")
 
@@ -117,13 +128,10 @@ def load_works(config) -> dict[str, list]:
   Raises:
     govjax.data.chorales.DataNotPreparedError: the data are not prepared; the message says how to.
   """
-  from govjax.data import chorales
-  from govjax.data.loader import as_work
 
   name = chorales.config_name(config.steps_per_quarter, config.max_works)
   works = {split: chorales.load_chorale_works(config.data_dir, split, config_name=name) for split in SPLITS}
   if config.governance.include_structural:
-    from govjax.data.structural import structural_works
 
     works["train"] = works["train"] + [as_work(w) for w in structural_works()]
   return works
@@ -133,19 +141,13 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
   """Builds the :class:`TrainingData` a config describes.
 
   Args:
-    config: a ``govjax.train.config.TrainConfig``.
+    config: a ``govjax.core.config.TrainConfig``.
     works: optional works per split (``{"train": [...], "validation": [...], "test": [...]}``) instead of the
       prepared chorale dataset (tests, planted canaries).
 
   Returns:
     The training data; ``report`` lists excluded works with the rule and reason.
   """
-  from govjax.data.canaries import canary_records, canary_works
-  from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset, work_kind
-  from govjax.data.tokenizer import VOCAB_SIZE
-  from govjax.rights.decisions import govern_works
-  from govjax.rights.policy import load_policy
-  from govjax.rights.scenario import resolve_records
 
   num_groups = config.model.num_layers + 2
   context = config.model.context
@@ -163,7 +165,6 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
   policy = load_policy(config.governance.policy)
   dedup_report = None
   if config.governance.deduplicate:
-    from govjax.baselines.dedup import deduplicate_works
 
     deduplicated, dedup_report = deduplicate_works(works["train"])
     works = dict(works, train=deduplicated)
@@ -208,7 +209,6 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
   }
   canary_fields = {}
   if canaries:
-    from govjax.data.canaries import canary_tokens, reference_tokens
 
     spec = config.canaries
     canary_fields = {

@@ -15,12 +15,12 @@ no contributor in a step get no update and keep their moments. For ``"depth"``/`
 transform in front of the optimizer; ``"exact"`` and ``"region"`` apply it inside the loss.
 
 Example:
-  >>> from govjax.train.config import TrainConfig
+  >>> from govjax.core.config import TrainConfig
   >>> components = governance_components(TrainConfig(), num_groups=6)
   >>> components.routing
   'none'
   >>> import dataclasses
-  >>> from govjax.train.config import GovernanceSpec
+  >>> from govjax.core.config import GovernanceSpec
   >>> cfg = dataclasses.replace(TrainConfig(), governance=GovernanceSpec(routing="depth"))
   >>> governance_components(cfg, num_groups=6).routing
   'depth'
@@ -34,10 +34,13 @@ from collections.abc import Callable
 
 import optax
 
+from govjax.baselines.dpsgd import dpsgd_optimizer, make_dpsgd_train_step
+from govjax.baselines.goldfish import goldfish_loss
+from govjax.core.config import TrainConfig
+from govjax.probe.monitor import make_probe_plugin
 from govjax.routing.groups import transformer_group_rules
 from govjax.routing.loss import make_routed_loss
 from govjax.routing.transforms import NORMALISERS, freeze_groups_without_contributors, normalise_by_contributors
-from govjax.train.config import TrainConfig
 from govjax.train.step import LossFn, make_optimizer, make_train_step, plain_loss
 
 ROUTING_MODES = ("none", "depth", "per_group", "exact", "region")
@@ -90,12 +93,10 @@ def governance_components(config: TrainConfig, *, num_groups: int, microbatch: i
     raise ValueError(f"governance.baseline={baseline!r} is an alternative to routing; use governance.routing="
                      f"'none' with it (got {spec.routing!r})")
   if baseline == "goldfish":
-    from govjax.baselines.goldfish import goldfish_loss
 
     tx, _ = make_optimizer(config)
     components = GovernanceComponents("none", goldfish_loss(spec.goldfish_k, spec.goldfish_h, config.seed), tx)
   elif baseline == "dpsgd":
-    from govjax.baselines.dpsgd import dpsgd_optimizer, make_dpsgd_train_step
 
     tx, _ = dpsgd_optimizer(config, l2_norm_clip=spec.dp_clip, noise_multiplier=spec.dp_noise)
     make = functools.partial(make_dpsgd_train_step, microbatch=microbatch, l2_norm_clip=spec.dp_clip)
@@ -103,7 +104,6 @@ def governance_components(config: TrainConfig, *, num_groups: int, microbatch: i
   else:
     components = routing_components(config, num_groups=num_groups, microbatch=microbatch)
   if config.probe.enabled:
-    from govjax.probe.monitor import make_probe_plugin
 
     components = dataclasses.replace(components, plugins=(make_probe_plugin(config.probe, num_groups),))
   return components

@@ -8,7 +8,7 @@ bitwise the same parameters as one run straight through. Metrics go to ``workdir
 
 Example (needs ``govjax prepare chorales``; see ``experiments/configs/demo.py``)::
 
-    from govjax.train.config import load_config
+    from govjax.core.config import load_config
     result = train(load_config("experiments/configs/tiny.py"), "/tmp/govjax-doc")
     round(result.val_nll, 2)
 """
@@ -26,10 +26,14 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from govjax.train.checkpoint import Checkpoints
-from govjax.train.config import TrainConfig, config_hash
+from govjax.core.checkpoint import Checkpoints
+from govjax.core.config import TrainConfig, config_hash, from_dict
+from govjax.core.mesh import process_rows
+from govjax.data.tokenizer import VOCAB_SIZE
+from govjax.models.transformer import drop_region
 from govjax.train.data import TrainingData, build_training_data
 from govjax.train.governance import governance_components
+from govjax.train.parallel_step import place_state, sharded_train_step
 from govjax.train.step import TrainState, create_train_state, make_eval_step
 
 DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
@@ -113,7 +117,7 @@ def train(
     stop_at: stop after this global step (for interrupt/resume tests); defaults to ``config.num_steps``.
     progress: show a progress bar with loss and step time.
     on_step: optional callback ``(step, batch, group_mask, metrics)`` after every step.
-    mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (``govjax.parallel.mesh.data_mesh``): train data-parallel
+    mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (``govjax.core.mesh.data_mesh``): train data-parallel
       on it, the state replicated and each process feeding its rows of the global batch (the result equals the
       single-device run). Only process 0 writes the run's JSON files; Orbax coordinates the checkpoints.
 
@@ -133,8 +137,6 @@ def train(
     train_step = components.train_step(graphdef)
     rows = None
   else:
-    from govjax.parallel.mesh import process_rows
-    from govjax.parallel.step import place_state, sharded_train_step
 
     if components.make_step is not None:
       raise ValueError(f"governance.baseline={config.governance.baseline!r} has no data-parallel step yet")
@@ -238,7 +240,6 @@ def restore_model(workdir: str | pathlib.Path, *, step: int | None = None, keep_
   """
   from flax import nnx
 
-  from govjax.train.config import from_dict
 
   workdir = pathlib.Path(workdir)
   config_file = workdir / "config.json"
@@ -246,7 +247,6 @@ def restore_model(workdir: str | pathlib.Path, *, step: int | None = None, keep_
     raise FileNotFoundError(f"{workdir} is not a govjax run directory (no config.json); run `govjax train` first")
   saved = json.loads(config_file.read_text())
   config = from_dict(saved["config"])
-  from govjax.data.tokenizer import VOCAB_SIZE
 
   components = governance_components(config, num_groups=config.model.num_layers + 2)
   with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
@@ -260,7 +260,6 @@ def restore_model(workdir: str | pathlib.Path, *, step: int | None = None, keep_
     state, meta = ckpts.restore(like, step=chosen)
   model = nnx.merge(graphdef, state.params)
   if config.model.region_width and not keep_region:
-    from govjax.models.transformer import drop_region
 
     model = drop_region(model)
   return model, config, meta

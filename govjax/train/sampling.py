@@ -21,6 +21,8 @@ import numpy as np
 
 from govjax.data import tokenizer
 from govjax.models.generate import generate
+from govjax.train import data as training_data
+from govjax.train.loop import restore_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +103,10 @@ def sample_run(workdir, *, num_samples: int = 4, num_frames: int = 64, prompt_fr
   Returns:
     The samples.
   """
-  from govjax.train.data import build_training_data
-  from govjax.train.loop import restore_model
 
   model, config, _ = restore_model(workdir, step=step)
   if data is None:
-    data = build_training_data(config)
+    data = training_data.build_training_data(config)
   works = data.heldout_works or data.works
   prompts = prompts_from_works(works, num_samples=num_samples, prompt_frames=prompt_frames)
   return sample_model(model, prompts, num_frames=num_frames, seed=seed, temperature=temperature)

@@ -8,7 +8,7 @@ function decides how the mask is honoured (see ``govjax.routing``). Randomness p
 
 Example:
   >>> import jax, jax.numpy as jnp
-  >>> from govjax.train.config import TrainConfig, ModelSpec
+  >>> from govjax.core.config import TrainConfig, ModelSpec
   >>> cfg = TrainConfig(model=ModelSpec(num_layers=1, width=16, num_heads=2, context=8), num_steps=2)
   >>> graphdef, state, tx, schedule = create_train_state(cfg, vocab_size=10)
   >>> step = make_train_step(graphdef, tx, plain_loss)
@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from govjax.core.config import TrainConfig
+from govjax.core.losses import per_example_next_token_loss
 from govjax.models.transformer import Transformer, TransformerConfig
-from govjax.train.config import TrainConfig
-from govjax.train.losses import per_example_next_token_loss
 
 LossFn = Callable[[nnx.Module, dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
 

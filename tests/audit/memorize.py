@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from govjax.core.config import ModelSpec, TrainConfig
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.probe.monitor import ProbeSpec, make_probe_plugin
-from govjax.train.config import ModelSpec, TrainConfig
 from govjax.train.step import create_train_state, make_train_step, plain_loss
 
 CONTEXT = 32

@@ -7,10 +7,10 @@ import numpy as np
 
 from govjax.audit.run import audit_run, write_audit
 from govjax.cli import main
+from govjax.core.checkpoint import Checkpoints
+from govjax.core.config import config_hash
 from govjax.data.loader import Work, build_window_table
 from govjax.rights.records import parse_record
-from govjax.train.checkpoint import Checkpoints
-from govjax.train.config import config_hash
 from tests.audit.memorize import CONTEXT, tiny_run
 
 

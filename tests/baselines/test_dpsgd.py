@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from govjax.baselines.dpsgd import dp_aggregate, dpsgd_optimizer, make_dpsgd_train_step, privacy_spent
-from govjax.train.config import ModelSpec, TrainConfig
+from govjax.core.config import ModelSpec, TrainConfig
 from govjax.train.step import create_train_state, make_train_step
 
 B, T, V = 4, 8, 11

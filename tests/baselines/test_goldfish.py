@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 
 from govjax.baselines.goldfish import context_hash, goldfish_loss, goldfish_mask
+from govjax.core.losses import token_losses
 from govjax.models.transformer import Transformer, TransformerConfig
-from govjax.train.losses import token_losses
 from govjax.train.step import plain_loss
 
 V, T = 11, 16

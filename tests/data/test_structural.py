@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from govjax.data import structural, tokenizer
+from govjax.data.scenario import real_records
 from govjax.rights.decisions import apply_policy
 from govjax.rights.policy import default_policy
-from govjax.rights.scenario import real_records
 
 
 @pytest.fixture(scope="module")

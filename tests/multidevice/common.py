@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from govjax.train.config import ModelSpec, TrainConfig
+from govjax.core.config import ModelSpec, TrainConfig
 from tests.train.synthetic import synthetic_data
 
 
@@ -89,7 +89,7 @@ def governed_components(config: TrainConfig):
   """The "depth" routed loss with contributor normalisation when routing is available, else the plain loss."""
   import dataclasses
 
-  from govjax.train.config import GovernanceSpec
+  from govjax.core.config import GovernanceSpec
   from govjax.train.governance import governance_components
 
   try:

@@ -12,16 +12,16 @@ STEPS = 3
 
 
 def main(port: str, process_id: str, out: str) -> None:
-  from govjax.parallel.hosts import initialize_distributed
+  from govjax.train.hosts import initialize_distributed
 
   info = initialize_distributed(f"127.0.0.1:{port}", num_processes=2, process_id=int(process_id),
                                 initialization_timeout=60)
   import jax
   import numpy as np
 
-  from govjax.parallel.hosts import HostBatches
-  from govjax.parallel.mesh import data_mesh, process_rows, to_host
-  from govjax.parallel.step import place_state, sharded_train_step
+  from govjax.core.mesh import data_mesh, process_rows, to_host
+  from govjax.train.hosts import HostBatches
+  from govjax.train.parallel_step import place_state, sharded_train_step
   from govjax.train.step import create_train_state
   from tests.multidevice.common import AdaptiveDepthPlugin, governed_components, tiny_config, tiny_data
 

@@ -2,16 +2,16 @@ import jax
 import numpy as np
 import pytest
 
-from govjax.parallel.hosts import (
-    HostBatches,
-    distributed_settings,
-    host_train_dataset,
-    restore_on_mesh,
-    restore_on_one_device,
+from govjax.core.checkpoint import Checkpoints
+from govjax.core.mesh import data_mesh, process_rows
+from govjax.train.hosts import (
+  HostBatches,
+  distributed_settings,
+  host_train_dataset,
+  restore_on_mesh,
+  restore_on_one_device,
 )
-from govjax.parallel.mesh import data_mesh, process_rows
-from govjax.parallel.step import place_state, sharded_train_step
-from govjax.train.checkpoint import Checkpoints
+from govjax.train.parallel_step import place_state, sharded_train_step
 from govjax.train.step import create_train_state
 from tests.multidevice.common import AdaptiveDepthPlugin, tiny_config, tiny_data
 

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from govjax.core.mesh import data_mesh
 from govjax.models.transformer import Transformer, TransformerConfig
-from govjax.parallel.index import build_sharded_index, merge_index_shards, sharded_map_examples, write_index_shard
-from govjax.parallel.mesh import data_mesh
+from govjax.provenance.sharded_index import (
+  build_sharded_index,
+  merge_index_shards,
+  sharded_map_examples,
+  write_index_shard,
+)
 
 
 def _linear_grad_projection(params, batch):
@@ -42,8 +47,9 @@ def test_sharded_map_equals_single_device_and_shards_merge(tmp_path):
 
 
 def test_sharded_influence_index_equals_single_device(tmp_path):
+  from govjax.core.checkpoint import CheckpointParams
   from govjax.provenance.featurize import FeatureConfig, transformer_featurizer
-  from govjax.provenance.index import CheckpointParams, build_index
+  from govjax.provenance.index import build_index
 
   cfg = TransformerConfig(vocab_size=11, num_layers=1, width=16, num_heads=2, context=8)
   featurizer = None

@@ -4,8 +4,8 @@ import dataclasses
 
 import jax
 
-from govjax.parallel.mesh import data_mesh
-from govjax.train.config import GovernanceSpec
+from govjax.core.config import GovernanceSpec
+from govjax.core.mesh import data_mesh
 from govjax.train.loop import restore_model, train
 from tests.multidevice.common import assert_states_close
 from tests.train.synthetic import synthetic_data

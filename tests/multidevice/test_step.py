@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from govjax.parallel.mesh import data_mesh, shard_batch, shard_rows
-from govjax.parallel.step import place_state, sharded_train_step
-from govjax.train.config import GovernanceSpec
+from govjax.core.config import GovernanceSpec
+from govjax.core.mesh import data_mesh, shard_batch, shard_rows
 from govjax.train.governance import governance_components
+from govjax.train.parallel_step import place_state, sharded_train_step
 from govjax.train.step import create_train_state, make_train_step
 from tests.multidevice.common import AdaptiveDepthPlugin, assert_states_close, tiny_config, tiny_data
 

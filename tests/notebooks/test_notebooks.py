@@ -12,8 +12,8 @@ import re
 import nbformat
 import pytest
 
+from govjax.core.config import CanarySpec, GovernanceSpec, ModelSpec, TrainConfig
 from govjax.study.methods import RunSpec, StudyConfig
-from govjax.train.config import CanarySpec, GovernanceSpec, ModelSpec, TrainConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from govjax.bench.provenance import synthetic_works_data
-from govjax.train.config import ModelSpec, TrainConfig
+from govjax.core.config import ModelSpec, TrainConfig
 
 NUM_LAYERS = 1
 

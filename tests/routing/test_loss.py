@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from govjax.core.losses import per_example_next_token_loss
 from govjax.models.transformer import Transformer, TransformerConfig
 from govjax.routing.groups import depth_groups, transformer_group_rules
 from govjax.routing.loss import make_routed_loss, region_masks
 from govjax.routing.transforms import per_example_routed_aggregate
-from govjax.train.losses import per_example_next_token_loss
 
 B, T, V, LAYERS = 5, 8, 11, 2
 G = LAYERS + 2

@@ -11,12 +11,12 @@ import optax
 import pytest
 from flax import nnx
 
+from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
+from govjax.core.losses import per_example_next_token_loss
 from govjax.models.transformer import drop_region
 from govjax.routing.groups import transformer_group_rules
 from govjax.routing.transforms import per_example_routed_aggregate
-from govjax.train.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.train.governance import governance_components
-from govjax.train.losses import per_example_next_token_loss
 from govjax.train.step import create_train_state, make_optimizer, make_train_step, plain_loss
 
 B, T, V, LAYERS = 4, 8, 11, 1

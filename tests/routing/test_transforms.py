@@ -5,12 +5,12 @@ import numpy as np
 import optax
 import pytest
 
+from govjax.core.config import TrainConfig
 from govjax.routing.transforms import (
-    exact_routed_grads,
-    normalise_by_contributors,
-    per_example_routed_aggregate,
+  exact_routed_grads,
+  normalise_by_contributors,
+  per_example_routed_aggregate,
 )
-from govjax.train.config import TrainConfig
 from govjax.train.step import make_optimizer
 
 IDS = {"low": 0, "mid": 1, "high": 2}

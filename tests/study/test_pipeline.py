@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from govjax.core.config import CanarySpec, GovernanceSpec, ModelSpec, TrainConfig
 from govjax.study.methods import METHODS, RunSpec, StudyConfig, method_config
 from govjax.study.pipeline import run_pipeline
-from govjax.train.config import CanarySpec, GovernanceSpec, ModelSpec, TrainConfig
 
 
 def tiny_study(data_dir, runs=None):

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 import pytest
 
+from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
+from govjax.data.scenario import resolve_records
 from govjax.rights.records import save_records
-from govjax.rights.scenario import resolve_records
-from govjax.train.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.train.data import build_training_data, load_works
 from govjax.train.loop import train
 

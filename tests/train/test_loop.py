@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from govjax.train.config import ModelSpec, TrainConfig
+from govjax.core.config import ModelSpec, TrainConfig
 from govjax.train.loop import train
 from tests.train.synthetic import synthetic_data
 
@@ -51,8 +51,8 @@ def test_other_config_in_workdir_is_refused(tmp_path):
 
 
 def test_checkpoint_meta_records_step_lr_and_hash(tmp_path):
-  from govjax.train.checkpoint import Checkpoints
-  from govjax.train.config import config_hash
+  from govjax.core.checkpoint import Checkpoints
+  from govjax.core.config import config_hash
 
   config = tiny_config(num_steps=4)
   train(config, tmp_path / "run", data=synthetic_data(), progress=False)
@@ -65,8 +65,8 @@ def test_checkpoint_meta_records_step_lr_and_hash(tmp_path):
 def test_restore_model_of_a_run_with_plugin_state(tmp_path):
   import dataclasses
 
+  from govjax.core.config import GovernanceSpec
   from govjax.probe.monitor import ProbeSpec
-  from govjax.train.config import GovernanceSpec
   from govjax.train.loop import restore_model
 
   config = dataclasses.replace(tiny_config(num_steps=4, checkpoint_every=2),

@@ -8,14 +8,14 @@ CPU collectives first, so the same code forms a multi-process mesh of CPU device
 Per-host data loading. The training batches are random access by step (``ds[s]`` is the global batch of step
 ``s``, a pure function of ``(data, seed, s)``), so hosts need no coordination to agree on the data: process ``p``
 of ``P`` takes rows ``[p * B / P, (p + 1) * B / P)`` of the global batch of step ``s`` (the rows its devices
-hold in the mesh, :func:`govjax.parallel.mesh.process_rows`) and passes them to
-:func:`govjax.parallel.mesh.shard_batch`. :func:`host_train_dataset` builds this with grain from the works so a
+hold in the mesh, :func:`govjax.core.mesh.process_rows`) and passes them to
+:func:`govjax.core.mesh.shard_batch`. :func:`host_train_dataset` builds this with grain from the works so a
 host reads (windows) only its rows: its element ``s`` equals rows ``[p * b, (p + 1) * b)`` of
 ``make_train_dataset(...)[s]``. :class:`HostBatches` slices any random-access global dataset (e.g.
 ``TrainingData.train``) the same way. The prepared TFDS data source is shared (same files, e.g. on a network
 filesystem or copied to every host); every host builds the same window table from it.
 
-Checkpoints. Every process calls :meth:`govjax.train.checkpoint.Checkpoints.save` with the replicated state
+Checkpoints. Every process calls :meth:`govjax.core.checkpoint.Checkpoints.save` with the replicated state
 (Orbax writes each array once and coordinates the processes); :func:`restore_on_one_device` reads such a
 checkpoint back onto a single device (e.g. for evaluation on a laptop) and :func:`restore_on_mesh` onto a mesh.
 
@@ -39,8 +39,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, SingleDeviceSharding
 
-from govjax.parallel.mesh import replicated
-from govjax.train.checkpoint import Checkpoints
+from govjax.core.checkpoint import Checkpoints
+from govjax.core.mesh import replicated
+from govjax.data.loader import _WindowLookup, as_work, build_window_table
 
 ENV_COORDINATOR = "GOVJAX_COORDINATOR"
 ENV_NUM_PROCESSES = "GOVJAX_NUM_PROCESSES"
@@ -157,7 +158,6 @@ def host_train_dataset(works: Sequence[Any], *, context: int, global_batch_size:
   """
   import grain
 
-  from govjax.data.loader import _WindowLookup, as_work, build_window_table
 
   index = jax.process_index() if process_index is None else int(process_index)
   count = jax.process_count() if process_count is None else int(process_count)

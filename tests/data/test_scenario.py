@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 
 from govjax.commands import rights as rights_cli
+from govjax.data.scenario import (
+  DEFAULT_MIX,
+  MUSIC21_CORPUS_LICENCE,
+  MUSIC21_CORPUS_NOTE,
+  MUSIC21_LICENCE_QUOTES,
+  default_scenario,
+  embedded_licence_notice,
+  load_dataset_works,
+  real_records,
+  resolve_records,
+  structural_record,
+)
 from govjax.rights.decisions import apply_policy
 from govjax.rights.policy import default_policy
 from govjax.rights.records import RecordValidationError, load_records, save_records
-from govjax.rights.scenario import (
-    DEFAULT_MIX,
-    MUSIC21_CORPUS_LICENCE,
-    MUSIC21_CORPUS_NOTE,
-    MUSIC21_LICENCE_QUOTES,
-    default_scenario,
-    embedded_licence_notice,
-    load_dataset_works,
-    real_records,
-    resolve_records,
-    structural_record,
-)
 
 BACH = {"work_id": "bach/bwv10.7", "title": "bwv10.7", "composer": "J. S. Bach",
         "source_path": "bach/bwv10.7.mxl", "sha256": "ab" * 32}

@@ -6,7 +6,7 @@ log's location). Saves are asynchronous; :meth:`Checkpoints.close` (or ``wait``)
 
 Example:
   >>> import tempfile, jax.numpy as jnp
-  >>> from govjax.train.config import TrainConfig, ModelSpec
+  >>> from govjax.core.config import TrainConfig, ModelSpec
   >>> from govjax.train.step import create_train_state
   >>> cfg = TrainConfig(model=ModelSpec(num_layers=1, width=16, num_heads=2, context=8))
   >>> graphdef, state, tx, schedule = create_train_state(cfg, vocab_size=10)
@@ -20,10 +20,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -94,3 +97,22 @@ class Checkpoints:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointParams:
+  """One checkpoint as featurizing needs it.
+
+  Attributes:
+    step: the checkpoint's step.
+    learning_rate: its learning rate (the TracIn weight).
+    params: the model parameters (whatever the featurizer's graphdef merges with).
+    adam_nu: ``{path: array}`` Adam second moment (for preconditioned influence features); or None.
+    adam_count: Adam's step count (bias correction), or None.
+  """
+
+  step: int
+  learning_rate: float
+  params: Any
+  adam_nu: Mapping[str, np.ndarray] | None = None
+  adam_count: int | None = None

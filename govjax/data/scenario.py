@@ -60,7 +60,9 @@ from typing import Any
 
 import numpy as np
 
-from govjax.data.loader import STRUCTURAL_PREFIX
+from govjax.core.ids import STRUCTURAL_PREFIX
+from govjax.data import chorales
+from govjax.data.structural import structural_works
 from govjax.rights.records import RightsRecord, load_records, parse_record
 
 SCENARIO_VERSION = "default-v1"
@@ -349,14 +351,12 @@ def load_dataset_works(data_dir: str | pathlib.Path | None = None, *,
   Raises:
     govjax.data.chorales.DataNotPreparedError: run ``govjax prepare chorales`` first.
   """
-  from govjax.data import chorales
 
   works = []
   for split in ("train", "validation", "test"):
     works += chorales.load_chorale_works(data_dir, split)
   works.sort(key=lambda w: w.work_id)
   if include_structural:
-    from govjax.data.structural import structural_works
 
     works += structural_works()
   return works

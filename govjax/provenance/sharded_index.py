@@ -15,7 +15,7 @@ checks that every one of the ``N`` examples appears exactly once and returns the
 
 Example:
   >>> import jax.numpy as jnp, numpy as np, tempfile
-  >>> from govjax.parallel.mesh import data_mesh
+  >>> from govjax.core.mesh import data_mesh
   >>> mesh = data_mesh()
   >>> x = np.arange(10, dtype=np.float32).reshape(5, 2)
   >>> rows, out = sharded_map_examples(lambda p, b: b["x"] * p, {"x": x}, mesh, params=jnp.float32(2.0))
@@ -39,7 +39,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from govjax.parallel.mesh import DATA_AXIS, data_size, replicate, replicated
+from govjax.core.mesh import DATA_AXIS, data_size, replicate, replicated
+from govjax.provenance.featurize import checkpoint_preconditioner, normalize_rows
+from govjax.provenance.index import InfluenceIndex, dataset_fingerprint
 
 SHARD_DIR = "shards"
 
@@ -57,7 +59,7 @@ def sharded_map_examples(
   Args:
     fn: ``fn(params, batch) -> [b, ...]`` with every ``batch`` leaf ``[b, ...]``; rows must be independent.
     examples: dict of arrays (or array-likes supporting row slicing, e.g. memmaps) with a leading ``[N]`` axis.
-    mesh: a :func:`~govjax.parallel.mesh.data_mesh`.
+    mesh: a :func:`~govjax.core.mesh.data_mesh`.
     params: replicated argument of ``fn`` (a pytree, identical on every process).
     per_device_batch: rows per device per call.
 
@@ -244,8 +246,6 @@ def build_sharded_index(
   Returns:
     The merged ``InfluenceIndex`` (not yet saved).
   """
-  from govjax.provenance.featurize import normalize_rows
-  from govjax.provenance.index import InfluenceIndex, dataset_fingerprint
 
   config = featurizer.config
   masks = np.asarray(masks, np.float32)
@@ -256,7 +256,7 @@ def build_sharded_index(
   fn = featurizer_fn(featurizer)
   rows, per_checkpoint = None, []
   for c, ckpt in enumerate(checkpoints):
-    precond = ckpt.preconditioner(config)
+    precond = checkpoint_preconditioner(ckpt, config)
     precond = None if precond is None else {k: np.asarray(v) for k, v in precond.items()}
     args = (ckpt.params, precond, featurizer_sketch(featurizer, ckpt.params))
     rows_c, phi = sharded_map_examples(fn, {**inputs, "mask": masks[c]}, mesh, params=args,

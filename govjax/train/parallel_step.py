@@ -9,12 +9,12 @@ of floating-point additions). Per-example plugin state (keyed by ``example_id``)
 per-example results of the whole global batch, so every device and every host holds the same copy.
 
 On several hosts every process calls the step with the same replicated state and only its own rows of the batch
-(see :mod:`govjax.parallel.hosts`); the returned metrics are replicated and readable on every process.
+(see :mod:`govjax.train.hosts`); the returned metrics are replicated and readable on every process.
 
 Example:
   >>> import jax, numpy as np
-  >>> from govjax.parallel.mesh import data_mesh
-  >>> from govjax.train.config import TrainConfig, ModelSpec
+  >>> from govjax.core.mesh import data_mesh
+  >>> from govjax.core.config import TrainConfig, ModelSpec
   >>> from govjax.train.step import create_train_state, plain_loss
   >>> cfg = TrainConfig(model=ModelSpec(num_layers=1, width=16, num_heads=2, context=8), num_steps=2)
   >>> graphdef, state, tx, _ = create_train_state(cfg, vocab_size=10)
@@ -38,7 +38,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from govjax.parallel.mesh import DATA_AXIS, replicate, replicated, shard_batch, shard_rows
+from govjax.core.mesh import DATA_AXIS, data_mesh, replicate, replicated, shard_batch, shard_rows
 from govjax.train.step import LossFn, StepPlugin, TrainState, make_train_step, plain_loss
 
 
@@ -86,17 +86,16 @@ def sharded_train_step(
     tx: the optimizer chain (called with ``group_mask=``).
     loss_fn: ``loss_fn(model, batch, group_mask, rng) -> (loss, aux)`` (as for ``make_train_step``).
     plugins: step plugins; their state in ``state.extras`` stays replicated.
-    mesh: a :func:`~govjax.parallel.mesh.data_mesh` (all devices when None).
+    mesh: a :func:`~govjax.core.mesh.data_mesh` (all devices when None).
     donate: donate the input state's buffers.
 
   Returns:
     The step. ``state`` must be replicated on the mesh (:func:`place_state`); ``batch`` (dict of ``[B, ...]``)
-    and ``group_mask`` ``[B, G]`` may be global arrays from :func:`~govjax.parallel.mesh.shard_batch` or host
+    and ``group_mask`` ``[B, G]`` may be global arrays from :func:`~govjax.core.mesh.shard_batch` or host
     arrays holding this process's rows (the whole batch on one host). Metrics are those of ``make_train_step``,
     replicated (``per_example_loss`` and ``group_mask`` cover the global batch).
   """
   if mesh is None:
-    from govjax.parallel.mesh import data_mesh
 
     mesh = data_mesh()
   inner = make_train_step(graphdef, tx, loss_fn, plugins=plugins, donate=False)
