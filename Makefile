@@ -9,17 +9,18 @@ export PYTHONHASHSEED := 0
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the tests last passed with (reproducible installs);
+# pyproject.toml keeps the ranges a library declares.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m experiments.demo
 
-test: $(STAMP)
-	$(BIN)/ruff check govjax experiments tests
+test: lint
 	$(BIN)/python -m pytest tests govjax --doctest-modules --ignore=tests/multidevice -p no:cacheprovider
 	@if [ -d tests/multidevice ]; then \
 	  XLA_FLAGS=--xla_force_host_platform_device_count=4 $(BIN)/python -m pytest tests/multidevice -p no:cacheprovider; \
@@ -27,6 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check govjax experiments tests
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

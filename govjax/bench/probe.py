@@ -39,17 +39,6 @@ from govjax.probe.stats import STATISTICS
 from govjax.train.step import create_train_state, make_train_step, plain_loss
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--quick", action="store_true", help="small overhead model and a shorter AUC run")
-  parser.add_argument("--overhead-steps", type=int, default=20, help="timed steps per variant")
-  parser.add_argument("--num-windows", type=int, default=512, help="training windows of the AUC run")
-  parser.add_argument("--repeated-fraction", type=float, default=0.1, help="fraction of repeated windows")
-  parser.add_argument("--repeat-factor", type=float, default=16.0, help="sampling weight of repeated windows")
-  parser.add_argument("--steps", type=int, default=300, help="training steps of the AUC run")
-  parser.add_argument("--signal", default="loss", choices=STATISTICS, help="the probe's signal")
-  parser.add_argument("--seed", type=int, default=0)
-
-
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
   ok = ~np.isnan(scores)
   labels, scores = labels[ok], scores[ok]

@@ -43,18 +43,6 @@ from govjax.train.data import TrainingData
 from govjax.train.loop import train
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--works", type=int, default=40, help="synthetic works in the canary run")
-  parser.add_argument("--work-tokens", type=int, default=64, help="tokens per synthetic work")
-  parser.add_argument("--context", type=int, default=32, help="model context (window length)")
-  parser.add_argument("--steps", type=int, default=150, help="training steps of the canary run")
-  parser.add_argument("--k", type=int, default=512, help="projection dimension")
-  parser.add_argument("--digits-epochs", type=int, default=20, help="epochs of the digits classifier")
-  parser.add_argument("--noise", type=float, default=0.1, help="fraction of corrupted digit labels")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--workdir", default=None, help="keep the canary run here (default: a temp dir)")
-
-
 def synthetic_works_data(*, num_works: int, work_tokens: int, context: int, num_groups: int, batch_size: int,
                          seed: int):
   """A ``TrainingData`` of random-token works with a window table and varied depths."""

@@ -33,17 +33,11 @@ from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.models.transformer import count_params
 from govjax.routing.loss import make_routed_loss
 from govjax.train.governance import governance_components
-from govjax.train.step import create_train_state, make_train_step
+from govjax.train.step import create_train_state
 
 VOCAB_SIZE = 72
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--quick", action="store_true", help="small model and batch (smoke run)")
-  parser.add_argument("--batch", type=int, default=None, help="batch size (default 32; 8 with --quick)")
-  parser.add_argument("--repeats", type=int, default=7, help="timed calls per step kind (median reported)")
-  parser.add_argument("--microbatch", type=int, default=8, help="rows per per-example chunk of the exact path")
-  parser.add_argument("--seed", type=int, default=0, help="seed for the batch and masks")
 
 
 def bench_config(quick: bool, batch: int | None) -> TrainConfig:
@@ -97,9 +91,9 @@ def run(args: argparse.Namespace) -> dict:
   steps, states = {}, {}
   for name, routing in (("plain", "none"), ("gated", "depth"), ("per_group", "per_group"), ("exact", "exact")):
     cfg = dataclasses.replace(config, governance=GovernanceSpec(routing=routing, normaliser="contributors"))
-    components = governance_components(cfg, num_groups=num_groups, microbatch=args.microbatch)
+    components = governance_components(cfg, microbatch=args.microbatch)
     graphdef, state, tx, _ = create_train_state(cfg, vocab_size=VOCAB_SIZE, tx=components.tx)
-    steps[name] = make_train_step(graphdef, tx, components.loss_fn, donate=False)
+    steps[name] = components.train_step(graphdef, donate=False)
     states[name] = state
     jax.block_until_ready(steps[name](state, batch, mask))  # compile
     jax.block_until_ready(steps[name](state, batch, mask))  # warm up

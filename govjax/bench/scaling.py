@@ -27,16 +27,6 @@ from govjax.train.parallel_step import place_state, sharded_train_step
 from govjax.train.step import create_train_state
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--devices", default="1,2,4", help="comma-separated device counts")
-  parser.add_argument("--steps", type=int, default=20, help="timed steps per device count")
-  parser.add_argument("--batch-size", type=int, default=32, help="global batch size (divisible by every count)")
-  parser.add_argument("--layers", type=int, default=2)
-  parser.add_argument("--width", type=int, default=64)
-  parser.add_argument("--context", type=int, default=64)
-  parser.add_argument("--platform", default="cpu", help="cpu (fake devices) or gpu/tpu (real devices)")
-
-
 def measure(num_devices: int, *, steps: int, batch_size: int, layers: int, width: int, context: int) -> dict:
   """Runs in the subprocess: times the sharded step on ``num_devices`` devices."""
   import dataclasses
@@ -49,10 +39,11 @@ def measure(num_devices: int, *, steps: int, batch_size: int, layers: int, width
                        batch_size=batch_size, num_steps=steps + 2, warmup_steps=1)
   config = dataclasses.replace(config, governance=GovernanceSpec(routing="depth", normaliser="contributors"))
   groups = layers + 2
-  components = governance_components(config, num_groups=groups)
+  components = governance_components(config)
   graphdef, state, tx, _ = create_train_state(config, vocab_size=72, tx=components.tx)
   mesh = data_mesh(num_devices)
-  step = sharded_train_step(graphdef, tx, components.loss_fn, components.plugins, mesh)
+  step = sharded_train_step(graphdef, tx, components.loss_fn, components.plugins, mesh,
+                            gradients=components.gradients)
   state = place_state(state, mesh)
   rng = np.random.default_rng(0)
   depth = rng.integers(1, groups + 1, size=batch_size)

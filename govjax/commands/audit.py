@@ -12,20 +12,6 @@ import json
 from govjax.audit.run import audit_run, write_audit
 
 
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("audit", help="memorization audit of a run: extraction, membership, exposure")
-  parser.add_argument("--workdir", required=True, help="run directory written by `govjax train`")
-  parser.add_argument("--k", type=int, default=32, help="prompt length (tokens)")
-  parser.add_argument("--m", type=int, default=32, help="greedy continuation length (tokens)")
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-  parser.add_argument("--batch-size", type=int, default=64, help="windows decoded at once")
-  parser.add_argument("--max-windows-per-work", type=int, default=None,
-                      help="audit at most this many windows per work (seeded choice; default: all)")
-  parser.add_argument("--seed", type=int, default=0, help="seed for window choice and canary references")
-  parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-  parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
 
   result = audit_run(args.workdir, k=args.k, m=args.m, step=args.step, batch_size=args.batch_size,

@@ -13,22 +13,6 @@ from govjax.provenance.index import INDEX_DIR
 from govjax.provenance.runs import index_run
 
 
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("index", help="build the influence (TracIn) index of a training run")
-  parser.add_argument("--workdir", required=True, help="run directory written by `govjax train`")
-  parser.add_argument("--k", type=int, default=512, help="projection dimension")
-  parser.add_argument("--seed", type=int, default=0, help="projection seed")
-  parser.add_argument("--projection", default="sparse", choices=("sparse", "rademacher", "gaussian"))
-  parser.add_argument("--normalize", action="store_true", help="unit-normalise features (TrackStar)")
-  parser.add_argument("--precondition", action="store_true",
-                      help="Adam second-moment preconditioning of the gradients (TrackStar)")
-  parser.add_argument("--aggregate", default="interval", choices=("interval", "union"),
-                      help="routing-log masks per checkpoint interval or over the whole run")
-  parser.add_argument("--microbatch", type=int, default=32, help="examples per per-example-gradient call")
-  parser.add_argument("--steps", type=int, nargs="*", default=None, help="checkpoint steps (default: all)")
-  parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
 
   config = FeatureConfig(k=args.k, seed=args.seed, projection=args.projection, normalize=args.normalize,

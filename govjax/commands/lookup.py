@@ -19,26 +19,9 @@ import argparse
 import json
 import sys
 
+from govjax.commands.arguments import DEFAULT_MANIFEST
 from govjax.documentation.lookup import ManifestIndex, QueryError, lookup_file
 from govjax.documentation.manifest import ManifestError, load_manifest
-
-DEFAULT_MANIFEST = "manifest"
-
-
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("lookup", help="look a work file up in the training-set manifest")
-  parser.add_argument("work_file", metavar="WORK_FILE",
-                      help="MusicXML / MIDI / ABC / Humdrum, image or text file")
-  parser.add_argument("--manifest", default=None,
-                      help=f"manifest directory or croissant.json (default: WORKDIR/{DEFAULT_MANIFEST} or "
-                           f"./{DEFAULT_MANIFEST})")
-  parser.add_argument("--workdir", default=None,
-                      help="training run directory (audit/per_work.jsonl, provenance/lineage/*.json)")
-  parser.add_argument("--near-copy-threshold", type=float, default=0.45, help="minimum estimated Jaccard")
-  parser.add_argument("--melody-threshold", type=float, default=0.5, help="minimum melody Jaccard to report")
-  parser.add_argument("--exhaustive", action="store_true", help="score every record, not only LSH candidates")
-  parser.add_argument("--json", action="store_true", help="print the result as JSON")
-  parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,24 +12,6 @@ import sys
 from govjax.data.chorales import prepare_chorales
 
 
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("prepare", help="prepare a dataset (offline, once)")
-  datasets = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-  chorales = datasets.add_parser(
-      "chorales", help="Bach chorales from music21's bundled corpus as a TFDS array_record dataset"
-  )
-  chorales.add_argument("--data-dir", default=None,
-                        help="root data dir (default: $GOVJAX_DATA_DIR or ~/.cache/govjax/data)")
-  chorales.add_argument("--steps-per-quarter", type=int, default=4,
-                        help="grid steps per quarter note (4: 16ths)")
-  chorales.add_argument("--max-works", type=int, default=None,
-                        help="build a small version with at most N works (N >= 3; every split non-empty)")
-  chorales.add_argument("--workers", type=int, default=None,
-                        help="parsing processes (default: 2 for the whole corpus, 1 with --max-works)")
-  chorales.add_argument("--no-progress", action="store_true", help="no progress bars")
-  chorales.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
 
   try:

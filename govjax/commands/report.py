@@ -6,13 +6,8 @@ import argparse
 import pathlib
 import sys
 
+from govjax.core.rundir import RunDir
 from govjax.study.report import write_run_report, write_study_report
-
-
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("report", help="build report.html (figures, tables) of a study or run directory")
-  parser.add_argument("--workdir", required=True, help="a directory written by `govjax study` / `make demo`")
-  parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
   workdir = pathlib.Path(args.workdir)
   if (workdir / "results.json").is_file():
     print(f"report: {write_study_report(workdir)}")
-  elif (workdir / "config.json").is_file():
+  elif RunDir(workdir).is_run():
     print(f"report: {write_run_report(workdir)}")
   else:
     print(f"govjax report: {workdir} is neither a study directory (results.json) nor a run directory "

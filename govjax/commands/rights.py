@@ -21,56 +21,10 @@ from govjax.rights.decisions import apply_policy
 from govjax.rights.policy import PolicyError, default_policy, load_policy, policy_to_json
 from govjax.rights.records import RecordValidationError, load_records, read_records, save_records
 
-DATA_DIR_HELP = "prepared data (default: $GOVJAX_DATA_DIR or ~/.cache/govjax/data)"
-STRUCTURAL_HELP = "add the generated structural works (govjax.data.structural)"
-
 
 def _default_num_groups() -> int:
 
   return ModelSpec().num_layers + 2
-
-
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("rights", help="rights records: validate, summarise a policy, scenarios")
-  sub = parser.add_subparsers(dest="rights_command", metavar="SUBCOMMAND")
-
-  validate = sub.add_parser("validate", help="validate a JSON Lines / CSV rights records file")
-  validate.add_argument("file", help="records file (.jsonl or .csv)")
-  validate.add_argument("--format", choices=("jsonl", "csv"), default=None, help="override the suffix")
-  validate.add_argument("--json", action="store_true", help="print the report as JSON")
-  validate.set_defaults(func=run_validate)
-
-  summary = sub.add_parser("summary", help="counts by licence and treatment under a policy")
-  source = summary.add_mutually_exclusive_group()
-  source.add_argument("--records", default=None, help="records file (.jsonl or .csv)")
-  source.add_argument("--scenario", default=None, choices=("default", "real"),
-                      help="records generated for the prepared chorales (default: --scenario default)")
-  summary.add_argument("--policy", default="default",
-                       help="'default', 'default-strict-encodings' or a .json/.py policy file")
-  summary.add_argument("--num-groups", type=int, default=None,
-                       help="model depth groups L = num_layers + 2 (default: the default model's)")
-  summary.add_argument("--seed", type=int, default=0, help="scenario seed")
-  summary.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
-  summary.add_argument("--include-structural", action="store_true", help=STRUCTURAL_HELP)
-  summary.add_argument("--json", action="store_true", help="print the summary and exclusions as JSON")
-  summary.set_defaults(func=run_summary)
-
-  scenario = sub.add_parser("scenario", help="write the default simulated scenario for the prepared chorales")
-  scenario.add_argument("--out", required=True, help="output file (.jsonl or .csv)")
-  scenario.add_argument("--seed", type=int, default=0, help="scenario seed")
-  scenario.add_argument("--kind", choices=("default", "real"), default="default",
-                        help="'default' (simulated) or 'real' (the works' actual metadata)")
-  scenario.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
-  scenario.add_argument("--include-structural", action="store_true", help=STRUCTURAL_HELP)
-  scenario.set_defaults(func=run_scenario)
-
-  policy = sub.add_parser("policy", help="print (or write) the default policy as JSON")
-  policy.add_argument("--out", default=None, help="write to this file instead of printing")
-  policy.add_argument("--strict-encodings", action="store_true",
-                      help="also restrict works whose encoding licence is restrictive or unknown")
-  policy.set_defaults(func=run_policy)
-
-  parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
 
 def _error(message: str) -> int:
@@ -84,7 +38,7 @@ def run_validate(args: argparse.Namespace) -> int:
   if not path.is_file():
     return _error(f"{path} does not exist")
   try:
-    report = read_records(path, format=args.format)
+    report = read_records(path, format=args.format, allow_empty=args.allow_empty)
   except ValueError as err:  # unknown suffix
     return _error(str(err))
   if args.json:

@@ -1,28 +1,26 @@
-"""``govjax sample --workdir DIR --out x.mid [--num 4] [--musicxml]``: sample chorales from a trained run."""
+"""``govjax sample --workdir DIR --out x.mid [--num 4] [--musicxml]``: sample chorales from a trained run.
+
+``--frames`` may exceed the model's context (generation then slides a frame-aligned window); ``--temperature 0``
+is greedy decoding. See :mod:`govjax.train.sampling`.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from govjax.train.sampling import sample_run, write_samples
-
-
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("sample", help="sample chorales from a trained run (MIDI, MusicXML)")
-  parser.add_argument("--workdir", required=True, help="run directory written by `govjax train`")
-  parser.add_argument("--out", required=True, help="output MIDI path (numbered when --num > 1)")
-  parser.add_argument("--num", type=int, default=1, help="number of samples")
-  parser.add_argument("--frames", type=int, default=64, help="frames (16th notes) per sample, prompt included")
-  parser.add_argument("--prompt-frames", type=int, default=4, help="opening frames of a held-out work as prompt")
-  parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-  parser.add_argument("--musicxml", action="store_true", help="also write MusicXML next to each MIDI file")
-  parser.set_defaults(func=run)
+from govjax.train.sampling import check_request, output_paths, sample_run, write_samples
 
 
 def run(args: argparse.Namespace) -> int:
+  """Checks the request and the output names (nothing is loaded or written when they are wrong), samples, writes.
 
+  Raises:
+    GenerationError: an invalid ``--num``, ``--frames``, ``--prompt-frames`` or ``--temperature``, or an ``--out``
+      that a sidecar would overwrite (a ``UserError``: the command line prints one line).
+  """
+  check_request(num_samples=args.num, num_frames=args.frames, prompt_frames=args.prompt_frames,
+                temperature=args.temperature)
+  output_paths(args.out, args.num, musicxml=args.musicxml)
   samples = sample_run(args.workdir, num_samples=args.num, num_frames=args.frames,
                        prompt_frames=args.prompt_frames, seed=args.seed, temperature=args.temperature,
                        step=args.step)

@@ -2,6 +2,27 @@
 influenced an output, at what depth they were learned, and which attribution duties follow.
 
 Prints the lineage and writes it as ``<input>.lineage.json`` and ``DIR/provenance/lineage/<input stem>.json``.
+
+The input is checked before anything is scored, and every problem is one line naming the file
+(:class:`~govjax.provenance.query.TraceInputError`): a ``.npy`` must hold integer token ids of the run's vocabulary,
+``[T]`` or ``[frames, 4]`` (four voices a frame); a score file (MIDI, MusicXML) must encode as four voices. Outputs
+longer than :data:`~govjax.provenance.query.MAX_TRACE_TOKENS` tokens (4,096 frames, 256 measures of 4/4) are refused
+at once, before a long MIDI file is parsed (its note events' end time is read first), and score files larger than
+:data:`MAX_SCORE_BYTES` are refused unparsed; trace a longer piece in parts. NaN or infinite influence scores are an
+error (:class:`~govjax.provenance.query.NonFiniteScoresError`) and no lineage is written.
+
+Example (reading an output; the vocabulary is checked by the tracer):
+  >>> import tempfile
+  >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.npy"
+  >>> np.save(path, np.array([40, 36, 31, 24, 2, 2, 2, 2], np.int32))
+  >>> read_output_tokens(path).tolist()
+  [40, 36, 31, 24, 2, 2, 2, 2]
+  >>> np.save(path, np.array([40, 36, 31, 24, 2, 2, 2], np.int32))
+  >>> try:
+  ...   read_output_tokens(path)
+  ... except TraceInputError as error:
+  ...   print(str(error).split(": ", 1)[1])
+  7 tokens are not whole frames of 4 voices (one token per voice per frame)
 """
 
 from __future__ import annotations
@@ -9,75 +30,158 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import zipfile
 
+import music21
 import numpy as np
 
-from govjax.data.tokenizer import encode_score
+from govjax.core.text import terminal_safe
+from govjax.data.tokenizer import NUM_VOICES, EncodingError, encode_score
 from govjax.provenance.index import sha256_file
 from govjax.provenance.lineage import build_lineage, write_lineage
-from govjax.provenance.query import windows
+from govjax.provenance.query import MAX_TRACE_TOKENS, TraceInputError, check_output_tokens
 from govjax.provenance.runs import load_tracer
 
+# Score files (MIDI, MusicXML; .mxl uncompressed) above this size are refused before music21 parses them: parsing
+# takes about 3 s per MB on 2 CPU cores, and 4 MB of MusicXML is over 1,000 measures of chorale writing.
+MAX_SCORE_BYTES = 4_000_000
+MIDI_SUFFIXES = (".mid", ".midi")
 
-def read_output_tokens(path: str | pathlib.Path, *, steps_per_quarter: int = 4) -> np.ndarray:
-  """Tokens of a generated output: a ``.npy`` token array, or a MIDI/MusicXML file encoded with the tokenizer.
+
+def _score_bytes(path: pathlib.Path) -> int:
+  """Size of a score file; for ``.mxl`` the uncompressed size of its members."""
+  if path.suffix.lower() != ".mxl":
+    return path.stat().st_size
+  try:
+    with zipfile.ZipFile(path) as archive:
+      return sum(info.file_size for info in archive.infolist())
+  except (zipfile.BadZipFile, OSError) as error:
+    raise TraceInputError(f"{terminal_safe(str(path))}: not a compressed MusicXML (.mxl) file ({error})") from None
+
+
+def midi_end_quarters(path: str | pathlib.Path) -> float | None:
+  """End of the last note event of a MIDI file in quarter notes, read from its events (fast, no score is built).
+
+  Returns:
+    The end in quarters, or None for SMPTE time division (no quarter-note ticks).
 
   Raises:
-    FileNotFoundError: no such file.
-    ValueError: an empty or non-integer token array.
+    TraceInputError: the file is not a readable MIDI file.
   """
   path = pathlib.Path(path)
+  midi_file = music21.midi.MidiFile()
+  try:
+    midi_file.open(str(path))
+    try:
+      midi_file.read()
+    finally:
+      midi_file.close()
+  except Exception as error:  # music21 raises assorted exception types for malformed MIDI files
+    raise TraceInputError(f"{terminal_safe(str(path))}: not a readable MIDI file "
+                          f"({terminal_safe(str(error) or type(error).__name__)})") from None
+  ticks = midi_file.ticksPerQuarterNote
+  if not ticks or ticks <= 0:
+    return None
+  end = 0
+  for track in midi_file.tracks:
+    tick = 0
+    for event in track.events:
+      if event.isDeltaTime():
+        tick += int(event.time or 0)
+      elif event.isNoteOn() or event.isNoteOff():
+        end = max(end, tick)
+  return end / ticks
+
+
+def read_output_tokens(path: str | pathlib.Path, *, steps_per_quarter: int = 4,
+                       max_tokens: int | None = MAX_TRACE_TOKENS) -> np.ndarray:
+  """Tokens of a generated output: a ``.npy`` token array, or a MIDI/MusicXML file encoded with the tokenizer.
+
+  Only the shape and length are checked here (the vocabulary is the model's: see
+  :meth:`govjax.provenance.runs.RunTracer.trace_tokens`).
+
+  Args:
+    path: the file.
+    steps_per_quarter: the run's tokenizer grid (for score files).
+    max_tokens: the longest output accepted (None: no limit).
+
+  Returns:
+    int32 ``[T]``.
+
+  Raises:
+    TraceInputError: no such file, an unreadable file, a token array that is empty, not integer or not whole
+      frames of four voices, a score that does not encode as four voices, a file or piece over the limits.
+  """
+  path = pathlib.Path(path)
+  where = terminal_safe(str(path))
   if not path.is_file():
-    raise FileNotFoundError(f"output file not found: {path}")
-  if path.suffix == ".npy":
-    tokens = np.load(path, allow_pickle=False)
-    if not np.issubdtype(tokens.dtype, np.integer) or tokens.size == 0:
-      raise ValueError(f"{path}: expected a non-empty integer token array, got {tokens.dtype} {tokens.shape}")
-    return tokens.reshape(-1).astype(np.int32)
-  import music21
-
-
-  return np.asarray(encode_score(music21.converter.parse(path), steps_per_quarter=steps_per_quarter).tokens,
-                    np.int32)
-
-
-def register(subparsers) -> None:
-  parser = subparsers.add_parser("trace", help="trace a generated output to its influential training works")
-  parser.add_argument("--workdir", required=True, help="run directory with an index (`govjax index`)")
-  parser.add_argument("--input", required=True, help="generated .mid / .musicxml file or .npy token array")
-  parser.add_argument("--top", type=int, default=10, help="number of works listed")
-  parser.add_argument("--aggregate", default="sum", choices=("sum", "mean", "max"),
-                      help="per-work aggregation of example scores")
-  parser.add_argument("--json", action="store_true", help="print the lineage JSON")
-  parser.set_defaults(func=run)
+    raise TraceInputError(f"{where}: no such file")
+  if path.suffix.lower() == ".npy":
+    try:
+      tokens = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+      raise TraceInputError(f"{where}: not a readable .npy token array ({terminal_safe(str(error))})") from None
+    return check_output_tokens(tokens, vocab_size=None, source=str(path), max_tokens=max_tokens)
+  size = _score_bytes(path)
+  if size > MAX_SCORE_BYTES:
+    raise TraceInputError(f"{where}: {size} bytes is more than the {MAX_SCORE_BYTES} a score file may have to be "
+                          "traced; trace it in parts")
+  if path.suffix.lower() in MIDI_SUFFIXES and max_tokens is not None:
+    quarters = midi_end_quarters(path)
+    if quarters is not None:
+      frames = int(np.ceil(quarters * steps_per_quarter))
+      if frames * NUM_VOICES > max_tokens:
+        raise TraceInputError(f"{where}: {quarters:g} quarter notes ({frames} frames) is more than the "
+                              f"{max_tokens // NUM_VOICES} frames a trace scores; trace it in parts")
+  try:
+    score = music21.converter.parse(str(path))
+  except Exception as error:  # music21 raises assorted exception types for files it cannot read
+    raise TraceInputError(f"{where}: not a readable score ({terminal_safe(str(error) or type(error).__name__)})"
+                          ) from None
+  try:
+    encoded = encode_score(score, steps_per_quarter=steps_per_quarter)
+  except EncodingError as error:
+    raise TraceInputError(f"{where}: cannot be encoded: {terminal_safe(error.reason)}") from None
+  return check_output_tokens(encoded.tokens, vocab_size=None, source=str(path), max_tokens=max_tokens)
 
 
 def run(args: argparse.Namespace) -> int:
+  """Validates the input, traces it and writes its lineage (nothing is written when any step fails).
 
+  Raises:
+    TraceInputError: a missing or invalid input, ``--top < 1`` (a ``UserError``: one line naming the file).
+    NonFiniteScoresError: NaN or infinite gradients or scores.
+  """
+  path = pathlib.Path(args.input)
+  if not path.is_file():
+    raise TraceInputError(f"{terminal_safe(str(path))}: no such file")
+  if args.top < 1:
+    raise TraceInputError(f"--top must be >= 1, got {args.top}")
   tracer = load_tracer(args.workdir)
-  steps_per_quarter = tracer.index.metadata.get("steps_per_quarter", 4)
-  tokens = read_output_tokens(args.input, steps_per_quarter=steps_per_quarter)
-  attribution = tracer.attribute({"tokens": windows(tokens, tracer.context)}, top=args.top,
-                                 aggregation=args.aggregate)
+  tokens = read_output_tokens(path, steps_per_quarter=tracer.steps_per_quarter)
+  attribution = tracer.trace_tokens(tokens, top=args.top, aggregation=args.aggregate, source=str(path))
   index_dir = pathlib.Path(args.workdir) / "provenance" / "index"
   config = tracer.index.feature_config
   lineage = build_lineage(
       attribution, tracer.index.works, top=args.top,
-      output={"file": pathlib.Path(args.input).name, "sha256": sha256_file(args.input),
-              "num_tokens": int(tokens.size)},
+      output={"file": path.name, "sha256": sha256_file(path), "num_tokens": int(tokens.size),
+              "num_frames": int(tokens.size) // NUM_VOICES, "windows": -(-int(tokens.size) // tracer.context),
+              "context": tracer.context},
       method={"checkpoints": tracer.index.steps.tolist(), "learning_rates": tracer.index.learning_rates.tolist(),
               "k": config.k, "projection": config.projection, "projection_seed": config.seed,
               "normalize": config.normalize, "precondition": config.precondition,
               "depth_masked": True, "index_sha256": json.loads((index_dir / "index.json").read_text())["sha256"],
               "dataset_fingerprint": tracer.index.metadata.get("dataset_fingerprint")})
-  paths = write_lineage(lineage, output_file=args.input, workdir=args.workdir, name=pathlib.Path(args.input).stem)
+  paths = write_lineage(lineage, output_file=path, workdir=args.workdir, name=path.stem)
   if args.json:
     print(json.dumps(lineage, indent=1))
   else:
-    print(f"lineage of {args.input} ({tokens.size} tokens; TracIn over checkpoints {tracer.index.steps.tolist()}):")
+    print(f"lineage of {terminal_safe(str(path))} ({tokens.size} tokens; TracIn over checkpoints "
+          f"{tracer.index.steps.tolist()}):")
     for work in lineage["works"]:
       print(f"  {work['rank']:>3}. {work['work_id']:<28} score {work['score']:+.4g}  share {work['share']:.1%}  "
             f"depth {work['depth']}  {work['licence']}")
-    print(f"attribution: {lineage['duties']['attribution_text'] or '(none required)'}")
+    duties = lineage["duties"]
+    print(f"attribution: {duties['attribution_text'] or '(none required: ' + duties['basis'] + ')'}")
     print("written: " + ", ".join(str(p) for p in paths))
   return 0

@@ -1,15 +1,24 @@
-"""Training configuration: a frozen dataclass, loaded from a Python config file, hashable for checkpoints.
+"""Training configuration: typed, validated, loaded from a Python config file, hashable for checkpoints.
 
 Config files live in ``experiments/configs/`` and define ``get_config() -> TrainConfig``; their docstring gives the
 command, the expected runtime on 2 CPU cores and the expected result (as big_vision's configs do).
 
+Every section is a frozen pydantic dataclass: types, ranges and modes are checked when a config is built (also by
+``dataclasses.replace``), by :func:`from_dict` (a run's ``config.json``) and by :func:`apply_overrides` (``--set``).
+A bad value raises :class:`~govjax.core.errors.ConfigError` naming the key and what is allowed.
+
 Example:
   >>> cfg = TrainConfig(num_steps=10)
-  >>> cfg2 = apply_overrides(cfg, ["num_steps=20", "model.width=64"])
-  >>> cfg2.num_steps, cfg2.model.width
-  (20, 64)
+  >>> cfg2 = apply_overrides(cfg, ["num_steps=20", "model.width=64", "governance.deduplicate=off"])
+  >>> cfg2.num_steps, cfg2.model.width, cfg2.governance.deduplicate
+  (20, 64, False)
   >>> config_hash(cfg) == config_hash(TrainConfig(num_steps=10))
   True
+  >>> try:
+  ...   apply_overrides(cfg, ["checkpoint_every=0"])
+  ... except ConfigError as error:
+  ...   print(error)
+  checkpoint_every: input should be greater than or equal to 1 (got '0')
 """
 
 from __future__ import annotations
@@ -19,10 +28,42 @@ import hashlib
 import importlib.util
 import json
 import pathlib
-import typing
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import ConfigDict, Field
+
+from govjax.core.errors import ConfigError
+from govjax.core.modes import (
+    BASELINES,
+    NORMALISERS,
+    PROBE_SIGNALS,
+    ROUTING_MODES,
+    Baseline,
+    Normaliser,
+    ProbeSignal,
+    RoutingMode,
+)
+
+__all__ = [
+    "BASELINES", "NORMALISERS", "PROBE_SIGNALS", "ROUTING_MODES", "CanarySpec", "GovernanceSpec", "ModelSpec",
+    "ProbeSpec", "TrainConfig", "apply_overrides", "config_hash", "from_dict", "load_config", "load_python_config",
+]
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Percentile = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+_SECTION = ConfigDict(extra="forbid")
 
 
-@dataclasses.dataclass(frozen=True)
+def _section(cls):
+  """A frozen pydantic dataclass that rejects unknown fields."""
+  return pydantic.dataclasses.dataclass(frozen=True, config=_SECTION)(cls)
+
+
+@_section
 class ModelSpec:
   """Transformer shape; the vocabulary comes from the tokenizer.
 
@@ -30,15 +71,24 @@ class ModelSpec:
   ``"region"``); 0 = no region.
   """
 
-  num_layers: int = 4
-  width: int = 128
-  num_heads: int = 4
-  context: int = 256
-  mlp_ratio: int = 4
-  region_width: int = 0
+  num_layers: PositiveInt = 4
+  width: PositiveInt = 128
+  num_heads: PositiveInt = 4
+  context: Annotated[int, Field(ge=2)] = 256
+  mlp_ratio: PositiveInt = 4
+  region_width: NonNegativeInt = 0
+
+  def __post_init__(self):
+    if self.width % self.num_heads:
+      raise ValueError(f"model.width ({self.width}) must be a multiple of model.num_heads ({self.num_heads})")
+
+  @property
+  def num_groups(self) -> int:
+    """Depth groups of the transformer: the embeddings, one per block, and the output head."""
+    return self.num_layers + 2
 
 
-@dataclasses.dataclass(frozen=True)
+@_section
 class GovernanceSpec:
   """How rights metadata turns into training treatment.
 
@@ -58,21 +108,26 @@ class GovernanceSpec:
     deduplicate: drop near-duplicate training works before batching (the deduplication baseline).
   """
 
-  routing: str = "none"
-  scenario: str = "real"
-  policy: str = "default"
-  normaliser: str = "contributors"
+  routing: RoutingMode = "none"
+  scenario: Annotated[str, Field(min_length=1)] = "real"
+  policy: Annotated[str, Field(min_length=1)] = "default"
+  normaliser: Normaliser = "contributors"
   freeze_empty_groups: bool = False
   include_structural: bool = False
-  baseline: str = "none"
-  goldfish_k: int = 4
-  goldfish_h: int = 13
-  dp_clip: float = 1.0
-  dp_noise: float = 0.5
+  baseline: Baseline = "none"
+  goldfish_k: Annotated[int, Field(ge=2)] = 4
+  goldfish_h: PositiveInt = 13
+  dp_clip: PositiveFloat = 1.0
+  dp_noise: NonNegativeFloat = 0.5
+
+  def __post_init__(self):
+    if self.baseline != "none" and self.routing != "none":
+      raise ValueError(f"governance.baseline={self.baseline!r} is an alternative to routing: use it with "
+                       f"governance.routing='none' (got {self.routing!r})")
   deduplicate: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
+@_section
 class CanarySpec:
   """Random-token canaries planted among the training works to measure memorization (exposure, extraction).
 
@@ -84,14 +139,14 @@ class CanarySpec:
     licence: the canaries' (simulated) licence: they stand for restricted specific works.
   """
 
-  count: int = 0
-  repeats: tuple = (1, 4, 16)
-  frames: int = 16
+  count: NonNegativeInt = 0
+  repeats: tuple[PositiveInt, ...] = (1, 4, 16)
+  frames: PositiveInt = 16
   seed: int = 1234
   licence: str = "LicenseRef-govjax-canary"
 
 
-@dataclasses.dataclass(frozen=True)
+@_section
 class ProbeSpec:
   """Configuration of the memorization probe (the ``probe`` section of a training config).
 
@@ -112,42 +167,54 @@ class ProbeSpec:
   """
 
   enabled: bool = False
-  signal: str = "loss"
+  signal: ProbeSignal = "loss"
   layer: int = -1
-  ema: float = 0.5
-  percentile: float = 5.0
-  restore_percentile: float = 20.0
-  calibrate_every: int = 200
-  calibration_batches: int = 8
-  min_depth: int = 1
-  min_seen: int = 2
+  ema: Annotated[float, Field(ge=0, lt=1)] = 0.5
+  percentile: Percentile = 5.0
+  restore_percentile: Percentile = 20.0
+  calibrate_every: PositiveInt = 200
+  calibration_batches: PositiveInt = 8
+  min_depth: PositiveInt = 1
+  min_seen: NonNegativeInt = 2
   adaptive: bool = True
 
+  def __post_init__(self):
+    if self.restore_percentile <= self.percentile:
+      raise ValueError(f"probe.restore_percentile ({self.restore_percentile}) must exceed probe.percentile "
+                       f"({self.percentile})")
 
-@dataclasses.dataclass(frozen=True)
+
+@_section
 class TrainConfig:
   """Everything that determines a training run (and so its checkpoints' config hash)."""
 
-  name: str = "chorales"
+  name: Annotated[str, Field(min_length=1)] = "chorales"
   data_dir: str | None = None
-  max_works: int | None = None
-  steps_per_quarter: int = 4
-  window_stride: int = 64
+  max_works: PositiveInt | None = None
+  steps_per_quarter: PositiveInt = 4
+  window_stride: PositiveInt = 64
   model: ModelSpec = ModelSpec()
   governance: GovernanceSpec = GovernanceSpec()
   canaries: CanarySpec = CanarySpec()
   probe: ProbeSpec = ProbeSpec()
-  batch_size: int = 32
-  num_steps: int = 1000
-  learning_rate: float = 3e-3
-  warmup_steps: int = 50
-  weight_decay: float = 0.01
-  grad_clip: float = 1.0
+  batch_size: PositiveInt = 32
+  num_steps: NonNegativeInt = 1000
+  learning_rate: PositiveFloat = 3e-3
+  warmup_steps: NonNegativeInt = 50
+  weight_decay: NonNegativeFloat = 0.01
+  grad_clip: PositiveFloat = 1.0
   seed: int = 0
-  eval_every: int = 200
-  eval_max_batches: int = 16
-  checkpoint_every: int = 200
-  max_to_keep: int = 5
+  eval_every: PositiveInt = 200
+  eval_max_batches: PositiveInt = 16
+  checkpoint_every: PositiveInt = 200
+  max_to_keep: PositiveInt | None = 5
+
+  def __post_init__(self):
+    if self.governance.routing == "region" and self.model.region_width <= 0:
+      raise ValueError("governance.routing='region' needs model.region_width > 0 (the removable region's width)")
+    if self.probe.enabled and self.probe.min_depth > self.model.num_groups:
+      raise ValueError(f"probe.min_depth ({self.probe.min_depth}) exceeds the model's "
+                       f"{self.model.num_groups} depth groups")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -159,22 +226,87 @@ def config_hash(config: TrainConfig) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _location(error: dict, prefix: str = "") -> str:
+  parts = [str(p) for p in error.get("loc", ())]
+  return ".".join(filter(None, [prefix, *parts])) or "config"
+
+
+def _config_error(error: pydantic.ValidationError, *, key: str | None = None, text: str | None = None,
+                  prefix: str = "") -> ConfigError:
+  """One line per problem: ``key: message (got value)``."""
+  lines = []
+  for item in error.errors(include_url=False):
+    where = key or _location(item, prefix)
+    message = item.get("msg", "invalid value")
+    message = message[0].lower() + message[1:] if message else message
+    message = message.removeprefix("value error, ")
+    if item.get("type") == "literal_error":
+      expected = item.get("ctx", {}).get("expected", "")
+      message = f"must be one of {expected}"
+    got = text if text is not None else item.get("input")
+    if item.get("type") in ("unexpected_keyword_argument", "extra_forbidden"):
+      lines.append(f"{where}: unknown config field")
+      continue
+    if item.get("type") == "value_error":  # a rule across fields; its message names them
+      lines.append(message)
+      continue
+    lines.append(f"{where}: {message} (got {got!r})" if got is not None and not isinstance(got, dict | tuple)
+                 else f"{where}: {message}")
+  return ConfigError("; ".join(lines))
+
+
 def from_dict(data: dict) -> TrainConfig:
-  """Inverse of ``TrainConfig.to_dict``; unknown keys are an error."""
-  fields = {f.name for f in dataclasses.fields(TrainConfig)}
-  unknown = set(data) - fields
-  if unknown:
-    raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
-  data = dict(data)
-  if "model" in data:
-    data["model"] = ModelSpec(**data["model"])
-  if "governance" in data:
-    data["governance"] = GovernanceSpec(**data["governance"])
-  if "probe" in data:
-    data["probe"] = ProbeSpec(**data["probe"])
-  if "canaries" in data:
-    data["canaries"] = CanarySpec(**{**data["canaries"], "repeats": tuple(data["canaries"].get("repeats", ()))})
-  return TrainConfig(**data)
+  """Inverse of ``TrainConfig.to_dict``: validates every field (unknown keys and bad values are errors).
+
+  Args:
+    data: a dict as ``TrainConfig.to_dict`` writes it (sections as nested dicts).
+
+  Returns:
+    The config.
+
+  Raises:
+    ConfigError: naming each bad key.
+  """
+  try:
+    return pydantic.TypeAdapter(TrainConfig).validate_python(data)
+  except pydantic.ValidationError as error:
+    raise _config_error(error) from None
+
+
+def load_python_config(path: str | pathlib.Path, function: str, expected: type) -> Any:
+  """Calls ``function()`` of a Python config file and checks the type of what it returns.
+
+  The one loader for config files (training configs, study configs, policies written in Python).
+
+  Args:
+    path: a ``.py`` file.
+    function: the function to call (``get_config``, ``get_study``, ...).
+    expected: the type the function must return.
+
+  Returns:
+    What ``function()`` returned.
+
+  Raises:
+    ConfigError: the file is missing, does not define ``function`` or returns something else.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise ConfigError(f"config file not found: {path}")
+  spec = importlib.util.spec_from_file_location(f"govjax_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except pydantic.ValidationError as error:
+    raise ConfigError(f"{path}: {_config_error(error)}") from None
+  if not hasattr(module, function):
+    raise ConfigError(f"config file {path} does not define {function}()")
+  try:
+    value = getattr(module, function)()
+  except pydantic.ValidationError as error:
+    raise ConfigError(f"{path}: {_config_error(error)}") from None
+  if not isinstance(value, expected):
+    raise ConfigError(f"{path}: {function}() returned {type(value).__name__}, expected {expected.__name__}")
+  return value
 
 
 def load_config(path: str | pathlib.Path) -> TrainConfig:
@@ -186,42 +318,49 @@ def load_config(path: str | pathlib.Path) -> TrainConfig:
   Returns:
     The config.
   """
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"config file not found: {path}")
-  spec = importlib.util.spec_from_file_location(f"govjax_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ValueError(f"config file {path} does not define get_config()")
-  config = module.get_config()
-  if not isinstance(config, TrainConfig):
-    raise TypeError(f"{path}: get_config() returned {type(config).__name__}, expected TrainConfig")
-  return config
+  return load_python_config(path, "get_config", TrainConfig)
 
 
-def _coerce(text: str, annotation) -> object:
-  """Parses an override value for a field of the given type annotation."""
-  kinds = typing.get_args(annotation) or (annotation,)
-  names = {getattr(k, "__name__", str(k)) for k in kinds} | {str(annotation)}
-  if text.lower() in ("none", "null") and (type(None) in kinds or "None" in str(annotation)):
-    return None
-  if any("bool" in n for n in names):
-    if text.lower() in ("true", "1", "yes"):
-      return True
-    if text.lower() in ("false", "0", "no"):
-      return False
-  for kind, caster in (("int", int), ("float", float)):
-    if any(kind == n or n.startswith(kind + " ") or f"{kind} |" in n for n in names):
-      try:
-        return caster(text)
-      except ValueError:
-        pass
-  return text
+def _field_names(obj: Any) -> list[str]:
+  return [f.name for f in dataclasses.fields(obj)]
+
+
+def _candidates(text: str) -> list[Any]:
+  """What an override's text may mean, tried in order: the string itself (pydantic parses it for the field's type,
+  strictly: ``abc`` is no integer, ``off`` is False), then ``none``/``null`` as None, a JSON list ``[1, 4]`` or a
+  comma-separated list ``1,4`` (for tuple fields)."""
+  stripped = text.strip()
+  out: list[Any] = [stripped]
+  if stripped.lower() in ("none", "null"):
+    out.append(None)
+  if stripped.startswith("["):
+    try:
+      out.append(json.loads(stripped))
+    except json.JSONDecodeError:
+      pass
+  elif "," in stripped:
+    out.append([part.strip() for part in stripped.split(",")])
+  return out
+
+
+def _parse_field(section: Any, name: str, text: str, *, key: str) -> Any:
+  """The value of ``section.name`` that ``text`` gives, checked against the field's type and range."""
+  info = section.__pydantic_fields__[name]
+  kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+  adapter = pydantic.TypeAdapter(kind)
+  first_error = None
+  for value in _candidates(text):
+    try:
+      parsed = adapter.validate_python(value)
+    except pydantic.ValidationError as error:
+      first_error = first_error or error
+      continue
+    return dataclasses.asdict(parsed) if dataclasses.is_dataclass(parsed) else parsed
+  raise _config_error(first_error, key=key, text=text)
 
 
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
-  """Applies ``key=value`` overrides (nested with dots: ``model.width=64``).
+  """Applies ``key=value`` overrides (nested with dots: ``model.width=64``), validated like the config itself.
 
   Args:
     config: base config.
@@ -229,21 +368,27 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
 
   Returns:
     A new config.
+
+  Raises:
+    ConfigError: an override that is not ``key=value``, names an unknown key, or gives a value of the wrong type
+      or out of range; the message names the key and what is allowed.
   """
+  data = config.to_dict()
   for item in overrides:
     if "=" not in item:
-      raise ValueError(f"override {item!r} is not of the form key=value")
-    key, text = item.split("=", 1)
-    parts = key.strip().split(".")
-    config = _replace_path(config, parts, text.strip(), full_key=key)
-  return config
-
-
-def _replace_path(obj, parts: list[str], text: str, *, full_key: str):
-  hints = typing.get_type_hints(type(obj))
-  name = parts[0]
-  if name not in hints:
-    raise ValueError(f"unknown config field {full_key!r} ({type(obj).__name__} has no field {name!r})")
-  if len(parts) == 1:
-    return dataclasses.replace(obj, **{name: _coerce(text, hints[name])})
-  return dataclasses.replace(obj, **{name: _replace_path(getattr(obj, name), parts[1:], text, full_key=full_key)})
+      raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, text = (part.strip() for part in item.split("=", 1))
+    parts = key.split(".")
+    node, obj = data, config
+    for depth, name in enumerate(parts):
+      if not dataclasses.is_dataclass(obj) or name not in _field_names(obj):
+        where = ".".join(parts[:depth]) or "the config"
+        allowed = ", ".join(_field_names(obj)) if dataclasses.is_dataclass(obj) else "none (not a section)"
+        raise ConfigError(f"{key}: unknown config field ({where} has: {allowed})")
+      if depth < len(parts) - 1:
+        node, obj = node[name], getattr(obj, name)
+    node[parts[-1]] = _parse_field(obj, parts[-1], text, key=key)
+  try:
+    return pydantic.TypeAdapter(TrainConfig).validate_python(data)
+  except pydantic.ValidationError as error:
+    raise _config_error(error) from None

@@ -18,17 +18,11 @@ import jax
 __all__ = ["path_key"]
 
 
-def _part(key: Any) -> str:
-  """One path element: a JAX key entry (``DictKey``, ``SequenceKey``, ``GetAttrKey``...) or a plain value."""
-  for attr in ("key", "idx", "name"):
-    if hasattr(key, attr) and isinstance(key, jax.tree_util.DictKey | jax.tree_util.SequenceKey
-                                         | jax.tree_util.GetAttrKey | jax.tree_util.FlattenedIndexKey):
-      return str(getattr(key, attr))
-  return str(key)
-
-
 def path_key(path: Sequence[Any]) -> str:
-  """A parameter path as ``'blocks/0/mlp/kernel'``.
+  """A parameter path as ``'blocks/0/mlp/kernel'`` (``jax.tree_util.keystr`` with ``/``).
+
+  A trailing ``.value`` attribute (the payload of an ``nnx.Variable`` in a flattened state) is dropped, so a
+  parameter has one name whichever way its tree was flattened.
 
   Args:
     path: a tuple of plain keys (``nnx.to_flat_state``) or of JAX key entries (``tree_flatten_with_path``).
@@ -36,4 +30,7 @@ def path_key(path: Sequence[Any]) -> str:
   Returns:
     The elements joined by ``/``.
   """
-  return "/".join(_part(p) for p in path)
+  path = tuple(path)
+  if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
+    path = path[:-1]
+  return jax.tree_util.keystr(path, simple=True, separator="/")

@@ -1,10 +1,12 @@
 """Rights metadata and the routing policy.
 
-- :mod:`govjax.rights.records`: the validated per-work :class:`RightsRecord`, JSON Lines / CSV I/O, reports.
-- :mod:`govjax.rights.licences`: SPDX ids -> Data Provenance Initiative-style terms (use, attribution,
-  share-alike).
+- :mod:`govjax.rights.records`: the validated per-work :class:`RightsRecord` (NFC text, no invisible characters
+  in ids or decisive fields), JSON Lines / CSV I/O (repeated keys / columns and empty files are errors), reports.
+- :mod:`govjax.rights.licences`: SPDX ids and expressions (AND / OR / WITH) -> Data Provenance Initiative-style
+  terms (use, attribution, share-alike).
 - :mod:`govjax.rights.optout`: TDMRep ``tdm-reservation`` and CAWG training-mining values.
-- :mod:`govjax.rights.policy`: the declarative policy (ordered rules -> a work's treatment).
+- :mod:`govjax.rights.policy`: the declarative policy (ordered rules -> a work's treatment; a CAWG
+  ``constrained`` permission is restricted by default).
 - :mod:`govjax.rights.decisions`: a policy applied to a corpus: per-work decisions, exclusion before batching,
   jittable ``[B, L]`` depth masks.
 

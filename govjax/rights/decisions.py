@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from govjax.core.text import terminal_safe
 from govjax.rights.policy import MISSING_RULE, NO_RECORD, Policy, PolicyError
 from govjax.rights.records import RightsRecord
 
@@ -62,8 +63,10 @@ class ExclusionReport:
             "excluded": [dataclasses.asdict(e) for e in self.excluded]}
 
   def format(self) -> str:
+    """One line per excluded work; control and format characters are shown as escapes (``\\u200b``)."""
     lines = [f"excluded {self.num_excluded} of {self.num_works} works ({self.num_kept} kept)"]
-    lines += [f"  {e.work_id}: {e.reason} [rule {e.rule}, licence {e.licence}]" for e in self.excluded]
+    lines += [terminal_safe(f"  {e.work_id}: {e.reason} [rule {e.rule}, licence {e.licence}]")
+              for e in self.excluded]
     return "\n".join(lines)
 
 

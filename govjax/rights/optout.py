@@ -12,16 +12,19 @@
 govjax records keep ``tdm_reservation`` (bool) and the ``ai_training`` / ``generative_training`` values with
 their optional constraint texts. Rules implemented here:
 
-- ``constrained`` counts as ``notAllowed`` unless a constraint text is stated (then it is the rights holder's
-  condition, for a human or a custom policy rule to judge; the default policy does not exclude it).
+- ``constrained`` counts as ``notAllowed`` unless a constraint text is stated; a text that is blank once
+  invisible (control / format) characters are removed is no constraint. A stated constraint is the rights
+  holder's condition, for a person or a custom policy rule to judge: until then the default policy treats the
+  work conservatively, as restricted (rule ``constrained``: the restricted depth, never the permissive one;
+  :func:`constraint_reasons`).
 - A TDM reservation implies AI-training and generative-training opt-outs (a record saying
   ``tdm_reservation=true`` and ``ai_training=allowed`` is contradictory and rejected).
 - ``cawg.data_mining`` is reported but not mapped to ``tdm_reservation``: assertions in the wild combine
   ``data_mining`` constrained with ``ai_training`` allowed, so the mapping would manufacture contradictions.
 
 Example:
-  >>> effective_permission("constrained", None)
-  'notAllowed'
+  >>> effective_permission("constrained", None), effective_permission("constrained", "\u200b")
+  ('notAllowed', 'notAllowed')
   >>> fields = from_cawg_assertion({"entries": {"cawg.ai_generative_training": {"use": "notAllowed"}}})
   >>> fields["generative_training"]
   'notAllowed'
@@ -33,6 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
+
+from govjax.core.text import strip_invisible
 
 Permission = Literal["allowed", "notAllowed", "constrained"]
 PERMISSION_VALUES: tuple[str, ...] = ("allowed", "notAllowed", "constrained")
@@ -51,9 +56,10 @@ def effective_permission(value: str | None, constraint: str | None) -> str | Non
     constraint: the stated constraint text, if any.
 
   Returns:
-    ``value``, except ``"notAllowed"`` for ``constrained`` with no (or blank) constraint text.
+    ``value``, except ``"notAllowed"`` for ``constrained`` with no constraint text, or one that is blank once
+    invisible characters are removed.
   """
-  if value == "constrained" and not (constraint and constraint.strip()):
+  if value == "constrained" and not (constraint and strip_invisible(constraint).strip()):
     return "notAllowed"
   return value
 
@@ -83,6 +89,33 @@ def opt_out_reasons(
       reasons.append(f"{name}=notAllowed")
     elif effective_permission(value, constraint) == "notAllowed":
       reasons.append(f"{name}=constrained without a stated constraint (counts as notAllowed)")
+  return reasons
+
+
+def constraint_reasons(
+    *,
+    ai_training: str | None,
+    ai_training_constraint: str | None = None,
+    generative_training: str | None,
+    generative_training_constraint: str | None = None,
+) -> list[str]:
+  """Each training permission that is ``constrained`` with a stated constraint, as a reason string.
+
+  Such a permission is neither an opt-out nor a permission: the default policy treats the work as restricted.
+
+  Example:
+    >>> constraint_reasons(ai_training="allowed", generative_training="constrained",
+    ...                    generative_training_constraint="credit the label")
+    ["generative_training=constrained (constraint: 'credit the label'; treated as restricted)"]
+  """
+  reasons = []
+  for name, value, constraint in (
+      ("ai_training", ai_training, ai_training_constraint),
+      ("generative_training", generative_training, generative_training_constraint),
+  ):
+    if effective_permission(value, constraint) == "constrained":
+      shown = constraint if len(constraint) <= 80 else constraint[:77] + "..."
+      reasons.append(f"{name}=constrained (constraint: {shown!r}; treated as restricted)")
   return reasons
 
 

@@ -15,7 +15,10 @@ Depth encoding (``D``): an int ``>= 1`` (number of top groups, clipped to ``L``)
 Floats are rejected to avoid the ``1`` vs ``1.0`` ambiguity.
 
 Conditions (all given fields must match; a list means "any of"; empty matches everything): ``opted_out``,
-``content_class``, ``licence`` and ``work_id`` (shell patterns, e.g. ``"CC-BY-NC-*"``), ``licence_class``
+``constrained`` (AI or generative training allowed only under a stated CAWG constraint, and not opted out),
+``content_class``, ``licence`` and ``work_id`` (shell patterns, e.g. ``"CC-BY-NC-*"``, matched against the whole
+canonical licence: an SPDX expression such as ``MIT AND CC-BY-NC-4.0`` matches ``"*CC-BY-NC-*"`` but not
+``"CC-BY-NC-*"``; ``licence_class`` and the terms are derived for the whole expression), ``licence_class``
 (``permissive``/``restrictive``/``unknown``), ``encoding_licence_class`` (the same or ``none``), ``use``,
 ``attribution``, ``share_alike``, ``simulated``.
 
@@ -24,11 +27,18 @@ work) or a treatment. The default policy (:func:`default_policy`) is::
 
   {"name": "default", "rules": [
     {"name": "opted-out", "when": {"opted_out": true}, "treatment": {"action": "exclude", "reason": "..."}},
+    {"name": "constrained", "when": {"constrained": true},
+     "treatment": {"action": "depth", "depth": "surface", "reason": "..."}},
     {"name": "structural", "when": {"content_class": "structural"},
      "treatment": {"action": "depth", "depth": "full"}},
     {"name": "permissive", "when": {"licence_class": "permissive"},
      "treatment": {"action": "depth", "depth": "full"}},
     {"name": "restricted-or-unknown", "when": {}, "treatment": {"action": "depth", "depth": "surface"}}]}
+
+A CAWG ``constrained`` AI-training or generative-training permission is treated conservatively: without a
+constraint text it counts as ``notAllowed`` (rule ``opted-out``); with one, the work is **restricted** (rule
+``constrained``, the restricted depth whatever its licence: a condition is not a permission until a person has
+judged it; write a custom rule matching ``{"constrained": true}`` or the work id once it has been judged).
 
 Applying a policy to a corpus (decisions, exclusion before batching, per-batch masks) is
 :mod:`govjax.rights.decisions`.
@@ -39,6 +49,9 @@ Example:
   >>> [policy.decide(parse_record({"work_id": w, "licence": licence, "tdm_reservation": optout}))[0].name
   ...  for w, licence, optout in [("a", "CC0-1.0", False), ("b", "CC-BY-NC-4.0", False), ("c", "MIT", True)]]
   ['permissive', 'restricted-or-unknown', 'opted-out']
+  >>> policy.decide(parse_record({"work_id": "d", "licence": "CC0-1.0", "generative_training": "constrained",
+  ...                             "generative_training_constraint": "credit the label"}))[0].name
+  'constrained'
   >>> policy.rules[-1].treatment.resolved_depth(6)
   1
 """
@@ -57,14 +70,17 @@ from typing import Any, Literal
 import pydantic
 from pydantic import ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from govjax.core.errors import UserError
 from govjax.rights.records import RightsRecord
 
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 NO_RECORD = "<no record>"
 MISSING_RULE = "missing-record"
+CONSTRAINED_REASON = ("AI / generative training allowed only under the rights holder's stated constraint (CAWG "
+                      "'constrained'): treated as restricted, not permissive, until the constraint is judged")
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError, ValueError):
   """A policy that cannot be loaded, or records/works the policy cannot decide."""
 
 
@@ -139,6 +155,7 @@ class Condition(pydantic.BaseModel):
   model_config = ConfigDict(extra="forbid", frozen=True)
 
   opted_out: bool | None = None
+  constrained: bool | None = None
   simulated: bool | None = None
   content_class: tuple[Literal["structural", "specific"], ...] | None = None
   licence_class: tuple[Literal["permissive", "restrictive", "unknown"], ...] | None = None
@@ -157,7 +174,7 @@ class Condition(pydantic.BaseModel):
 
   def matches(self, record: RightsRecord) -> bool:
     """Whether ``record`` satisfies every given field."""
-    for name in ("opted_out", "simulated"):
+    for name in ("opted_out", "constrained", "simulated"):
       wanted = getattr(self, name)
       if wanted is not None and getattr(record, name) != wanted:
         return False
@@ -226,6 +243,8 @@ class Policy(pydantic.BaseModel):
         reason = rule.treatment.reason or f"rule {rule.name}"
         if rule.when.opted_out and record.opt_out_reasons:
           reason += f" ({'; '.join(record.opt_out_reasons)})"
+        if rule.when.constrained and record.constraint_reasons:
+          reason += f" ({'; '.join(record.constraint_reasons)})"
         return rule, reason
     raise PolicyError(f"policy {self.name!r}: no rule matches work {record.work_id!r} (licence "
                       f"{record.licence}, "
@@ -236,8 +255,10 @@ def default_policy(*, permissive_depth: int | str = "full", restricted_depth: in
                    strict_encodings: bool = False) -> Policy:
   """The default policy.
 
-  Rules in order: opted-out -> exclude; structural -> full depth; permissive licence -> ``permissive_depth``;
-  anything else (restrictive or unknown licence) -> ``restricted_depth``. Missing records are an error.
+  Rules in order: opted-out -> exclude; constrained (AI / generative training allowed only under a stated
+  constraint) -> ``restricted_depth``, conservatively, whatever the licence; structural -> full depth; permissive
+  licence -> ``permissive_depth``; anything else (restrictive or unknown licence) -> ``restricted_depth``.
+  Missing records are an error.
 
   Args:
     permissive_depth: depth of specific works under a permissive licence.
@@ -253,6 +274,8 @@ def default_policy(*, permissive_depth: int | str = "full", restricted_depth: in
   rules = [
       Rule(name="opted-out", when=Condition(opted_out=True),
            treatment=Treatment(action="exclude", reason="rights holder opted out of TDM / AI training")),
+      Rule(name="constrained", when=Condition(constrained=True),
+           treatment=depth(restricted_depth, CONSTRAINED_REASON)),
       Rule(name="structural", when=Condition(content_class=("structural",)),
            treatment=depth("full", "structural material (not a specific work)")),
   ]
@@ -277,10 +300,14 @@ def include_all_policy() -> Policy:
 
 
 def exclude_restricted_policy() -> Policy:
-  """Baseline ``exclude-restricted``: opted-out and restrictive/unknown-licence specific works are excluded."""
+  """Baseline ``exclude-restricted``: opted-out, constrained and restrictive/unknown-licence specific works are
+  excluded."""
   return Policy(name="exclude-restricted", rules=(
       Rule(name="opted-out", when=Condition(opted_out=True),
            treatment=Treatment(action="exclude", reason="rights holder opted out of TDM / AI training")),
+      Rule(name="constrained", when=Condition(constrained=True),
+           treatment=Treatment(action="exclude", reason="baseline: training allowed only under a stated "
+                               "constraint (CAWG 'constrained'), treated as restricted: excluded")),
       Rule(name="structural", when=Condition(content_class=("structural",)),
            treatment=Treatment(action="depth", depth="full", reason="structural material")),
       Rule(name="permissive", when=Condition(licence_class=("permissive",)),
@@ -291,12 +318,17 @@ def exclude_restricted_policy() -> Policy:
 
 
 def sink_policy(region: str = "sink") -> Policy:
-  """``sink``: like the default, but restrictive/unknown specific works go to the removable region ``region``."""
-  base = default_policy()
-  rules = list(base.rules[:-1]) + [Rule(
-      name="restricted-or-unknown", when=Condition(),
-      treatment=Treatment(action="region", region=region, depth="full",
-                          reason="restrictive or unknown licence: routed to a removable region"))]
+  """``sink``: like the default, but constrained and restrictive/unknown specific works go to the removable region
+  ``region``."""
+  to_sink = lambda why: Treatment(action="region", region=region, depth="full",
+                                  reason=f"{why}: routed to a removable region")
+  rules = []
+  for rule in default_policy().rules:
+    if rule.name == "constrained":
+      rule = rule.model_copy(update={"treatment": to_sink(CONSTRAINED_REASON)})
+    elif rule.name == "restricted-or-unknown":
+      rule = rule.model_copy(update={"treatment": to_sink("restrictive or unknown licence")})
+    rules.append(rule)
   return Policy(name="sink", rules=tuple(rules), regions=(region,))
 
 

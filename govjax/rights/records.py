@@ -6,11 +6,20 @@ samples inherit their work's record.
 
 Validation (pydantic v2) derives what can be derived and rejects contradictions:
 
-- ``licence`` is canonicalised (:func:`govjax.rights.licences.canonical_licence`); the DPI-style terms
-  ``use``, ``attribution`` and ``share_alike`` are taken from the licence table when omitted. Stating a term
-  that contradicts a listed licence (``CC-BY-NC-4.0`` with ``use=all``) is an error; for ``unknown`` only the
-  unknown terms are accepted; ``LicenseRef-...`` and unlisted ids may state their terms (else
-  unspecified/unknown).
+- Every text is Unicode-normalised (NFC, :func:`govjax.core.text.nfc`). Control and format characters
+  (categories ``Cc`` / ``Cf``: escape sequences, tabs and line breaks, zero-width space / joiner, bidi
+  overrides, a byte-order mark inside the text) are errors in ``work_id`` and in every field that decides a
+  work's treatment (:data:`DECISIVE_FIELDS`: licences, terms, TDM and CAWG values and constraints, content
+  class, simulated), so that two works whose ids look the same cannot be different works and an invisible
+  character cannot change a decision. A constraint text that is blank once invisible characters are removed is
+  no constraint (``constrained`` without a constraint counts as ``notAllowed``). Free-text fields (title,
+  notes, ...) keep such characters; show them with :func:`govjax.core.text.terminal_safe`.
+- ``licence`` is canonicalised (:func:`govjax.rights.licences.canonical_licence`; an SPDX expression such as
+  ``MIT OR Apache-2.0`` is accepted, ids joined with ``+`` are not); the DPI-style terms ``use``,
+  ``attribution`` and ``share_alike`` are taken from the licence table (for an expression: derived from its
+  parts) when omitted. Stating a term that contradicts a listed licence or an expression (``CC-BY-NC-4.0`` with
+  ``use=all``) is an error; for ``unknown`` only the unknown terms are accepted; ``LicenseRef-...`` and unlisted
+  ids may state their terms (else unspecified/unknown).
 - A TDM reservation (``tdm_reservation=true``) implies ``ai_training`` and ``generative_training`` =
   ``notAllowed``; stating ``allowed`` with it is an error. A constraint text is only accepted with
   ``constrained`` (see :mod:`govjax.rights.optout`).
@@ -18,7 +27,11 @@ Validation (pydantic v2) derives what can be derived and rejects contradictions:
 Every problem is reported with the record's ``work_id`` (or its line when there is none) and the field.
 Readers never stop at the first bad row: :func:`read_records` returns a :class:`ValidationReport` with the
 valid records and one :class:`Problem` per bad field; :func:`load_records` raises
-:class:`RecordValidationError` listing all.
+:class:`RecordValidationError` listing all. Work ids that are equal after NFC normalisation are duplicates.
+
+Files are read so that nothing is silently lost: a key repeated in a JSON object and a column repeated in a CSV
+header are errors (naming the file, line and key) instead of "the last one wins"; a UTF-8 byte-order mark at the
+start of a JSON Lines or CSV file is dropped; a file without any record is an error unless ``allow_empty=True``.
 
 CSV columns are the field names (:data:`FIELDS`); empty cells mean "not given"; ``creators`` is
 ``;``-separated (or a JSON array when a name contains ``;``); booleans are ``true``/``false``.
@@ -32,6 +45,9 @@ Example:
   ... except RecordValidationError as e:
   ...   print(e.problems[0].field)
   use
+  >>> report = records_from_jsonl('{"work_id": "w3", "licence": "MIT", "licence": ""}', source="r.jsonl")
+  >>> report.records, report.problems[0].line, report.problems[0].field, report.problems[0].message[:27]
+  ([], 1, 'licence', "key 'licence' appears twice")
 """
 
 from __future__ import annotations
@@ -48,6 +64,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from govjax.core.errors import UserError
+from govjax.core.text import describe_invisible, invisible_characters, nfc, strip_invisible, terminal_safe
 from govjax.rights import licences, optout
 from govjax.rights.licences import LicenceTerms, Ternary, Use
 from govjax.rights.optout import Permission
@@ -57,6 +75,13 @@ CONTENT_CLASSES: tuple[str, ...] = ("structural", "specific")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TEXT_FIELDS = ("work_id", "title", "creators", "rightsholder", "source", "attribution_text", "notes",
                 "ai_training_constraint", "generative_training_constraint", "scenario")
+# Fields that decide how a work is treated: no control / format characters allowed (module docstring).
+DECISIVE_FIELDS: tuple[str, ...] = (
+    "work_id", "licence", "encoding_licence", "use", "attribution", "share_alike", "tdm_reservation",
+    "ai_training", "ai_training_constraint", "generative_training", "generative_training_constraint",
+    "content_class", "simulated")
+_CONSTRAINT_FIELDS = ("ai_training_constraint", "generative_training_constraint")
+_FREE_TEXT_FIELDS = ("title", "rightsholder", "source", "attribution_text", "notes", "scenario")
 
 
 class RightsRecord(pydantic.BaseModel):
@@ -111,6 +136,25 @@ class RightsRecord(pydantic.BaseModel):
   simulated: bool = False
   scenario: str | None = None
 
+  @field_validator(*DECISIVE_FIELDS, mode="before")
+  @classmethod
+  def _visible(cls, value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str):
+      return value
+    if info.field_name in _CONSTRAINT_FIELDS and not strip_invisible(value).strip():
+      return None  # blank once invisible characters are removed: no constraint
+    found = invisible_characters(value)
+    if found:
+      what = "a work id" if info.field_name == "work_id" else "a field that decides how the work is treated"
+      raise ValueError(f"contains {describe_invisible(found)}; control and format characters (escape "
+                       f"sequences, line breaks, zero-width, bidi and byte-order marks) are not allowed in {what}")
+    return nfc(value)
+
+  @field_validator(*_FREE_TEXT_FIELDS, mode="before")
+  @classmethod
+  def _normalised(cls, value: Any) -> Any:
+    return nfc(value) if isinstance(value, str) else value
+
   @field_validator(*_TEXT_FIELDS, mode="after")
   @classmethod
   def _plain_text(cls, value: Any) -> Any:
@@ -129,7 +173,7 @@ class RightsRecord(pydantic.BaseModel):
   def _work_id(cls, value: str) -> str:
     if value != value.strip() or not value:
       raise ValueError(f"work_id {value!r} has leading/trailing whitespace")
-    if "\n" in value or "\r" in value:
+    if any(ch in value for ch in "\n\r\u2028\u2029"):
       raise ValueError("work_id contains a line break")
     return value
 
@@ -149,7 +193,7 @@ class RightsRecord(pydantic.BaseModel):
   @field_validator("creators", mode="after")
   @classmethod
   def _creators(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in value)
+    names = tuple(nfc(name).strip() for name in value)
     for i, name in enumerate(names):
       if not name:
         raise ValueError(f"creator {i} is empty")
@@ -184,16 +228,17 @@ class RightsRecord(pydantic.BaseModel):
     if licence is None:  # the licence itself is invalid and reported
       return value
     derived = getattr(licences.licence_terms(licence), info.field_name)
-    if value is None:
-      return derived
-    if licence == licences.UNKNOWN and value != derived:
+    if value is None or value == derived or licences.may_state_terms(licence):
+      return derived if value is None else value
+    if licence == licences.UNKNOWN:
       raise ValueError(
           f"{value!r} cannot be stated for licence 'unknown' (its terms are not known: {derived!r}); "
           "name custom terms with a LicenseRef-... licence"
       )
-    if licences.is_listed(licence) and value != derived:
-      raise ValueError(f"{value!r} contradicts licence {licence} (whose {info.field_name} is {derived!r})")
-    return value
+    if licences.is_expression(licence):
+      raise ValueError(f"{value!r} contradicts licence expression {licence} (whose {info.field_name}, derived "
+                       f"from its parts, is {derived!r}); give other terms a LicenseRef-... licence of their own")
+    raise ValueError(f"{value!r} contradicts licence {licence} (whose {info.field_name} is {derived!r})")
 
   @field_validator("ai_training", "generative_training", mode="after")
   @classmethod
@@ -257,6 +302,22 @@ class RightsRecord(pydantic.BaseModel):
     """True when the rights holder reserved TDM or did not allow (generative) AI training."""
     return bool(self.opt_out_reasons)
 
+  @property
+  def constraint_reasons(self) -> list[str]:
+    """Each training permission that is ``constrained`` with a stated constraint (empty when none is)."""
+    return optout.constraint_reasons(
+        ai_training=self.ai_training,
+        ai_training_constraint=self.ai_training_constraint,
+        generative_training=self.generative_training,
+        generative_training_constraint=self.generative_training_constraint,
+    )
+
+  @property
+  def constrained(self) -> bool:
+    """True when (generative) AI training is allowed only under a stated constraint (and the work is not opted
+    out): a condition for a person to judge, which the default policy treats as restrictive."""
+    return bool(self.constraint_reasons) and not self.opted_out
+
 
 FIELDS: tuple[str, ...] = tuple(RightsRecord.model_fields)
 
@@ -272,12 +333,14 @@ class Problem:
   source: str | None = None
 
   def __str__(self) -> str:
-    where = f"{self.source}:" if self.source else ""
+    """One line; control and format characters of ids, fields and messages are escapes (``\\x1b``)."""
+    where = f"{terminal_safe(self.source)}:" if self.source else ""
     where += f"line {self.line}: " if self.line is not None else (" " if where else "")
-    return f"{where}record {self.work_id!r}, field {self.field!r}: {self.message}"
+    return (f"{where}record {terminal_safe(repr(self.work_id))}, field {terminal_safe(repr(self.field))}: "
+            f"{terminal_safe(self.message)}")
 
 
-class RecordValidationError(ValueError):
+class RecordValidationError(UserError, ValueError):
   """Raised for invalid records; ``problems`` lists every bad field of every bad record."""
 
   def __init__(self, problems: Sequence[Problem]):
@@ -296,7 +359,7 @@ def _label(data: Any, line: int | None) -> str:
   if isinstance(data, Mapping):
     work_id = data.get("work_id")
     if isinstance(work_id, str) and work_id.strip():
-      return work_id.strip()
+      return nfc(work_id.strip())
   return f"<line {line}>" if line is not None else "<no work_id>"
 
 
@@ -377,7 +440,7 @@ class ValidationReport:
 
   def format(self) -> str:
     """A human-readable report: a summary line, then one line per problem and warning."""
-    head = (f"{self.source}: {self.num_rows} record(s), {len(self.records)} valid, "
+    head = (f"{terminal_safe(self.source)}: {self.num_rows} record(s), {len(self.records)} valid, "
             f"{self.num_invalid_rows} invalid ({len(self.problems)} problem(s)), "
             f"{len(self.warnings)} warning(s)")
     lines = [head] + [f"  ERROR {p}" for p in self.problems] + [f"  WARNING {w}" for w in self.warnings]
@@ -389,19 +452,29 @@ class ValidationReport:
 
 
 def validate_rows(rows: Iterable[tuple[int | None, Any]], *, source: str = "<records>",
-                  report: ValidationReport | None = None) -> ValidationReport:
+                  report: ValidationReport | None = None, allow_empty: bool = False) -> ValidationReport:
   """Validates ``(line, data)`` rows, collecting every problem and rejecting duplicate work ids.
+
+  Work ids are compared after NFC normalisation, so ``"e\u0301"`` and ``"\u00e9"`` are the same work (and a
+  duplicate).
 
   Args:
     rows: ``(line number or None, mapping)`` pairs.
     source: name used in messages.
     report: an existing report to extend (e.g. one holding file-level problems).
+    allow_empty: accept an input without any record (else that is a problem of the ``<file>``).
 
   Returns:
     A :class:`ValidationReport`.
+
+  Example:
+    >>> report = validate_rows([(1, {"work_id": "caf\u00e9", "licence": "MIT"}),
+    ...                         (2, {"work_id": "cafe\u0301", "licence": "CC0-1.0"})], source="r.jsonl")
+    >>> [(p.line, p.field, p.message) for p in report.problems]
+    [(2, 'work_id', 'duplicate work_id (first on line 1; equal after Unicode NFC normalisation)')]
   """
   report = report or ValidationReport(source=source)
-  seen: dict[str, int | None] = {}
+  seen: dict[str, tuple[int | None, Any]] = {}
   for line, data in rows:
     report.num_rows += 1
     try:
@@ -409,22 +482,39 @@ def validate_rows(rows: Iterable[tuple[int | None, Any]], *, source: str = "<rec
     except RecordValidationError as err:
       report.problems.extend(err.problems)
       continue
+    given = data.get("work_id")
     if record.work_id in seen:
-      first = seen[record.work_id]
-      where = f" (first on line {first})" if first is not None else ""
+      first, first_given = seen[record.work_id]
+      notes = [f"first on line {first}"] if first is not None else []
+      if given != first_given:
+        notes.append("equal after Unicode NFC normalisation")
+      where = f" ({'; '.join(notes)})" if notes else ""
       report.problems.append(Problem(record.work_id, "work_id", f"duplicate work_id{where}", line, source))
       continue
-    seen[record.work_id] = line
+    seen[record.work_id] = (line, given)
     report.records.append(record)
-    if not licences.is_listed(record.licence) and record.licence != licences.UNKNOWN \
-        and not record.licence.startswith(licences.LICENSE_REF_PREFIX):
+    unlisted = [name for name in licences.licence_ids(record.licence)
+                if name not in licences.LICENCE_TABLE and name != licences.UNKNOWN
+                and not name.startswith(licences.LICENSE_REF_PREFIX)]
+    if unlisted and not licences.is_expression(record.licence):
       report.warnings.append(Problem(record.work_id, "licence", f"{record.licence!r} is not in the licence "
                                      "table; its terms are treated as stated or unknown", line, source))
+    elif unlisted:
+      verb = "is" if len(unlisted) == 1 else "are"
+      report.warnings.append(Problem(record.work_id, "licence", f"{', '.join(map(repr, unlisted))} in "
+                                     f"{record.licence!r} {verb} not in the licence table; terms treated as unknown",
+                                     line, source))
+  if report.num_rows == 0 and not report.problems and not allow_empty:
+    report.problems.append(Problem("<file>", "<records>", "no records (an empty records file is an error; pass "
+                                   "allow_empty=True to accept one)", None, source))
   return report
 
 
 # ------------------------------------------------------------------------------------------------------------
 # JSON Lines and CSV.
+
+
+_BOM = "\ufeff"
 
 
 def _format_of(path: pathlib.Path, format: str | None) -> str:
@@ -440,9 +530,48 @@ def _format_of(path: pathlib.Path, format: str | None) -> str:
   raise ValueError(f"{path}: cannot tell the format from the suffix {suffix!r}; use .jsonl or .csv")
 
 
-def records_from_jsonl(data: bytes | str, *, source: str = "<jsonl>") -> ValidationReport:
-  """Validates JSON Lines text: one JSON object per non-blank line."""
+class _DuplicateKey(ValueError):
+  def __init__(self, key: str, first: Any):
+    super().__init__(key)
+    self.key, self.first = key, first
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+  """``object_pairs_hook`` for ``json.loads``: a key given twice is an error, not "the last one wins"."""
+  seen: dict[str, Any] = {}
+  for key, value in pairs:
+    if key in seen:
+      raise _DuplicateKey(key, seen[key])
+    seen[key] = value
+  return seen
+
+
+def _duplicate_key_label(text: str, dup: _DuplicateKey, line: int) -> str:
+  """The record label for a repeated key: the (first) work id, found by parsing the line leniently."""
+  if dup.key == "work_id":
+    return _label({"work_id": dup.first}, line)
+  try:
+    return _label(json.loads(text), line)
+  except (ValueError, RecursionError):
+    return _label(None, line)
+
+
+def records_from_jsonl(data: bytes | str, *, source: str = "<jsonl>", allow_empty: bool = False) -> ValidationReport:
+  """Validates JSON Lines text: one JSON object per non-blank line.
+
+  A leading UTF-8 byte-order mark is dropped; a key repeated within an object is a problem naming the line and
+  the key (the record is not read).
+
+  Args:
+    data: the file's bytes (UTF-8) or text.
+    source: the file name (for messages).
+    allow_empty: accept a file without records.
+
+  Returns:
+    A :class:`ValidationReport`.
+  """
   raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+  raw = raw.removeprefix(_BOM.encode("utf-8"))
   report = ValidationReport(source=source)
 
   def rows():
@@ -451,10 +580,16 @@ def records_from_jsonl(data: bytes | str, *, source: str = "<jsonl>") -> Validat
         continue
       try:
         text = line_bytes.decode("utf-8")
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_unique_keys)
       except UnicodeDecodeError:
         report.num_rows += 1
         report.problems.append(Problem(f"<line {number}>", "<json>", "not UTF-8 text", number, source))
+        continue
+      except _DuplicateKey as dup:
+        report.num_rows += 1
+        label = _duplicate_key_label(text, dup, number)
+        report.problems.append(Problem(label, dup.key, f"key {dup.key!r} appears twice in the JSON object (a "
+                                       "repeated key would silently replace the first)", number, source))
         continue
       except (ValueError, RecursionError) as err:
         report.num_rows += 1
@@ -462,19 +597,51 @@ def records_from_jsonl(data: bytes | str, *, source: str = "<jsonl>") -> Validat
         continue
       yield number, obj
 
-  return validate_rows(rows(), source=source, report=report)
+  return validate_rows(rows(), source=source, report=report, allow_empty=allow_empty)
 
 
-def records_from_csv(data: bytes | str, *, source: str = "<csv>") -> ValidationReport:
-  """Validates CSV text whose header names record fields; empty cells mean "not given"."""
+def _duplicate_columns(header: Sequence[str]) -> list[tuple[str, list[int]]]:
+  """Columns named more than once (names compared after NFC), with their 1-based positions."""
+  positions: dict[str, list[int]] = {}
+  for i, name in enumerate(header, start=1):
+    positions.setdefault(nfc(name), []).append(i)
+  return [(name, where) for name, where in positions.items() if len(where) > 1]
+
+
+def records_from_csv(data: bytes | str, *, source: str = "<csv>", allow_empty: bool = False) -> ValidationReport:
+  """Validates CSV text whose header names record fields; empty cells mean "not given".
+
+  A leading UTF-8 byte-order mark is dropped; a column named twice in the header is a problem of the file (no
+  row is read, since either cell could be the intended one).
+
+  Args:
+    data: the file's bytes (UTF-8) or text.
+    source: the file name (for messages).
+    allow_empty: accept a file without records (no rows below the header, or no header).
+
+  Returns:
+    A :class:`ValidationReport`.
+  """
   report = ValidationReport(source=source)
   if isinstance(data, bytes):
     try:
-      data = data.decode("utf-8-sig")
+      data = data.decode("utf-8")
     except UnicodeDecodeError as err:
       report.problems.append(Problem("<file>", "<csv>", f"file is not UTF-8 text ({err})", None, source))
       return report
-  reader = csv.DictReader(io.StringIO(data, newline=""))
+  reader = csv.DictReader(io.StringIO(data.removeprefix(_BOM), newline=""))
+  try:
+    header = reader.fieldnames or []
+  except csv.Error as err:
+    report.problems.append(Problem("<header>", "<csv>", f"unreadable CSV header: {err}", reader.line_num, source))
+    return report
+  for name, where in _duplicate_columns(header):
+    report.problems.append(Problem(
+        "<header>", name or "<unnamed column>", f"column {name!r} appears {len(where)} times in the header "
+        f"(columns {', '.join(map(str, where))}); a repeated column would silently replace the first",
+        reader.line_num, source))
+  if report.problems:
+    return report
 
   def rows():
     while True:
@@ -492,15 +659,17 @@ def records_from_csv(data: bytes | str, *, source: str = "<csv>") -> ValidationR
         cleaned[None] = row[None]
       yield reader.line_num, cleaned
 
-  return validate_rows(rows(), source=source, report=report)
+  return validate_rows(rows(), source=source, report=report, allow_empty=allow_empty)
 
 
-def read_records(path: str | pathlib.Path, *, format: str | None = None) -> ValidationReport:
+def read_records(path: str | pathlib.Path, *, format: str | None = None,
+                 allow_empty: bool = False) -> ValidationReport:
   """Reads and validates a JSON Lines (``.jsonl``) or CSV (``.csv``) file, collecting every problem.
 
   Args:
     path: the file.
     format: ``"jsonl"`` or ``"csv"``; from the suffix when None.
+    allow_empty: accept a file without records (else that is a problem).
 
   Returns:
     A :class:`ValidationReport` (check ``report.ok``).
@@ -509,13 +678,26 @@ def read_records(path: str | pathlib.Path, *, format: str | None = None) -> Vali
   kind = _format_of(path, format)
   data = path.read_bytes()
   if kind == "jsonl":
-    return records_from_jsonl(data, source=str(path))
-  return records_from_csv(data, source=str(path))
+    return records_from_jsonl(data, source=str(path), allow_empty=allow_empty)
+  return records_from_csv(data, source=str(path), allow_empty=allow_empty)
 
 
-def load_records(path: str | pathlib.Path, *, format: str | None = None) -> list[RightsRecord]:
-  """Reads a records file; raises :class:`RecordValidationError` listing every problem if a row is bad."""
-  report = read_records(path, format=format)
+def load_records(path: str | pathlib.Path, *, format: str | None = None,
+                 allow_empty: bool = False) -> list[RightsRecord]:
+  """Reads a records file; raises :class:`RecordValidationError` listing every problem if a row is bad.
+
+  Args:
+    path: the file.
+    format: ``"jsonl"`` or ``"csv"``; from the suffix when None.
+    allow_empty: return ``[]`` for a file without records (else that is an error).
+
+  Returns:
+    The records, in file order.
+
+  Raises:
+    RecordValidationError: for any problem (bad rows, duplicate keys / columns / work ids, no records).
+  """
+  report = read_records(path, format=format, allow_empty=allow_empty)
   report.raise_if_invalid()
   return report.records
 

@@ -25,10 +25,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import pathlib
 
-from govjax.core.config import TrainConfig, apply_overrides
+from govjax.core.config import TrainConfig, apply_overrides, load_python_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,18 +118,8 @@ def method_config(base: TrainConfig, method: str, *, seed: int = 0, knob: tuple[
 
 
 def load_study(path: str | pathlib.Path) -> StudyConfig:
-  """Loads ``get_study() -> StudyConfig`` from a Python config file."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"study config not found: {path}")
-  spec = importlib.util.spec_from_file_location(f"govjax_study_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_study"):
-    raise ValueError(f"{path} does not define get_study()")
-  study = module.get_study()
-  if not isinstance(study, StudyConfig):
-    raise TypeError(f"{path}: get_study() returned {type(study).__name__}, expected StudyConfig")
+  """Loads ``get_study() -> StudyConfig`` from a Python config file (each run's config validated early)."""
+  study = load_python_config(path, "get_study", StudyConfig)
   for run in study.runs:
     method_config(study.base, run.method, seed=run.seed, knob=run.knob)  # validates early
   return study

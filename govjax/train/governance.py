@@ -5,46 +5,49 @@
 - ``"none"``: vanilla training, the mask is only logged;
 - ``"depth"``: in-model depth gate (exact for depth masks, nearly free);
 - ``"per_group"``: per-group ``custom_vjp`` (exact for any mask);
-- ``"exact"``: per-example gradients aggregated by the reference transform (slow; the check on the others);
+- ``"exact"``: per-example gradients (:func:`~govjax.train.gradients.per_example_gradients`) reduced by the
+  routed aggregate :func:`~govjax.routing.transforms.per_example_routed_aggregate` (slow; the check on the others);
 - ``"region"``: rows with ``batch["region"] == 1`` train only the model's removable region (needs
   ``config.model.region_width > 0``).
 
 ``config.governance.normaliser`` (``"contributors"`` or ``"batch"``) divides each group's summed gradient by its
 number of contributing rows or by the batch size; ``freeze_empty_groups`` wraps clip + AdamW so that groups with
 no contributor in a step get no update and keep their moments. For ``"depth"``/``"per_group"`` the normaliser is a
-transform in front of the optimizer; ``"exact"`` and ``"region"`` apply it inside the loss.
+transform in front of the optimizer; ``"exact"`` applies it in the routed aggregate, ``"region"`` inside the loss.
+``governance.baseline="dpsgd"`` is per-example gradients and :func:`~govjax.baselines.dpsgd.dp_aggregate` in front
+of the optimizer: the same train step, so it also runs data-parallel.
 
 Example:
   >>> from govjax.core.config import TrainConfig
-  >>> components = governance_components(TrainConfig(), num_groups=6)
+  >>> components = governance_components(TrainConfig())
   >>> components.routing
   'none'
   >>> import dataclasses
   >>> from govjax.core.config import GovernanceSpec
   >>> cfg = dataclasses.replace(TrainConfig(), governance=GovernanceSpec(routing="depth"))
-  >>> governance_components(cfg, num_groups=6).routing
+  >>> governance_components(cfg).routing
   'depth'
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable
 
 import optax
 
-from govjax.baselines.dpsgd import dpsgd_optimizer, make_dpsgd_train_step
+from govjax.baselines.dpsgd import dp_aggregate
 from govjax.baselines.goldfish import goldfish_loss
 from govjax.core.config import TrainConfig
 from govjax.probe.monitor import make_probe_plugin
 from govjax.routing.groups import transformer_group_rules
 from govjax.routing.loss import make_routed_loss
-from govjax.routing.transforms import NORMALISERS, freeze_groups_without_contributors, normalise_by_contributors
+from govjax.routing.transforms import (
+  freeze_groups_without_contributors,
+  normalise_by_contributors,
+  per_example_routed_aggregate,
+)
+from govjax.train.gradients import GradientStrategy, batch_gradients, per_example_gradients
 from govjax.train.step import LossFn, make_optimizer, make_train_step, plain_loss
-
-ROUTING_MODES = ("none", "depth", "per_group", "exact", "region")
-BASELINES = ("none", "goldfish", "dpsgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,90 +59,76 @@ class GovernanceComponents:
     loss_fn: ``loss_fn(model, batch, group_mask, rng) -> (loss, aux)``.
     tx: the optimizer chain, called with ``group_mask=`` as an extra argument.
     plugins: step plugins (e.g. the memorization probe), see ``govjax.train.step.StepPlugin``.
-    make_step: builds the train step when it is not ``make_train_step`` (DP-SGD needs per-example gradients).
+    gradients: the gradient strategy (per-example for the exact router and DP-SGD; see
+      :mod:`govjax.train.gradients`).
   """
 
   routing: str
   loss_fn: LossFn
   tx: optax.GradientTransformationExtraArgs
   plugins: tuple = ()
-  make_step: Callable | None = None
+  gradients: GradientStrategy = dataclasses.field(default_factory=batch_gradients)
 
-  def train_step(self, graphdef):
-    """The jitted train step for these components (``make_train_step`` unless a baseline brings its own)."""
-    make = self.make_step or make_train_step
-    return make(graphdef, self.tx, self.loss_fn, plugins=self.plugins)
+  def train_step(self, graphdef, *, donate: bool = True):
+    """The jitted train step for these components."""
+    return make_train_step(graphdef, self.tx, self.loss_fn, gradients=self.gradients, plugins=self.plugins,
+                           donate=donate)
 
 
-def governance_components(config: TrainConfig, *, num_groups: int, microbatch: int = 8) -> GovernanceComponents:
-  """Builds loss, optimizer, plugins and step for the config's governance, baseline and probe settings.
+def governance_components(config: TrainConfig, *, microbatch: int = 8) -> GovernanceComponents:
+  """Builds loss, gradient strategy, optimizer and plugins for the config's governance, baseline and probe.
 
-  ``governance.baseline`` replaces the loss (``"goldfish"``) or the step and optimizer (``"dpsgd"``); it combines
-  with routing ``"none"`` only. ``probe.enabled`` adds the memorization probe as a step plugin.
+  ``governance.baseline`` replaces the loss (``"goldfish"``) or the gradient strategy and the optimizer's first
+  transform (``"dpsgd"``); the config allows it with routing ``"none"`` only. ``probe.enabled`` adds the
+  memorization probe as a step plugin. The model's depth groups are ``config.model.num_groups``.
 
   Args:
-    config: the training config.
-    num_groups: the model's number of depth groups (``config.model.num_layers + 2``).
-    microbatch: rows per per-example chunk in ``"exact"`` mode and for DP-SGD.
+    config: the training config (validated when it was built).
+    microbatch: rows per per-example chunk for the exact router and DP-SGD.
 
   Returns:
     :class:`GovernanceComponents`.
   """
   spec = config.governance
-  baseline = spec.baseline
-  if baseline not in BASELINES:
-    raise ValueError(f"unknown governance.baseline {baseline!r}; expected one of {BASELINES}")
-  if baseline != "none" and spec.routing != "none":
-    raise ValueError(f"governance.baseline={baseline!r} is an alternative to routing; use governance.routing="
-                     f"'none' with it (got {spec.routing!r})")
-  if baseline == "goldfish":
-
+  if spec.baseline == "goldfish":
     tx, _ = make_optimizer(config)
     components = GovernanceComponents("none", goldfish_loss(spec.goldfish_k, spec.goldfish_h, config.seed), tx)
-  elif baseline == "dpsgd":
-
-    tx, _ = dpsgd_optimizer(config, l2_norm_clip=spec.dp_clip, noise_multiplier=spec.dp_noise)
-    make = functools.partial(make_dpsgd_train_step, microbatch=microbatch, l2_norm_clip=spec.dp_clip)
-    components = GovernanceComponents("none", plain_loss, tx, make_step=make)
+  elif spec.baseline == "dpsgd":
+    tx, _ = make_optimizer(config, before=(dp_aggregate(spec.dp_clip, spec.dp_noise),))
+    gradients = per_example_gradients(microbatch, clip_norm=spec.dp_clip, prefix="dp/")
+    components = GovernanceComponents("none", plain_loss, tx, gradients=gradients)
   else:
-    components = routing_components(config, num_groups=num_groups, microbatch=microbatch)
+    components = routing_components(config, microbatch=microbatch)
   if config.probe.enabled:
-
-    components = dataclasses.replace(components, plugins=(make_probe_plugin(config.probe, num_groups),))
+    components = dataclasses.replace(components, plugins=(make_probe_plugin(config.probe, config.model.num_groups),))
   return components
 
 
-def routing_components(config: TrainConfig, *, num_groups: int, microbatch: int = 8) -> GovernanceComponents:
-  """Builds loss and optimizer for ``config.governance.routing``.
+def routing_components(config: TrainConfig, *, microbatch: int = 8) -> GovernanceComponents:
+  """Builds loss, gradient strategy and optimizer for ``config.governance.routing``.
 
   Args:
     config: the training config.
-    num_groups: the model's number of depth groups (``config.model.num_layers + 2``).
-    microbatch: rows per per-example chunk in ``"exact"`` mode.
+    microbatch: rows per per-example chunk for ``"exact"``.
 
   Returns:
     :class:`GovernanceComponents`.
   """
   spec = config.governance
   routing = spec.routing
-  if routing not in ROUTING_MODES:
-    raise ValueError(f"unknown governance.routing {routing!r}; expected one of {ROUTING_MODES}")
   if routing == "none":
     tx, _ = make_optimizer(config)
     return GovernanceComponents(routing, plain_loss, tx)
-  if spec.normaliser not in NORMALISERS:
-    raise ValueError(f"unknown governance.normaliser {spec.normaliser!r}; expected one of {NORMALISERS}")
-  if num_groups != config.model.num_layers + 2:
-    raise ValueError(f"num_groups={num_groups} does not match the transformer's {config.model.num_layers + 2} "
-                     f"depth groups (model.num_layers={config.model.num_layers})")
-  if routing == "region" and config.model.region_width <= 0:
-    raise ValueError("governance.routing='region' needs model.region_width > 0 (the removable region's width)")
   rules = transformer_group_rules(config.model.num_layers)
   wrap = (lambda inner: freeze_groups_without_contributors(inner, rules)) if spec.freeze_empty_groups else None
+  if routing == "exact":  # per-example gradients, reduced by the routed aggregate (normaliser included)
+    tx, _ = make_optimizer(config, before=(per_example_routed_aggregate(rules, normaliser=spec.normaliser),),
+                           wrap=wrap)
+    return GovernanceComponents(routing, plain_loss, tx, gradients=per_example_gradients(microbatch))
   if routing in ("depth", "per_group"):
     before = (normalise_by_contributors(rules),) if spec.normaliser == "contributors" else ()
     loss_fn = make_routed_loss(routing)
-  else:
+  else:  # region: the normaliser is applied inside the loss, separately for base and region parameters
     before = ()
     loss_fn = make_routed_loss(routing, normaliser=spec.normaliser, microbatch=microbatch, rules=rules)
   tx, _ = make_optimizer(config, before=before, wrap=wrap)

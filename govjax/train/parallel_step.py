@@ -39,6 +39,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from govjax.core.mesh import DATA_AXIS, data_mesh, replicate, replicated, shard_batch, shard_rows
+from govjax.train.gradients import GradientStrategy
 from govjax.train.step import LossFn, StepPlugin, TrainState, make_train_step, plain_loss
 
 
@@ -77,6 +78,7 @@ def sharded_train_step(
     plugins: Sequence[StepPlugin] = (),
     mesh: Mesh | None = None,
     *,
+    gradients: GradientStrategy | None = None,
     donate: bool = True,
 ) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict]]:
   """Builds ``step(state, batch, group_mask) -> (state, metrics)`` running data-parallel on ``mesh``.
@@ -87,6 +89,8 @@ def sharded_train_step(
     loss_fn: ``loss_fn(model, batch, group_mask, rng) -> (loss, aux)`` (as for ``make_train_step``).
     plugins: step plugins; their state in ``state.extras`` stays replicated.
     mesh: a :func:`~govjax.core.mesh.data_mesh` (all devices when None).
+    gradients: the gradient strategy (:mod:`govjax.train.gradients`; batch gradients when None): DP-SGD and the
+      exact router run data-parallel like every other method.
     donate: donate the input state's buffers.
 
   Returns:
@@ -98,7 +102,7 @@ def sharded_train_step(
   if mesh is None:
 
     mesh = data_mesh()
-  inner = make_train_step(graphdef, tx, loss_fn, plugins=plugins, donate=False)
+  inner = make_train_step(graphdef, tx, loss_fn, gradients=gradients, plugins=plugins, donate=False)
   rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
   same = replicated(mesh)
 

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +31,10 @@ from flax import nnx
 from govjax.core.config import TrainConfig
 from govjax.core.losses import per_example_next_token_loss
 from govjax.models.transformer import Transformer, TransformerConfig
+from govjax.train.gradients import GradientStrategy, batch_gradients
 
 LossFn = Callable[[nnx.Module, dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
+NOISE_STREAM = 0x44505347  # "DPSG": the optimizer's noise key is fold_in(step key, NOISE_STREAM)
 
 
 class TrainState(NamedTuple):
@@ -144,6 +146,10 @@ class StepPlugin(Protocol):
 
   Its state lives in ``TrainState.extras[plugin.name]`` (so it is checkpointed); it may lower the group mask
   before the loss is computed, and it updates its state from the step's forward pass (``aux``).
+
+  Attributes:
+    name: key of its state in ``TrainState.extras`` and prefix of its metrics.
+    needs_hidden: the loss must return ``aux["hidden"]`` (the step asks for it with ``return_hidden=True``).
   """
 
   name: str
@@ -154,6 +160,19 @@ class StepPlugin(Protocol):
   def effective_mask(self, state: Any, batch: dict, group_mask: jax.Array) -> jax.Array: ...
 
   def update(self, state: Any, batch: dict, aux: dict, step: jax.Array) -> tuple[Any, dict]: ...
+
+
+@runtime_checkable
+class CalibratedPlugin(StepPlugin, Protocol):
+  """A :class:`StepPlugin` that the training loop calibrates on held-out batches (outside the jitted step).
+
+  Attributes:
+    calibrate_every: steps between calibrations (the loop also calibrates at step 0).
+  """
+
+  calibrate_every: int
+
+  def calibrate(self, state: Any, model: nnx.Module, eval_batches: list[dict]) -> Any: ...
 
 
 def update_plugins(plugins: Sequence[StepPlugin], state: TrainState, batch: dict, aux: dict,
@@ -207,44 +226,50 @@ def make_train_step(
     tx: optax.GradientTransformation,
     loss_fn: LossFn = plain_loss,
     *,
+    gradients: GradientStrategy | None = None,
     plugins: Sequence[StepPlugin] = (),
     donate: bool = True,
 ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]:
-  """Builds the jitted step ``(state, batch, group_mask) -> (state, metrics)``.
+  """Builds the jitted step ``(state, batch, group_mask) -> (state, metrics)``: the one train step of every method.
 
   Args:
     graphdef: from ``create_train_state``.
-    tx: the optimizer; called as ``tx.update(grads, opt_state, params, group_mask=group_mask)``.
+    tx: the optimizer; called as ``tx.update(grads, opt_state, params, group_mask=group_mask, key=noise_key)``
+      (transforms take the extras they declare; ``noise_key`` is ``fold_in(step key, NOISE_STREAM)``).
     loss_fn: ``loss_fn(model, batch, group_mask, rng) -> (loss, aux)``; ``aux`` must hold ``per_example_loss``
       and ``contributors``.
+    gradients: the gradient strategy (:mod:`govjax.train.gradients`); :func:`~govjax.train.gradients.
+      batch_gradients` when None. With a per-example strategy, ``tx`` must reduce the batch axis first.
     plugins: step plugins (see :class:`StepPlugin`), applied in order.
     donate: donate the input state's buffers.
 
   Returns:
     The jitted step. Metrics: ``loss``, ``grad_norm``, ``contributors`` ``[G]``, ``per_example_loss`` ``[B]``,
-    ``group_mask`` (the effective mask after plugins), and each plugin's metrics under ``"<name>/<key>"``.
+    ``group_mask`` (the effective mask after plugins), the strategy's own metrics, and each plugin's metrics under
+    ``"<name>/<key>"``.
   """
-
+  gradients = gradients or batch_gradients()
+  tx = optax.with_extra_args_support(tx)
   loss_kwargs = {"return_hidden": True} if any(p.needs_hidden for p in plugins) else {}
 
   def step(state: TrainState, batch: dict, group_mask: jax.Array) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
+    noise_key = jax.random.fold_in(rng, NOISE_STREAM)
     for plugin in plugins:
       group_mask = plugin.effective_mask(state.extras[plugin.name], batch, group_mask)
 
-    def objective(params):
-      model = nnx.merge(graphdef, params)
-      return loss_fn(model, batch, group_mask, rng, **loss_kwargs)
+    def objective(params, rows, rows_mask):
+      return loss_fn(nnx.merge(graphdef, params), rows, rows_mask, rng, **loss_kwargs)
 
-    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, group_mask=group_mask)
+    loss, aux, grads, strategy_metrics = gradients(objective, state.params, batch, group_mask)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, group_mask=group_mask, key=noise_key)
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": loss,
-        "grad_norm": optax.tree.norm(grads),
         "contributors": aux["contributors"],
         "per_example_loss": aux["per_example_loss"],
         "group_mask": group_mask,
+        **strategy_metrics,
     }
     extras = update_plugins(plugins, state, batch, aux, metrics)
     new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, extras=extras)

@@ -9,9 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from govjax.baselines.dpsgd import dp_aggregate, dpsgd_optimizer, make_dpsgd_train_step, privacy_spent
+from govjax.baselines.dpsgd import dp_aggregate, privacy_spent
 from govjax.core.config import ModelSpec, TrainConfig
-from govjax.train.step import create_train_state, make_train_step
+from govjax.train.gradients import per_example_gradients
+from govjax.train.step import create_train_state, make_optimizer, make_train_step
 
 B, T, V = 4, 8, 11
 CONFIG = TrainConfig(model=ModelSpec(num_layers=1, width=16, num_heads=2, context=T), num_steps=10,
@@ -54,7 +55,8 @@ class Steps:
     key = ("dp", clip, noise, microbatch)
     if key not in self.cache:
       tx = optax.chain(dp_aggregate(clip, noise), optax.sgd(1.0))
-      step = make_dpsgd_train_step(self.graphdef, tx, donate=False, l2_norm_clip=clip, microbatch=microbatch)
+      gradients = per_example_gradients(microbatch, clip_norm=clip, prefix="dp/")
+      step = make_train_step(self.graphdef, tx, gradients=gradients, donate=False)
       self.cache[key] = step, self.state._replace(opt_state=tx.init(self.state.params))
     return self.cache[key]
 
@@ -123,7 +125,7 @@ def test_aggregate_noise_scale_and_key():
 
 
 def test_optimizer_plugins_and_resume(steps):
-  tx, _ = dpsgd_optimizer(CONFIG, l2_norm_clip=0.1, noise_multiplier=1.0)
+  tx, _ = make_optimizer(CONFIG, before=(dp_aggregate(0.1, 1.0),))
 
   @dataclasses.dataclass
   class Recorder:
@@ -143,7 +145,8 @@ def test_optimizer_plugins_and_resume(steps):
 
   plugin = Recorder()
   state = steps.state._replace(opt_state=tx.init(steps.state.params), extras={"recorder": plugin.init(B)})
-  step = make_dpsgd_train_step(steps.graphdef, tx, plugins=(plugin,), donate=False)
+  step = make_train_step(steps.graphdef, tx, gradients=per_example_gradients(prefix="dp/"), plugins=(plugin,),
+                         donate=False)
   batch = _batch(3)
   first, metrics = step(state, batch, MASK)
   np.testing.assert_array_equal(metrics["recorder/contributors"], [B - 1, B, B])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import os
@@ -11,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from govjax.commands import prepare as prepare_command
+from govjax import cli
 from govjax.data import chorales, corpus, tokenizer
 
 
@@ -132,10 +131,7 @@ def test_settings_do_not_collide(tmp_path):
 
 
 def _run_cli(argv):
-  parser = argparse.ArgumentParser(prog="govjax")
-  prepare_command.register(parser.add_subparsers(dest="command"))
-  args = parser.parse_args(argv)
-  return args.func(args)
+  return cli.main(argv)
 
 
 def test_prepare_command(prepared_data_dir, max_works, capsys):

@@ -1,4 +1,3 @@
-import argparse
 import collections
 import pathlib
 import re
@@ -7,7 +6,7 @@ import music21
 import numpy as np
 import pytest
 
-from govjax.commands import rights as rights_cli
+from govjax import cli
 from govjax.data.scenario import (
   DEFAULT_MIX,
   MUSIC21_CORPUS_LICENCE,
@@ -119,20 +118,14 @@ def test_resolve_records_from_a_user_file(tmp_path):
 
 
 def test_cli_scenario_for_the_prepared_chorales(prepared_data_dir, tmp_path, capsys):
-  parser = argparse.ArgumentParser()
-  rights_cli.register(parser.add_subparsers())
   out = tmp_path / "scenario.jsonl"
-  args = parser.parse_args(["rights", "scenario", "--out", str(out), "--seed", "4",
-                            "--data-dir", str(prepared_data_dir)])
-  assert args.func(args) == 0
+  assert cli.main(["rights", "scenario", "--out", str(out), "--seed", "4", "--data-dir", str(prepared_data_dir)]) == 0
   works = load_dataset_works(prepared_data_dir)
   assert len(works) == 12 and [w.work_id for w in works] == sorted(w.work_id for w in works)
   assert load_records(out) == default_scenario(works, seed=4)
-  args = parser.parse_args(["rights", "summary", "--scenario", "real", "--data-dir", str(prepared_data_dir)])
-  assert args.func(args) == 0
+  assert cli.main(["rights", "summary", "--scenario", "real", "--data-dir", str(prepared_data_dir)]) == 0
   assert "12 works, 12 included" in capsys.readouterr().out
-  args = parser.parse_args(["rights", "scenario", "--out", str(out), "--data-dir", str(tmp_path / "none")])
-  assert args.func(args) == 2
+  assert cli.main(["rights", "scenario", "--out", str(out), "--data-dir", str(tmp_path / "none")]) == 2
 
 
 def test_real_records_of_prepared_works_carry_their_hashes(tiny_works):

@@ -98,4 +98,4 @@ def governed_components(config: TrainConfig):
     config = dataclasses.replace(config, governance=GovernanceSpec(routing="depth", normaliser="contributors"))
   except ImportError:
     pass
-  return governance_components(config, num_groups=config.model.num_layers + 2)
+  return governance_components(config)

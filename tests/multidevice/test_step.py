@@ -17,12 +17,13 @@ STEPS = 4
 
 def _run_both(config, plugins):
   data = tiny_data()
-  components = governance_components(config, num_groups=config.model.num_layers + 2)
+  components = governance_components(config)
   extras = {p.name: p.init(data.num_train_examples) for p in plugins}
   graphdef, state, tx, _ = create_train_state(config, vocab_size=data.vocab_size, tx=components.tx, extras=extras)
-  single = make_train_step(graphdef, tx, components.loss_fn, plugins=plugins, donate=False)
+  single = make_train_step(graphdef, tx, components.loss_fn, gradients=components.gradients, plugins=plugins,
+                           donate=False)
   mesh = data_mesh(4)
-  sharded = sharded_train_step(graphdef, tx, components.loss_fn, plugins, mesh)
+  sharded = sharded_train_step(graphdef, tx, components.loss_fn, plugins, mesh, gradients=components.gradients)
   ref, par = state, place_state(state, mesh)
   ref_metrics, par_metrics = [], []
   for s in range(STEPS):
@@ -60,6 +61,17 @@ def test_sharded_depth_routed_step_equals_single_device():
   config = tiny_config()
   config = dataclasses.replace(config, governance=GovernanceSpec(routing="depth", normaliser="contributors"))
   _run_both(config, (AdaptiveDepthPlugin(num_groups=3),))
+
+
+@pytest.mark.parametrize("governance", [
+    GovernanceSpec(routing="none", baseline="dpsgd", dp_clip=0.05, dp_noise=1.0),  # per-example, clipped, noised
+    GovernanceSpec(routing="exact", normaliser="contributors"),  # per-example, routed aggregate
+], ids=["dpsgd", "exact"])
+def test_sharded_per_example_strategies_equal_single_device(governance):
+  """DP-SGD and the exact router are a gradient strategy plus an optax transform: the same step, data-parallel."""
+  config = dataclasses.replace(tiny_config(), governance=governance)
+  ref, _, _ = _run_both(config, ())
+  assert int(ref.step) == STEPS
 
 
 def test_batch_not_divisible_by_devices_is_refused():

@@ -58,9 +58,9 @@ def test_summary_counts():
   d = apply_policy([c[0] for c in CASES], default_policy(), L)
   s = d.summary()
   assert (s["num_works"], s["num_included"], s["num_excluded"]) == (13, 9, 4)
-  assert s["by_treatment"] == {"depth 1/6": 5, "depth 6/6": 4, "exclude": 4}
+  assert s["by_treatment"] == {"depth 1/6": 6, "depth 6/6": 3, "exclude": 4}  # stated constraint: restricted
   assert s["by_licence"]["CC-BY-4.0"] == 4
-  assert s["by_licence_and_treatment"]["CC-BY-4.0"] == {"depth 6/6": 2, "exclude": 2}
+  assert s["by_licence_and_treatment"]["CC-BY-4.0"] == {"depth 1/6": 1, "depth 6/6": 1, "exclude": 2}
   assert sum(s["by_rule"].values()) == 13
   text = d.format_summary()
   assert "excluded 4 of 13 works" in text and "CC-BY-NC-4.0" in text
@@ -109,3 +109,10 @@ def test_batch_mask_under_jit_gathers_per_row_depth():
   assert np.asarray(f(work_index, per_work_depth)).tolist() == [3, 6, 1, 1, 0, 0, 0]
   regions = jax.jit(batch_region)(work_index, jnp.array([0, -1, 1, -1]))
   assert np.asarray(regions).tolist() == [1, 0, -1, -1, -1, -1, -1]
+
+
+def test_exclusion_report_shows_invisible_characters_as_escapes():
+  lenient = default_policy().model_copy(update={"missing_record": Treatment(action="exclude", reason="no record")})
+  d = apply_policy([rec("a")], lenient, L, work_ids=["a", "b\u200b\x1b[2J"])
+  assert d.exclusion_report.format().splitlines() == [
+      "excluded 1 of 2 works (1 kept)", "  b\\u200b\\x1b[2J: no record [rule missing-record, licence <no record>]"]

@@ -1,10 +1,10 @@
-import argparse
 import json
 
 import numpy as np
 import pytest
 
-from govjax.commands import rights as rights_cli
+from govjax import cli
+from govjax.core.errors import UserError
 from govjax.rights.decisions import apply_policy
 from govjax.rights.policy import (
     Condition,
@@ -36,7 +36,7 @@ CASES = [
     (rec("cc0", "CC0-1.0"), True, L, "permissive"),
     (rec("by", "CC-BY-4.0"), True, L, "permissive"),
     (rec("stated-constraint", "CC-BY-4.0", generative_training="constrained",
-         generative_training_constraint="credit"), True, L, "permissive"),
+         generative_training_constraint="credit"), True, 1, "constrained"),
     (rec("sa", "CC-BY-SA-4.0"), True, 1, "restricted-or-unknown"),
     (rec("nc", "CC-BY-NC-4.0"), True, 1, "restricted-or-unknown"),
     (rec("nd", "CC-BY-ND-4.0"), True, 1, "restricted-or-unknown"),
@@ -132,10 +132,7 @@ def test_policy_json_and_python_files_round_trip(tmp_path):
 
 
 def _run_cli(argv):
-  parser = argparse.ArgumentParser()
-  rights_cli.register(parser.add_subparsers())
-  args = parser.parse_args(argv)
-  return args.func(args)
+  return cli.main(argv)
 
 
 def test_cli_summary_and_policy(tmp_path, capsys):
@@ -150,3 +147,55 @@ def test_cli_summary_and_policy(tmp_path, capsys):
   assert out["summary"] == apply_policy([c[0] for c in CASES], default_policy(), 6).summary()
   assert len(out["exclusions"]["excluded"]) == 4
   assert _run_cli(["rights", "summary", "--records", str(records_file), "--policy", "nope.json"]) == 2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Constrained permissions are restricted, not permissive.
+
+
+def _constrained(work_id, licence="CC0-1.0", **kw):
+  fields = {"generative_training": "constrained", "generative_training_constraint": "credit the label in the card"}
+  return rec(work_id, licence, **{**fields, **kw})
+
+
+def test_a_stated_constraint_is_restricted_by_default_whatever_the_licence():
+  records = [_constrained("cc0"), _constrained("structural", content_class="structural"),
+             rec("ai", "MIT", ai_training="constrained", ai_training_constraint="research only"),
+             _constrained("also-tdm", tdm_reservation=True), _constrained("nc", "CC-BY-NC-4.0"), rec("plain")]
+  d = apply_policy(records, default_policy(restricted_depth=2), L)
+  assert d.rules == ("constrained", "constrained", "constrained", "opted-out", "constrained", "permissive")
+  assert d.depth.tolist() == [2, 2, 2, 0, 2, L] and d.include.tolist() == [True] * 3 + [False, True, True]
+  assert d.reasons[0] == ("AI / generative training allowed only under the rights holder's stated constraint "
+                          "(CAWG 'constrained'): treated as restricted, not permissive, until the constraint is "
+                          "judged (generative_training=constrained (constraint: 'credit the label in the card'; "
+                          "treated as restricted))")
+  assert "ai_training=constrained (constraint: 'research only'" in d.reasons[2]
+  assert [r.constrained for r in records] == [True, True, True, False, True, False]
+
+
+def test_baselines_treat_constrained_works_as_restricted():
+  records = [_constrained("c"), rec("p")]
+  excluded = apply_policy(records, load_policy("exclude-restricted"), L)
+  assert excluded.include.tolist() == [False, True] and excluded.rules[0] == "constrained"
+  sink = apply_policy(records, load_policy("sink"), L)
+  assert sink.region.tolist() == [0, -1] and sink.rules == ("constrained", "permissive")
+  assert sink.reasons[0].startswith("AI / generative training allowed only under")
+  assert "routed to a removable region" in sink.reasons[0]
+  assert apply_policy(records, load_policy("include-all"), L).depth.tolist() == [L, L]
+
+
+def test_a_custom_rule_can_match_constrained_works(tmp_path):
+  policy = load_policy({"rules": [
+      {"name": "judged", "when": {"constrained": True, "work_id": "judged/*"},
+       "treatment": {"action": "depth", "depth": "full"}},
+      {"name": "rest", "when": {"constrained": False}, "treatment": {"action": "depth", "depth": 3}},
+      {"name": "other-constrained", "treatment": {"action": "exclude"}}]})
+  d = apply_policy([_constrained("judged/1"), _constrained("x"), rec("y")], policy, L)
+  assert d.rules == ("judged", "other-constrained", "rest")
+  (tmp_path / "p.json").write_text(policy_to_json(default_policy()))
+  assert load_policy(tmp_path / "p.json").rules[1].when.constrained is True
+
+
+def test_policy_errors_are_user_errors():
+  with pytest.raises(UserError, match="invalid policy: rules"):
+    load_policy({"rules": []})

@@ -83,9 +83,9 @@ def _comparable(params):
 
 
 def _governed_run(config, batches, masks):
-  components = governance_components(config, num_groups=G)
+  components = governance_components(config)
   graphdef, state, tx, _ = create_train_state(config, vocab_size=V, tx=components.tx)
-  step = make_train_step(graphdef, tx, components.loss_fn)
+  step = components.train_step(graphdef)
   for batch, mask in zip(batches, masks, strict=True):
     state, metrics = step(state, batch, mask)
     np.testing.assert_allclose(metrics["contributors"], mask.sum(0), rtol=1e-6)
@@ -134,10 +134,10 @@ def test_region_dropped_equals_base_trained_without_region_rows():
 
 
 def test_governance_rejects_bad_settings():
-  with pytest.raises(ValueError, match="governance.routing"):
-    governance_components(_config("deep"), num_groups=G)
+  with pytest.raises(ValueError, match="routing"):
+    governance_components(_config("deep"))
   with pytest.raises(ValueError, match="normaliser"):
-    governance_components(_config("depth", normaliser="rows"), num_groups=G)
+    governance_components(_config("depth", normaliser="rows"))
   with pytest.raises(ValueError, match="region_width"):
-    governance_components(_config("region"), num_groups=G)
-  assert governance_components(_config("none"), num_groups=G).loss_fn is plain_loss
+    governance_components(_config("region"))
+  assert governance_components(_config("none")).loss_fn is plain_loss
