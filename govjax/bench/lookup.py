@@ -68,19 +68,6 @@ TRANSFORMS = ("transpose", "time_scale", "midi", "edit", "combined")
 _FORMAT_PREFERENCE = (".mxl", ".musicxml", ".xml", ".krn")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--max-works", type=int, default=None,
-                      help="at most this many corpus works (default: all that parse to 4 voices)")
-  parser.add_argument("--holdout-fraction", type=float, default=0.5, help="works kept out of the manifest")
-  parser.add_argument("--edits", type=int, default=3, help="notes changed by the 'edit' transformation")
-  parser.add_argument("--seed", type=int, default=0, help="seed for sampling, splits and transformations")
-  parser.add_argument("--workers", type=int, default=2, help="parsing processes (at most 2)")
-  parser.add_argument("--near-copy-threshold", type=float, default=0.45, help="near-copy Jaccard threshold")
-  parser.add_argument("--melody-threshold", type=float, default=0.5, help="same-melody Jaccard threshold")
-  parser.add_argument("--other-composers", default="palestrina",
-                      help="comma-separated music21 corpus composers whose four-voice works are extra distinct-work "
-                           "queries against the Bach manifest ('' for none)")
-  parser.add_argument("--max-other-works", type=int, default=None, help="at most this many of those works")
 
 
 # ------------------------------------------------------------------------------------------ corpus

@@ -1,11 +1,13 @@
 """Manifest of the prepared chorale dataset: work inputs, policy treatments, and the written manifest.
 
 Works come from ``govjax.data`` (``Work`` objects or dicts with work_id, title, composer, collection,
-source_path, sha256, tokens). Each is fingerprinted from its source file's Soprano/Alto/Tenor/Bass voices (what
-was trained on, at full resolution; the file is found in music21's corpus) or, when the file is missing, from
-its tokens. Treatments come from the rights records and the policy (:mod:`govjax.rights.policy`); works of
-other splits are ``not-trained``. For the treatments of an actual training run use
-:mod:`govjax.documentation.run_manifest`.
+source_path, sha256, tokens): :func:`choose_dataset_works` reads the prepared chorales (or parses music21's
+corpus) of every split. Every work is fingerprinted, whatever its treatment (an opted-out work too, so that a
+rights holder finds a copy of it), from its source file's Soprano/Alto/Tenor/Bass voices (what was trained on,
+at full resolution; the file is found in music21's corpus) or, when the file is missing, from its tokens.
+Treatments come from the rights records and the policy (:mod:`govjax.rights.policy`); works of other splits are
+``not-trained``. :func:`document_dataset` does all of it for ``govjax manifest``. For the treatments of an
+actual training run use :mod:`govjax.documentation.run_manifest`.
 
 Example:
   >>> works = {"train": [{"work_id": "x/1", "title": "x", "composer": "c", "collection": "c",
@@ -22,12 +24,21 @@ import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import music21
 import numpy as np
 
+from govjax.core.config import ModelSpec
+from govjax.data import chorales, corpus
+from govjax.data.scenario import resolve_records
+from govjax.data.structural import structural_works
 from govjax.documentation.duplicates import find_duplicates
 from govjax.documentation.manifest import build_records, has_fingerprint, write_manifest
 from govjax.rights.decisions import apply_policy
 from govjax.rights.policy import load_policy
+
+__all__ = ["CHORALE_RAI", "MUSIC21_CORPUS_URL", "build_dataset_manifest", "choose_dataset_works",
+           "dataset_treatments", "dataset_work_inputs", "default_num_groups", "document_dataset",
+           "music21_source_url", "training_duplicates", "write_documented_manifest"]
 
 MUSIC21_CORPUS_URL = "https://github.com/cuthbertLab/music21/tree/master/music21/corpus"
 
@@ -50,8 +61,6 @@ CHORALE_RAI: dict[str, str] = {
 
 def music21_source_url(source_path: str) -> str:
   """Upstream URL of a file of music21's bundled corpus, for the installed music21 release."""
-  import music21
-
   version = getattr(music21, "__version__", "master")
   return f"https://raw.githubusercontent.com/cuthbertLab/music21/v{version}/music21/corpus/{source_path}"
 
@@ -78,8 +87,6 @@ def dataset_work_inputs(works_by_split: Mapping[str, Sequence[Any]], *,
   if fingerprint_from not in ("source", "tokens"):
     raise ValueError(f"fingerprint_from must be 'source' or 'tokens', got {fingerprint_from!r}")
   if corpus_root is None:
-    import music21
-
     corpus_root = music21.common.getCorpusFilePath()
   root = pathlib.Path(corpus_root)
   inputs, counts = [], {"from_source": 0, "from_tokens": 0}
@@ -221,3 +228,80 @@ def build_dataset_manifest(out_dir: str | os.PathLike, works_by_split: Mapping[s
   summary = write_documented_manifest(out_dir, records, name=name, version=version, url=url,
                                       date_published=date_published, description=description)
   return {**summary, "fingerprint_sources": sources}
+
+
+def default_num_groups() -> int:
+  """Depth groups ``L = num_layers + 2`` of the default model (``govjax.core.config.ModelSpec``)."""
+  return ModelSpec().num_layers + 2
+
+
+def choose_dataset_works(*, data_dir: str | os.PathLike | None = None, from_corpus: bool = False,
+                         max_works: int | None = None, include_structural: bool = False, num_workers: int = 1,
+                         progress: bool = False) -> tuple[dict[str, list], Any]:
+  """The works to document, by split: the prepared chorales, or music21's corpus parsed directly.
+
+  Args:
+    data_dir: the prepared data directory (``govjax prepare chorales``; default: govjax.data's default).
+    from_corpus: parse music21's corpus instead of reading the prepared data.
+    max_works: with ``from_corpus``: at most this many works.
+    include_structural: add the generated structural works to the train split.
+    num_workers: parsing processes (``from_corpus``).
+    progress: show a progress bar while parsing.
+
+  Returns:
+    ``(works_by_split, skip_report)``; the corpus :class:`~govjax.data.corpus.SkipReport` with
+    ``from_corpus``, else None.
+
+  Raises:
+    govjax.data.chorales.DataNotPreparedError: the prepared data are missing (a ``FileNotFoundError``).
+  """
+  report = None
+  if from_corpus:
+    parsed, report = corpus.collect_works(max_works=max_works, num_workers=num_workers, progress=progress)
+    by_split: dict[str, list] = {}
+    for item in parsed:
+      by_split.setdefault(item.split, []).append(item.work)
+  else:
+    by_split = {split: chorales.load_chorale_works(data_dir, split) for split in ("train", "validation", "test")}
+  if include_structural:
+    by_split.setdefault("train", []).extend(structural_works())
+  return by_split, report
+
+
+def document_dataset(out_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
+                     from_corpus: bool = False, max_works: int | None = None, include_structural: bool = False,
+                     records: Any = "real", seed: int = 0, policy: Any = "default", num_groups: int | None = None,
+                     fingerprint_from: str = "source", num_workers: int = 1, name: str = "govjax-chorales",
+                     version: str = "1.0.0", url: str | None = None, date_published: str | None = None,
+                     progress: bool = False) -> dict[str, Any]:
+  """The manifest of the dataset alone (``govjax manifest`` without a run): works, rights, treatments.
+
+  Args:
+    out_dir: output directory.
+    data_dir, from_corpus, max_works, include_structural: which works (:func:`choose_dataset_works`).
+    records: rights records: ``"real"``, ``"default"`` (the simulated scenario), a JSON Lines / CSV file
+      (``govjax.data.scenario.resolve_records``) or a list of records.
+    seed: seed of the simulated scenario.
+    policy: the policy deciding each training work's treatment.
+    num_groups: the model's depth groups (default :func:`default_num_groups`).
+    fingerprint_from: ``"source"`` or ``"tokens"`` (:func:`dataset_work_inputs`).
+    num_workers: parsing processes.
+    name, version, url, date_published: Croissant dataset properties.
+    progress: show progress bars.
+
+  Returns:
+    The summary of :func:`build_dataset_manifest`, plus ``corpus`` (kept works and skips by reason) with
+    ``from_corpus``.
+  """
+  works_by_split, report = choose_dataset_works(data_dir=data_dir, from_corpus=from_corpus, max_works=max_works,
+                                                include_structural=include_structural, num_workers=num_workers,
+                                                progress=progress)
+  works = [w for split in works_by_split.values() for w in split]
+  rights = resolve_records(records, works, seed=seed) if isinstance(records, str | os.PathLike) else records
+  summary = build_dataset_manifest(
+      out_dir, works_by_split, rights=rights, policy=policy,
+      num_groups=default_num_groups() if num_groups is None else num_groups, fingerprint_from=fingerprint_from,
+      num_workers=num_workers, name=name, version=version, url=url, date_published=date_published)
+  if report is not None:
+    summary["corpus"] = {"kept": report.kept, "skipped": report.counts_by_reason()}
+  return summary

@@ -9,8 +9,8 @@ shipped with the manifest. Levels, strongest first:
 - ``same-melody``: only the highest voice matches (``melody`` Jaccard >= ``melody_threshold``): in music21's
   Bach corpus these are mostly re-harmonisations of one chorale tune, expected and legitimate.
 
-Candidate pairs come from LSH banding (or all pairs with ``exhaustive=True``) and are re-scored from the
-MinHash signatures.
+Candidate pairs come from a datasketch ``MinHashLSH`` (:mod:`govjax.documentation.lsh`), or all pairs with
+``exhaustive=True``, and are re-scored from the MinHash signatures.
 
 Example:
   >>> from govjax.documentation.tiers import build_records
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from govjax.documentation import image_fingerprint
-from govjax.documentation.lsh import BandedLSH, choose_bands
+from govjax.documentation.lsh import candidate_pairs, signature_index
 from govjax.documentation.music_fingerprint import decode_signature
 from govjax.documentation.tiers import has_fingerprint
 
@@ -111,11 +111,8 @@ def _signature_pairs(records: Sequence[Mapping[str, Any]], field: str, size_fiel
   if exhaustive:
     candidates = {tuple(sorted(p)) for p in itertools.combinations(signatures, 2)}
   else:
-    bands, rows = choose_bands(num_perm, threshold)
-    lsh = BandedLSH(num_perm=num_perm, bands=bands, rows=rows)
-    for work_id, signature in signatures.items():
-      lsh.insert(work_id, signature)
-    candidates = lsh.candidate_pairs()
+    lsh = signature_index(signatures, threshold=threshold, num_perm=num_perm)
+    candidates = candidate_pairs(lsh, signatures)
   scores = {pair: float(np.mean(signatures[pair[0]] == signatures[pair[1]])) for pair in candidates}
   return scores, len(candidates)
 

@@ -6,9 +6,9 @@ Given a query file (MusicXML / MIDI / ABC / Humdrum via music21, an image, or a 
 - tier **2a** ``exact-file``: sha256 of the query bytes equals a record's source sha256;
 - tier **2b** ``exact-content``: the canonical content hash (music: transposition-, tempo- and
   encoding-invariant; text: normalised text; image: decoded pixels) equals a record's;
-- tier **3** ``near-copy``: fingerprint candidates from an LSH banding index over the MinHash signatures,
-  re-ranked by estimated Jaccard similarity; a match needs ``full`` Jaccard >= ``near_copy_threshold``
-  (images: both perceptual hashes within ``max_hamming`` bits).
+- tier **3** ``near-copy``: fingerprint candidates from a datasketch ``MinHashLSH`` over the MinHash signatures
+  (:mod:`govjax.documentation.lsh`), re-ranked by estimated Jaccard similarity; a match needs ``full`` Jaccard
+  >= ``near_copy_threshold`` (images: both perceptual hashes within ``max_hamming`` bits).
 
 Music records whose highest voice matches (``melody`` Jaccard >= ``melody_threshold``) without a near-copy
 match are reported separately as ``same-melody`` (e.g. another harmonisation of the same chorale tune); they
@@ -18,6 +18,11 @@ reason / depth d / region) and, when a run directory is given, the trained model
 (``<workdir>/provenance/lineage/*.json``) list it (:mod:`govjax.documentation.run_outputs`), or
 "not available". Each match names the tier that matched as ``matched_by``: ``exact`` (file bytes), ``content``
 (canonical content) or ``fingerprint``.
+
+A music query holds at most :data:`MAX_QUERY_NOTES` notes (a chorale has about 250; parsing and fingerprinting
+that many takes a few seconds): MusicXML and MIDI files are counted before music21 parses them, other formats
+(which cannot be counted without parsing) are limited to :data:`MAX_UNCOUNTED_QUERY_BYTES`. A longer query is
+rejected with a :class:`QueryError` naming the limit; look up an excerpt instead (tier 3 reports containment).
 
 Example::
 
@@ -35,24 +40,29 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from datasketch import MinHashLSH
 
-from govjax.documentation import image_fingerprint, music_fingerprint, text_fingerprint
-from govjax.documentation.lsh import BandedLSH, choose_bands, false_positive_bound
+from govjax.core.errors import UserError
+from govjax.documentation import image_fingerprint, music_fingerprint, music_notes, text_fingerprint
+from govjax.documentation.lsh import false_positive_bound, query, signature_index
 from govjax.documentation.manifest import Manifest, has_fingerprint, load_manifest, sha256_file
 from govjax.documentation.music_fingerprint import MusicFingerprint, decode_signature
 from govjax.documentation.run_outputs import NOT_AVAILABLE, RunOutputs, load_run_outputs
 
-__all__ = ["BandedLSH", "LookupResult", "ManifestIndex", "Match", "NOT_AVAILABLE", "QueryError", "choose_bands",
-           "false_positive_bound", "lookup_file", "lookup_fingerprint", "query_modality"]
+__all__ = ["MAX_QUERY_NOTES", "MAX_UNCOUNTED_QUERY_BYTES", "LookupResult", "ManifestIndex", "Match",
+           "NOT_AVAILABLE", "QueryError", "check_query_size", "false_positive_bound", "lookup_file",
+           "lookup_fingerprint", "query_modality"]
 
 TIERS = {"exact-file": "2a", "exact-content": "2b", "near-copy": "3", "same-melody": "3"}
 MATCHED_BY = {"exact-file": "exact", "exact-content": "content", "near-copy": "fingerprint",
               "same-melody": "fingerprint"}
 _LEVEL_RANK = {"exact-file": 0, "exact-content": 1, "near-copy": 2, "same-melody": 3}
+MAX_QUERY_NOTES = 10_000
+MAX_UNCOUNTED_QUERY_BYTES = 512 * 1024
 
 
-class QueryError(ValueError):
-  """A query that cannot be looked up (unknown file type, unparsable file)."""
+class QueryError(UserError, ValueError):
+  """A query that cannot be looked up (unknown file type, unparsable or too long file)."""
 
 
 
@@ -201,14 +211,10 @@ class ManifestIndex:
     return table
 
   @staticmethod
-  def _build_lsh(table: Mapping[str, Any], name: str, num_perm: int, threshold: float) -> BandedLSH:
-    bands, rows = choose_bands(num_perm, threshold)
-    lsh = BandedLSH(num_perm=num_perm, bands=bands, rows=rows)
+  def _build_lsh(table: Mapping[str, Any], name: str, num_perm: int, threshold: float) -> MinHashLSH:
     sizes = table["full_size" if name == "full" else "melody_size" if name == "melody" else "size"]
-    for i, work_id in enumerate(table["ids"]):
-      if sizes[i] > 0:
-        lsh.insert(work_id, table[name][i])
-    return lsh
+    signatures = {work_id: table[name][i] for i, work_id in enumerate(table["ids"]) if sizes[i] > 0}
+    return signature_index(signatures, threshold=threshold, num_perm=num_perm)
 
   def __len__(self) -> int:
     return len(self.records)
@@ -217,7 +223,7 @@ class ManifestIndex:
     """Work ids the LSH index proposes for a music fingerprint (before re-ranking)."""
     if not fingerprint.full_size:
       return set()
-    return self._lsh_full.query(fingerprint.full) | self._lsh_melody.query(fingerprint.melody)
+    return query(self._lsh_full, fingerprint.full) | query(self._lsh_melody, fingerprint.melody)
 
   # -- matching --------------------------------------------------------------------------------------
 
@@ -255,9 +261,9 @@ class ManifestIndex:
     """
     found = self._exact("music", source_sha256, fingerprint.content_sha256)
     table = self._music
-    full = self._scores(table, "full", fingerprint.full, self._lsh_full.query(fingerprint.full)
+    full = self._scores(table, "full", fingerprint.full, query(self._lsh_full, fingerprint.full)
                         if fingerprint.full_size else (), exhaustive and fingerprint.full_size > 0)
-    melody = self._scores(table, "melody", fingerprint.melody, self._lsh_melody.query(fingerprint.melody)
+    melody = self._scores(table, "melody", fingerprint.melody, query(self._lsh_melody, fingerprint.melody)
                           if fingerprint.melody_size else (), exhaustive and fingerprint.melody_size > 0)
     for work_id in set(full) | set(melody):
       if work_id in found:
@@ -286,7 +292,7 @@ class ManifestIndex:
     if fingerprint.size:
       table = self._text
       scores = self._scores(table, "signature", fingerprint.signature,
-                            self._lsh_text.query(fingerprint.signature), exhaustive)
+                            query(self._lsh_text, fingerprint.signature), exhaustive)
       for work_id, jaccard in scores.items():
         size = int(table["size"][table["position"][work_id]])
         if work_id not in found and size and jaccard >= self.near_copy_threshold:
@@ -332,6 +338,34 @@ def query_modality(path: str | os.PathLike) -> str:
     return "text"
   raise QueryError(f"{path}: unknown file type {suffix!r}; music: {music_fingerprint.MUSIC_SUFFIXES}, "
                      f"images: {image_fingerprint.IMAGE_SUFFIXES}, text: {text_fingerprint.TEXT_SUFFIXES}")
+
+
+def check_query_size(path: str | os.PathLike, *, max_notes: int = MAX_QUERY_NOTES,
+                     max_uncounted_bytes: int = MAX_UNCOUNTED_QUERY_BYTES) -> int | None:
+  """Refuses a music query longer than the lookup handles in seconds, before music21 parses it.
+
+  Args:
+    path: the query file.
+    max_notes: the most notes a query may hold (:data:`MAX_QUERY_NOTES`).
+    max_uncounted_bytes: the largest file of a format whose notes cannot be counted before parsing.
+
+  Returns:
+    The notes counted (None: a format that cannot be counted, within the size limit).
+
+  Raises:
+    QueryError: naming the file, its notes (or bytes) and the limit.
+  """
+  path = pathlib.Path(path)
+  count = music_notes.count_notes_in_file(path)
+  if count is not None and count > max_notes:
+    raise QueryError(f"{path}: {count:,} notes; a lookup query may hold at most {max_notes:,} "
+                     "(MAX_QUERY_NOTES): look up an excerpt of the work instead")
+  size = path.stat().st_size
+  if count is None and size > max_uncounted_bytes:
+    raise QueryError(f"{path}: {size:,} bytes; a {path.suffix} query may have at most {max_uncounted_bytes:,} "
+                     "bytes (MAX_UNCOUNTED_QUERY_BYTES; MusicXML and MIDI queries are limited by notes "
+                     f"instead, at most {max_notes:,}): look up an excerpt of the work instead")
+  return count
 
 
 def attach_run_outputs(matches: Iterable[Match], outputs: RunOutputs) -> None:
@@ -395,7 +429,8 @@ def lookup_file(path: str | os.PathLike, index: ManifestIndex | Manifest | str |
     :class:`LookupResult`.
 
   Raises:
-    QueryError: unknown file type or a file that cannot be parsed.
+    QueryError: unknown file type, a file that cannot be parsed, or a music query of more than
+      :data:`MAX_QUERY_NOTES` notes (see :func:`check_query_size`).
   """
   if not isinstance(index, ManifestIndex):
     index = ManifestIndex(index if isinstance(index, Manifest) else load_manifest(index))
@@ -405,7 +440,14 @@ def lookup_file(path: str | os.PathLike, index: ManifestIndex | Manifest | str |
   modality = query_modality(path)
   try:
     if modality == "music":
-      fingerprint = music_fingerprint.fingerprint_file(path, index.manifest.music_config)
+      check_query_size(path)
+      note_list = music_notes.notes_from_file(path)
+      if not note_list.notes:
+        raise QueryError(f"{path}: no pitched notes found")
+      if len(note_list.notes) > MAX_QUERY_NOTES:
+        raise QueryError(f"{path}: {len(note_list.notes):,} notes; a lookup query may hold at most "
+                         f"{MAX_QUERY_NOTES:,} (MAX_QUERY_NOTES): look up an excerpt of the work instead")
+      fingerprint = music_fingerprint.fingerprint_notes(note_list, index.manifest.music_config)
     elif modality == "text":
       fingerprint = text_fingerprint.fingerprint_text_file(path, index.manifest.text_config)
     else:

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+import datasketch
 import numpy as np
 
 from govjax.documentation.music_notes import (
@@ -47,6 +48,7 @@ from govjax.documentation.music_notes import (
     MusicParseError,
     Note,
     NoteList,
+    count_notes_in_file,
     notes_from_file,
     notes_from_score,
     notes_from_tokens,
@@ -56,7 +58,7 @@ from govjax.documentation.music_notes import (
 
 __all__ = [
     "MUSIC_SUFFIXES", "SCHEME_NAME", "FingerprintConfig", "MusicFingerprint", "MusicParseError", "Note",
-    "NoteList", "canonical_content", "content_sha256", "decode_signature", "encode_signature",
+    "NoteList", "canonical_content", "content_sha256", "count_notes_in_file", "decode_signature", "encode_signature",
     "estimate_containment", "estimate_jaccard", "fingerprint_file", "fingerprint_notes", "fingerprint_score",
     "harmonic_tokens", "melodic_tokens", "minhash_signature", "notes_from_file", "notes_from_score",
     "notes_from_tokens", "parse_music_file", "score_from_notes", "shingle_sets",
@@ -175,8 +177,6 @@ def minhash_signature(shingles: Iterable[bytes], *, num_perm: int = 128, seed: i
   Raises:
     RuntimeError: the installed datasketch does not offer ``scheme`` (pin datasketch >= 2.0).
   """
-  import datasketch
-
   try:
     minhash = datasketch.MinHash(num_perm=num_perm, seed=seed, scheme=scheme)
   except TypeError as error:  # datasketch < 2.0 has no scheme argument (and hashes differently)

@@ -27,6 +27,8 @@ import pathlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from govjax.core.errors import UserError
+from govjax.data.corpus import WorkSkipped, select_satb_parts
 from govjax.documentation import image_fingerprint, music_fingerprint, text_fingerprint
 from govjax.documentation.music_fingerprint import FingerprintConfig
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
@@ -35,7 +37,7 @@ MODALITIES = ("music", "text", "image")
 TREATMENT_STATUSES = ("included", "excluded", "not-trained", "unknown")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
   """A manifest that cannot be built or loaded; the message names the work / file and the field."""
 
 
@@ -208,11 +210,7 @@ def fingerprint_work(work: Mapping[str, Any], *, music_config: FingerprintConfig
 
 
 def _select_satb(score: Any, work_id: Any) -> Any:
-  """The Soprano/Alto/Tenor/Bass parts as the dataset selects them (``govjax.data.corpus``), if available."""
-  try:
-    from govjax.data.corpus import WorkSkipped, select_satb_parts
-  except ImportError:
-    return score
+  """The Soprano/Alto/Tenor/Bass parts as the dataset selects them (``govjax.data.corpus``)."""
   try:
     return select_satb_parts(score)[0]
   except WorkSkipped as error:

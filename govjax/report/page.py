@@ -1,5 +1,9 @@
 """A small, dependency-free HTML report writer: sections of text, tables, figures and links.
 
+Figures and links are files: give their paths as usual (absolute, or relative to the current directory when
+they are added); :meth:`Report.write` turns each into a URL relative to the report's own folder, so the page
+works when opened in a browser from anywhere, and when the folder is moved or copied as a whole.
+
 Example:
   >>> import tempfile, pathlib
   >>> report = Report("Demo")
@@ -17,11 +21,15 @@ import datetime
 import html
 import os
 import pathlib
+import urllib.parse
+
+__all__ = ["Report", "Section", "relative_url"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { border-bottom: 2px solid #444; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; display: block; max-width: 100%;
+        overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f0f0f0; } td.text { text-align: left; }
 figure { margin: 1em 0; } figcaption { font-size: 0.9em; color: #555; }
@@ -77,12 +85,24 @@ class Section:
     self.parts.append("".join(out))
 
   def figure(self, path: str | os.PathLike, caption: str) -> None:
-    """An image (stored as a path relative to the report when written)."""
-    self.parts.append(("figure", str(path), caption))
+    """An image file (absolute, or relative to the current directory now; relative to the report when written)."""
+    self.parts.append(("figure", os.path.abspath(path), caption))
 
   def link(self, path: str | os.PathLike, label: str) -> None:
-    """A link to a file (relative to the report when written)."""
-    self.parts.append(("link", str(path), label))
+    """A link to a file (absolute, or relative to the current directory now; relative to the report when
+    written)."""
+    self.parts.append(("link", os.path.abspath(path), label))
+
+
+def relative_url(target: str | os.PathLike, folder: str | os.PathLike) -> str:
+  """The URL of file ``target`` relative to ``folder`` (percent-encoded, ``/`` separators).
+
+  Example:
+    >>> relative_url("/runs/demo/figures/a b.png", "/runs/demo")
+    'figures/a%20b.png'
+  """
+  relative = os.path.relpath(os.path.abspath(target), os.path.abspath(folder))
+  return urllib.parse.quote(pathlib.PurePath(relative).as_posix(), safe="/")
 
 
 class Report:
@@ -107,20 +127,17 @@ class Report:
     return section
 
   def write(self, path: str | os.PathLike) -> pathlib.Path:
-    """Writes the report; figure and link paths are made relative to its folder.
+    """Writes the report; every figure ``src`` and link ``href`` is relative to its folder.
 
     Returns:
       The path written.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    root = path.parent.resolve()
+    root = path.parent
 
     def rel(target: str) -> str:
-      target_path = pathlib.Path(target)
-      if not target_path.is_absolute():
-        return html.escape(target)
-      return html.escape(os.path.relpath(target_path.resolve(), root))
+      return html.escape(relative_url(target, root))
 
     body = [f"<h1>{html.escape(self.title)}</h1>"]
     if self.subtitle:
@@ -139,5 +156,5 @@ class Report:
           body.append(part)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
-    path.write_text(page)
+    path.write_text(page, encoding="utf-8")
     return path

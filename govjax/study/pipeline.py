@@ -25,7 +25,7 @@ from govjax.data import tokenizer
 from govjax.data.chorales import prepare_chorales
 from govjax.documentation.lookup import ManifestIndex, lookup_file
 from govjax.documentation.manifest import load_manifest
-from govjax.documentation.run_manifest import build_run_manifest
+from govjax.documentation.run_manifest import document_run
 from govjax.study.methods import StudyConfig, load_study, method_config
 from govjax.study.report import results_markdown, write_study_report
 from govjax.study.runner import run_study
@@ -69,7 +69,7 @@ def transformed_copies(work, out_dir: pathlib.Path, *, steps_per_quarter: int = 
 def lookup_check(manifest_dir: pathlib.Path, train_works: list, distinct_works: list, out_dir: pathlib.Path,
                  *, workdir: pathlib.Path | None = None) -> dict:
   """Looks up transformed copies of ``train_works`` (should be found as that work) and ``distinct_works``
-  (never trained on and not documented: should not be found).
+  (never trained on: should match no other work; a documented one matches its own not-trained record).
 
   Returns:
     ``{"by_transformation": {name: recall}, "false_positives": n, "distinct_queries": n, "rows": [...]}``.
@@ -86,9 +86,9 @@ def lookup_check(manifest_dir: pathlib.Path, train_works: list, distinct_works: 
   false_positives = 0
   for work in distinct_works:
     path = transformed_copies(work, out_dir / "distinct")["musicxml"]
-    result = lookup_file(path, index)
-    false_positives += bool(result.found)
-    rows.append({"work_id": work.work_id, "transformation": "distinct", "found": result.found, "tier": None})
+    others = [m.work_id for m in lookup_file(path, index).matches if m.work_id != work.work_id]
+    false_positives += bool(others)
+    rows.append({"work_id": work.work_id, "transformation": "distinct", "found": bool(others), "tier": None})
   names = sorted({r["transformation"] for r in rows if r["transformation"] != "distinct"})
   return {
       "by_transformation": {n: float(np.mean([r["found"] for r in rows if r["transformation"] == n]))
@@ -138,8 +138,10 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
     _stage("3/4 documentation: manifest (tiers 1-3, Croissant) and rightsholder lookup check")
     t0 = time.perf_counter()
 
-    manifest = build_run_manifest(out / "manifest", data, fingerprint_from="tokens", name=f"govjax-{study.name}")
-    test_works = load_works(run_config)["test"]
+    works_by_split = load_works(run_config)
+    manifest = document_run(out / "manifest", run_config, data, works_by_split, fingerprint_from="tokens",
+                            name=f"govjax-{study.name}")
+    test_works = works_by_split["test"]
     rng = np.random.default_rng(0)
     specific = [w for w in data.works if work_kind(w.work_id) == "work"]
     chosen = [specific[i] for i in sorted(rng.choice(len(specific), min(study.lookup_works, len(specific)),

@@ -17,6 +17,9 @@ Command: ``govjax report --workdir runs/demo`` (re-draws everything from the sav
 Example::
 
     write_study_report("runs/demo")
+
+Figures, samples, lineage files and the manifest are linked relative to ``report.html`` itself
+(:class:`govjax.report.page.Report`), so the report opens in a browser from any directory.
 """
 
 from __future__ import annotations
@@ -26,14 +29,15 @@ import pathlib
 
 import numpy as np
 
+from govjax.core.rundir import RunDir
 from govjax.report.page import Report
 
 
 def _plt():
-  import matplotlib
+  import matplotlib  # noqa: PLC0415 (matplotlib takes about a second to import; only figures need it)
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the Agg backend)
 
   return plt
 
@@ -96,7 +100,7 @@ def figure_pareto(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
 
 def probe_auc(rows: list[dict]) -> float | None:
   """ROC AUC of the probe (lower probe loss = more suspicious) for works with any extraction."""
-  from sklearn.metrics import roc_auc_score
+  from sklearn.metrics import roc_auc_score  # noqa: PLC0415 (scikit-learn is slow to import; only figure 3)
 
   labels = np.array([(r.get("extraction_rate") or 0.0) > 0 for r in rows])
   if labels.all() or not labels.any():
@@ -191,6 +195,11 @@ def results_table(runs: list[dict]) -> list[dict]:
   return rows
 
 
+def governed_run(runs: list[dict]) -> dict | None:
+  """The run a study documents (its manifest, its data table): the first governed one, else the first run."""
+  return next((r for r in runs if r.get("method") != "vanilla"), runs[0] if runs else None)
+
+
 def write_study_report(out: str | pathlib.Path) -> pathlib.Path:
   """Draws the figures and writes ``out/report.html`` from ``out/results.json``; returns the report path."""
   out = pathlib.Path(out)
@@ -229,14 +238,19 @@ def write_study_report(out: str | pathlib.Path) -> pathlib.Path:
   if look is not None:
     section.figure(look, "5. Rightsholder lookup on transformed copies.")
 
-  section = report.section("Data and treatments")
-  for run in runs[:1]:
-    report_data = run["data_report"]
+  described = governed_run(runs)
+  if described is not None:
+    name = f"run {described['run']} ({described['label']}, {described['workdir']})"
+    section = report.section("Data and treatments", f"The training data of {name}: the works it was given, "
+                             "what its policy excluded and the depths it trained them to. The manifest below "
+                             "documents the same run.")
+    report_data = described["data_report"]
     section.table([{"key": k, "value": json.dumps(v) if isinstance(v, dict | list) else v}
-                   for k, v in report_data.items() if k != "exclusion"])
+                   for k, v in report_data.items() if k != "exclusion"], caption=f"training data of {name}")
     excluded = report_data.get("exclusion", {}).get("excluded", [])
     if excluded:
-      section.table(excluded[:50], caption=f"excluded works ({len(excluded)}), with the rule and reason")
+      section.table(excluded[:50], caption=f"works excluded from {name} ({len(excluded)}), with the rule and "
+                    "reason")
   section = report.section("Samples and lineage")
   for run in runs:
     for sample in run.get("samples", []):
@@ -245,18 +259,25 @@ def write_study_report(out: str | pathlib.Path) -> pathlib.Path:
       section.link(lineage, f"{run['run']}: lineage {lineage.stem}")
   manifest = out / "manifest"
   if manifest.is_dir():
-    section = report.section("Documentation")
+    section = report.section("Documentation", "The dataset manifest (Croissant 1.1, tiers 1-3) of the run "
+                             "described above; `govjax lookup FILE --manifest manifest` answers a rights "
+                             "holder's question from it.")
     for path in sorted(manifest.glob("*")):
       section.link(path, f"manifest: {path.name}")
   return report.write(out / "report.html")
 
 
 def write_run_report(workdir: str | pathlib.Path) -> pathlib.Path:
-  """``workdir/report.html`` for a single training run: loss curve, validation NLL, audit, samples, lineage."""
-  workdir = pathlib.Path(workdir)
-  config = json.loads((workdir / "config.json").read_text())
-  metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line]
-  report = Report(f"govjax run: {config['config']['name']}", f"{workdir} (config hash {config['config_hash']})")
+  """``workdir/report.html`` for a single training run: loss curve, validation NLL, audit, samples, lineage.
+
+  The run is read through :class:`govjax.core.rundir.RunDir`: each logged step once, even in a resumed run.
+  """
+  run = RunDir(workdir)
+  workdir = run.path
+  record = run.read_record()
+  metrics = run.read_metrics()
+  report = Report(f"govjax run: {record['config'].get('name')}",
+                  f"{workdir} (config hash {record.get('config_hash')})")
   section = report.section("Training")
   if metrics:
     plt = _plt()

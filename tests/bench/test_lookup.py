@@ -5,14 +5,15 @@ import dataclasses
 import random
 from fractions import Fraction
 
+import pytest
+
+from govjax import cli
 from govjax.bench import lookup
 from govjax.documentation import music_fingerprint as mf
 
 
 def _args(**overrides) -> argparse.Namespace:
-  parser = argparse.ArgumentParser()
-  lookup.add_arguments(parser)
-  args = parser.parse_args([])
+  args = cli.build_parser().parse_args(["bench", "lookup"])
   for key, value in overrides.items():
     setattr(args, key, value)
   return args
@@ -31,6 +32,7 @@ def test_small_run_finds_every_copy_and_no_other_composer():
   # held-out works: combined file + 4 in-memory variants; documented works (roles swapped): 4 variants
   assert result["distinct_work_queries"] == 3 * 5 + 3 * 4 + 3 * 4
   assert result["false_positive_queries"] == 0
+  assert result["false_positive_rate_upper95"] == pytest.approx(0.0739, abs=1e-4)  # Clopper-Pearson, 0 of 39
   assert result["distinct_unverified_matches"] == []
 
 

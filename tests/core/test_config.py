@@ -88,7 +88,8 @@ def test_dict_round_trip_hash_and_errors():
 
 def test_one_loader_for_python_config_files(tmp_path):
   good = tmp_path / "good.py"
-  good.write_text("from govjax.core.config import TrainConfig\n\ndef get_config():\n  return TrainConfig(num_steps=3)\n")
+  good.write_text("from govjax.core.config import TrainConfig\n\ndef get_config():\n"
+                  "  return TrainConfig(num_steps=3)\n")
   assert load_config(good).num_steps == 3
   bad_value = tmp_path / "bad_value.py"
   bad_value.write_text("from govjax.core.config import TrainConfig\n\ndef get_config():\n"

@@ -160,3 +160,61 @@ def test_cli_lookup_json_and_exit_codes(manifest_dir, tmp_path):
   path = _write(_notes("bach/bwv103.6"), tmp_path / "other.mid", "midi")
   with contextlib.redirect_stdout(io.StringIO()):
     assert main(["lookup", str(path), "--manifest", str(manifest_dir)]) == 1
+
+
+def _long_musicxml(path, measures, voices=4):
+  """A ``measures``-long piece of ``voices`` parts of quarter notes, written as MusicXML text directly."""
+  steps = "CDEFGAB"
+  parts = "".join(f"<score-part id='P{v}'><part-name>v{v}</part-name></score-part>" for v in range(voices))
+  body = []
+  for v in range(voices):
+    body.append(f"<part id='P{v}'>")
+    for m in range(measures):
+      head = "<attributes><divisions>1</divisions></attributes>" if m == 0 else ""
+      notes = "".join(f"<note><pitch><step>{steps[(m + b + v) % 7]}</step><octave>{5 - v}</octave></pitch>"
+                      "<duration>1</duration><type>quarter</type></note>" for b in range(4))
+      body.append(f"<measure number='{m + 1}'>{head}{notes}</measure>")
+    body.append("</part>")
+  path.write_text(f"<?xml version='1.0'?><score-partwise version='3.1'><part-list>{parts}</part-list>"
+                  f"{''.join(body)}</score-partwise>")
+  return path
+
+
+def _long_midi(path, measures, voices=4):
+  """The same as a type-1 MIDI file (one track per voice), written byte by byte."""
+  tracks = []
+  for v in range(voices):
+    events = bytearray()
+    for i in range(measures * 4):
+      pitch = 48 + 7 * v + i % 12
+      events += bytes([0x00, 0x90, pitch, 64, 0x83, 0x60, 0x80, pitch, 0])  # on; 480 ticks later off
+    events += bytes([0x00, 0xFF, 0x2F, 0x00])
+    tracks.append(b"MTrk" + len(events).to_bytes(4, "big") + bytes(events))
+  path.write_bytes(b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + voices.to_bytes(2, "big")
+                   + (480).to_bytes(2, "big") + b"".join(tracks))
+  return path
+
+
+def test_a_5000_measure_query_is_refused_fast_with_the_limit_named(index, manifest_dir, tmp_path):
+  import time
+
+  queries = [_long_musicxml(tmp_path / "long.musicxml", 5000), _long_midi(tmp_path / "long.mid", 5000)]
+  for path in queries:
+    start = time.perf_counter()
+    with pytest.raises(lookup.QueryError) as error:
+      lookup.lookup_file(path, index)
+    assert time.perf_counter() - start < 15, path  # counted, not parsed (1-3 s for the MIDI file; parsing: ~1 min)
+    assert str(error.value) == (f"{path}: 80,000 notes; a lookup query may hold at most 10,000 (MAX_QUERY_NOTES): "
+                                "look up an excerpt of the work instead")
+  assert lookup.MAX_QUERY_NOTES == 10_000
+  assert lookup.check_query_size(_long_midi(tmp_path / "short.mid", 10)) == 160
+  abc = tmp_path / "long.abc"
+  abc.write_text("X:1\nT:long\nM:4/4\nL:1/4\nK:C\n" + "C D E F|" * 80_000)
+  with pytest.raises(lookup.QueryError, match=r"long.abc: 640,027 bytes; a .abc query may have at most 524,288 "
+                                              r"bytes \(MAX_UNCOUNTED_QUERY_BYTES"):
+    lookup.lookup_file(abc, index)
+  from govjax.cli import main
+
+  with contextlib.redirect_stderr(io.StringIO()) as err:
+    assert main(["lookup", str(queries[1]), "--manifest", str(manifest_dir)]) == 2
+  assert "80,000 notes; a lookup query may hold at most 10,000 (MAX_QUERY_NOTES)" in err.getvalue()

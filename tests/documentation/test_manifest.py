@@ -1,10 +1,11 @@
-"""Manifest: Croissant 1.1 required fields, validation catches missing ones, tier-1 normalisation, round trip."""
+"""Manifest: Croissant 1.1 accepted and read by mlcroissant, govjax's own checks, tier-1 normalisation, round trip."""
 
 from __future__ import annotations
 
 import copy
 import json
 
+import mlcroissant
 import music21
 import pytest
 
@@ -71,10 +72,58 @@ def test_croissant_has_required_fields_and_validates(written):
   assert "https://spdx.org/licenses/CC-PDM-1.0.html" in licences
   assert {"@type": "sc:CreativeWork", "name": "LicenseRef-publisher-terms"} in licences
   fields = {f["@id"]: f for f in doc["recordSet"][0]["field"]}
-  assert fields["works/treatment_status"]["source"]["extract"]["jsonPath"] == "$.tier1.treatment.status"
+  assert fields["works/treatment_status"]["source"] == {"fileObject": {"@id": "records.jsonl"},
+                                                        "extract": {"column": "tier1"},
+                                                        "transform": {"jsonPath": "$.treatment.status"}}
 
 
-@pytest.mark.parametrize("prop", ["license", "conformsTo", "name", "datePublished", "distribution", "@context"])
+def _mlcroissant_issues(doc_or_path):
+  """``(errors, warnings)`` of mlcroissant loading a document (a ValidationError's message counts as errors)."""
+  try:
+    dataset = mlcroissant.Dataset(jsonld=doc_or_path)
+  except mlcroissant.ValidationError as error:
+    return [str(error)], []
+  return sorted(dataset.metadata.ctx.issues.errors), sorted(dataset.metadata.ctx.issues.warnings)
+
+
+def test_mlcroissant_accepts_the_export_and_reads_its_records(written, records):
+  assert _mlcroissant_issues(str(written.croissant)) == ([], [])
+  dataset = mlcroissant.Dataset(jsonld=str(written.croissant))
+  assert dataset.metadata.ctx.is_v1_1()
+  rows = {r["works/work_id"].decode(): r for r in dataset.records("works")}
+  assert sorted(rows) == sorted(r["work_id"] for r in records)
+  chorale, excluded, text = rows["bach/bwv66.6"], rows["bach/bwv10.7"], rows["text/psalm"]
+  assert (chorale["works/licence"], chorale["works/treatment_status"], chorale["works/treatment_depth"]) == (
+      b"CC-PDM-1.0", b"included", 6)
+  assert (excluded["works/treatment_status"], excluded["works/treatment_depth"]) == (b"excluded", 0)
+  by_id = {r["work_id"]: r for r in records}
+  assert chorale["works/fingerprint_full"].decode() == by_id["bach/bwv66.6"]["tier3"]["full"]
+  assert chorale["works/content_sha256"].decode() == by_id["bach/bwv66.6"]["tier2"]["content_sha256"]
+  assert text["works/fingerprint_text"].decode() == by_id["text/psalm"]["tier3"]["signature"]
+  assert text["works/licence"] is None and text["works/fingerprint_full"] is None
+
+
+def test_mlcroissant_rejects_what_govjax_no_longer_checks_itself(written):
+  doc = json.loads(written.croissant.read_text())
+  for edit, message in [
+      (lambda d: d.pop("@context"), "doesn't extend https://schema.org/Dataset"),
+      (lambda d: d["@context"].update({"@vocab": "http://schema.org/", "sc": "http://schema.org/"}),
+       "doesn't extend https://schema.org/Dataset"),  # what the export used to write
+      (lambda d: d.update({"@type": "sc:Thing"}), "doesn't extend https://schema.org/Dataset"),
+      (lambda d: d["recordSet"][0]["field"][0]["source"]["fileObject"].update({"@id": "missing.jsonl"}),
+       'reference to node with UUID "missing.jsonl"'),
+      (lambda d: d["recordSet"][0]["field"][0].pop("dataType"), "does not specify a valid"),
+      (lambda d: d.update({"datePublished": "yesterday"}), "ISO 8601"),
+  ]:
+    broken = copy.deepcopy(doc)
+    edit(broken)
+    assert mfst.validate_croissant(broken) == []
+    errors, _ = _mlcroissant_issues(broken)
+    assert any(message in e for e in errors), (message, errors)
+
+
+@pytest.mark.parametrize("prop", ["license", "conformsTo", "name", "description", "url", "creator", "datePublished",
+                                  "distribution"])
 def test_validation_reports_a_missing_required_property(written, prop):
   doc = json.loads(written.croissant.read_text())
   del doc[prop]
@@ -82,18 +131,27 @@ def test_validation_reports_a_missing_required_property(written, prop):
   assert any(f"'{prop}'" in p for p in problems), problems
 
 
-def test_validation_reports_broken_file_objects_and_references(written):
+def test_validation_reports_broken_file_objects_and_keys(written):
   doc = json.loads(written.croissant.read_text())
   broken = copy.deepcopy(doc)
   del broken["distribution"][0]["sha256"]
   broken["distribution"][1]["sha256"] = "not-a-hash"
-  broken["recordSet"][0]["field"][0]["source"]["fileObject"]["@id"] = "missing.jsonl"
+  broken["distribution"].append(copy.deepcopy(broken["distribution"][2]))
+  broken["recordSet"][0]["key"] = {"@id": "works/nope"}
   broken["conformsTo"] = "http://mlcommons.org/croissant/1.0"
-  problems = "\n".join(mfst.validate_croissant(broken))
-  assert "distribution[0] (records.jsonl): missing required property 'sha256'" in problems
-  assert "must be 64 lowercase hex digits" in problems
-  assert "source fileObject 'missing.jsonl' is not defined" in problems
-  assert "must include http://mlcommons.org/croissant/1.1" in problems
+  problems = mfst.validate_croissant(broken)
+  assert problems == [
+      "dataset: 'conformsTo' is ['http://mlcommons.org/croissant/1.0'], must include "
+      "http://mlcommons.org/croissant/1.1",
+      "distribution[0] (records.jsonl): missing required property 'sha256'",
+      "distribution[1] (source/bach/bwv66.6): 'sha256' must be 64 lowercase hex digits, got 'not-a-hash'",
+      f"distribution[{len(broken['distribution']) - 1}] ({broken['distribution'][2]['@id']}): duplicate '@id' "
+      f"{broken['distribution'][2]['@id']!r}",
+      "recordSet[0]: key 'works/nope' is not one of its fields",
+  ]
+  with pytest.raises(mfst.ManifestError, match="missing required property 'sha256'"):
+    mfst.write_manifest(written.croissant.parent / "again", [], name="x", description="x", url="urn:x",
+                        extra_files=[{"@type": "cr:FileObject", "@id": "x.json", "contentUrl": "x.json"}])
 
 
 def test_manifest_round_trip_and_tamper_detection(records, written):

@@ -1,4 +1,5 @@
-"""Run manifest: the run's treatments (trained depth / region / held out / excluded), lookups, and the CLI."""
+"""Run manifest: the run's treatments (trained depth / region / held out / excluded), every work fingerprinted
+(opted-out ones too), lookups, and the CLI."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import json
 import types
 
+import mlcroissant
 import music21
 import numpy as np
 import pytest
@@ -50,8 +52,17 @@ REASONS = {"bach/bwv66.6": {"rule": "permissive", "reason": "public domain", "in
 def run_manifest_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("run") / "manifest"
   summary = run_manifest.build_run_manifest(out, _training_data(), other_works=[_work(EXCLUDED_WITH_CONTENT)],
-                                            reasons=REASONS, date_published="2025-01-01")
+                                            reasons=REASONS, date_published="2025-01-01",
+                                            allow_missing_content=True)
   return out, summary
+
+
+def test_a_work_without_content_is_an_error_unless_allowed(tmp_path):
+  with pytest.raises(mfst.ManifestError, match=r"1 documented work\(s\) have no content to fingerprint "
+                                               r"\(e.g. 'bach/bwv103.6', excluded\): pass the run's dataset works"):
+    run_manifest.build_run_manifest(tmp_path / "m", _training_data(), other_works=[_work(EXCLUDED_WITH_CONTENT)],
+                                    reasons=REASONS)
+  assert not (tmp_path / "m").exists()
 
 
 def test_records_carry_the_runs_treatments(run_manifest_dir):
@@ -75,6 +86,13 @@ def test_records_carry_the_runs_treatments(run_manifest_dir):
   assert mfst.validate_croissant(doc) == []
   files = {d["@id"]: d for d in doc["distribution"]}
   assert files["source/bach/bwv66.6"]["sha256"] == mfst.sha256_file(music21.corpus.getWork("bach/bwv66.6"))
+  dataset = mlcroissant.Dataset(jsonld=str(out / mfst.CROISSANT_FILENAME))
+  assert not dataset.metadata.ctx.issues.errors and not dataset.metadata.ctx.issues.warnings
+  rows = {r["works/work_id"].decode(): r for r in dataset.records("works")}
+  assert rows[EXCLUDED_WITH_CONTENT]["works/opted_out"] is True and rows["bach/bwv66.6"]["works/opted_out"] is False
+  assert rows["bach/bwv26.6"]["works/treatment_depth"] == 2
+  assert rows[EXCLUDED_WITH_CONTENT]["works/fingerprint_full"] and rows[EXCLUDED_WITHOUT_CONTENT][
+      "works/fingerprint_full"] is None
 
 
 def test_lookups_in_a_run_manifest(run_manifest_dir, tmp_path):
@@ -109,7 +127,7 @@ def test_inconsistent_treatments_name_the_work():
 
 def test_cli_manifest_from_workdir_then_lookup(tmp_path, monkeypatch):
   from govjax.cli import main
-  from govjax.train import config as train_config
+  from govjax.core import config as train_config
   from govjax.train import data as train_data
 
   workdir = tmp_path / "run"
@@ -118,16 +136,34 @@ def test_cli_manifest_from_workdir_then_lookup(tmp_path, monkeypatch):
   (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "config_hash": "0123abcd"}))
   data = _training_data()
   monkeypatch.setattr(train_data, "build_training_data", lambda cfg: data, raising=False)
+  dataset = {"train": [_work(w) for w in TRAIN + (EXCLUDED_WITH_CONTENT, EXCLUDED_WITHOUT_CONTENT)],
+             "validation": [_work(w) for w in HELDOUT], "test": []}
+  monkeypatch.setattr(train_data, "load_works", lambda cfg: dataset)
   out = io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
     assert main(["manifest", "--workdir", str(workdir), "--json", "--date", "2025-01-01"]) == 0
   summary = json.loads(out.getvalue())
-  assert summary["num_works"] == 5 and summary["without_content"] == sorted([EXCLUDED_WITH_CONTENT,
-                                                                             EXCLUDED_WITHOUT_CONTENT])
+  assert summary["num_works"] == 5 and summary["without_content"] == []  # every work fingerprinted
+  assert summary["fingerprint_sources"] == {"from_source": 5, "from_tokens": 0, "without_content": 0}
   manifest = mfst.load_manifest(workdir / "manifest")
   assert manifest.doc["url"] == "urn:govjax:run:0123abcd"
+  assert manifest.doc["name"] == "govjax-chorales-run-0123abcd"
   excluded = manifest.record(EXCLUDED_WITH_CONTENT)["tier1"]["treatment"]
   assert excluded["status"] == "excluded" and excluded["rule"] == "opted-out"  # reason from the run's policy
+  assert manifest.record(EXCLUDED_WITH_CONTENT)["tier1"]["rights"]["opted_out"] is True
+  assert mfst.has_fingerprint(manifest.record(EXCLUDED_WITH_CONTENT))
+  # A rights holder's transposed copy of the opted-out work is found, with its exclusion.
+  notes = mf.notes_from_score(music21.corpus.parse(EXCLUDED_WITH_CONTENT)).notes
+  copy = tmp_path / "opted_out_down3.mid"
+  mf.score_from_notes([dataclasses.replace(n, pitch=n.pitch - 3) for n in notes]).write("midi", fp=str(copy))
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert main(["lookup", str(copy), "--workdir", str(workdir), "--json"]) == 0
+  found = json.loads(out.getvalue())
+  assert found["found"] and [m["work_id"] for m in found["matches"]] == [EXCLUDED_WITH_CONTENT]
+  match = found["matches"][0]
+  assert (match["matched_by"], match["treatment"]["status"], match["record"]["opted_out"]) == (
+      "content", "excluded", True)
   (workdir / "audit").mkdir()
   (workdir / "audit" / "per_work.jsonl").write_text(json.dumps({"work_id": "bach/bwv66.6",
                                                                 "extraction_rate": 0.5}) + "\n")
@@ -175,7 +211,7 @@ def test_works_outside_the_training_split_are_not_trained_and_depth_overrides_ar
 
 def test_manifest_of_real_training_data():
   """Against ``govjax.train.data.build_training_data`` itself (simulated rights scenario, tiny model)."""
-  from govjax.train import config as train_config
+  from govjax.core import config as train_config
   from govjax.train.data import build_training_data
 
   config = train_config.TrainConfig(
@@ -194,3 +230,41 @@ def test_manifest_of_real_training_data():
   assert records[HELDOUT[0]]["status"] == records[EXCLUDED_WITHOUT_CONTENT]["status"] == "not-trained"
   excluded = {w for w, t in data.treatments.items() if not t["include"]}
   assert {w for w, t in records.items() if t["status"] == "excluded"} == excluded
+
+
+def test_document_run_fingerprints_every_work_of_real_training_data(tmp_path):
+  """``document_run`` (what ``govjax manifest --workdir`` and ``govjax study`` call) on
+  ``govjax.train.data.build_training_data``: an opted-out work, a test-split work and planted canaries are all
+  fingerprinted, and a transposed copy of the opted-out work is found."""
+  from govjax.core import config as train_config
+  from govjax.train.data import build_training_data
+
+  records = tmp_path / "records.jsonl"
+  records.write_text("".join(json.dumps({"work_id": w, "licence": "CC-PDM-1.0", "creators": ["J. S. Bach"],
+                                         "tdm_reservation": w == EXCLUDED_WITH_CONTENT}) + "\n"
+                             for w in TRAIN + HELDOUT + (EXCLUDED_WITH_CONTENT, EXCLUDED_WITHOUT_CONTENT)))
+  config = train_config.TrainConfig(
+      model=train_config.ModelSpec(num_layers=1, width=16, num_heads=2, context=16), batch_size=2,
+      window_stride=16, governance=train_config.GovernanceSpec(scenario=str(records), routing="depth"),
+      canaries=train_config.CanarySpec(count=1, repeats=(2,), frames=8))
+  splits = {"train": [_work(w) for w in TRAIN + (EXCLUDED_WITH_CONTENT,)], "validation": [_work(HELDOUT[0])],
+            "test": [_work(EXCLUDED_WITHOUT_CONTENT)]}
+  data = build_training_data(config, works=splits)
+  assert EXCLUDED_WITH_CONTENT not in {w.work_id for w in data.works}
+  summary = run_manifest.document_run(tmp_path / "manifest", config, data, splits, config_hash="feed",
+                                      date_published="2025-01-01")
+  assert summary["num_works"] == 7 and summary["without_content"] == [] and summary["notes"] == []
+  assert summary["fingerprint_sources"] == {"from_source": 5, "from_tokens": 2, "without_content": 0}
+  manifest = mfst.load_manifest(tmp_path / "manifest")
+  assert manifest.doc["name"] == "govjax-run-feed"
+  status = {r["work_id"]: r["tier1"]["treatment"]["status"] for r in manifest.records}
+  assert status == {"bach/bwv66.6": "included", "bach/bwv26.6": "included", "bach/bwv101.7": "not-trained",
+                    EXCLUDED_WITH_CONTENT: "excluded", EXCLUDED_WITHOUT_CONTENT: "not-trained",
+                    "canary/r2/0/copy0": "included", "canary/r2/0/copy1": "included"}
+  assert all(mfst.has_fingerprint(r) for r in manifest.records)
+  notes = mf.notes_from_score(music21.corpus.parse(EXCLUDED_WITH_CONTENT)).notes
+  transposed = mf.NoteList(tuple(dataclasses.replace(n, pitch=n.pitch + 5) for n in notes), 4)
+  result = lookup.lookup_fingerprint(lookup.ManifestIndex(manifest), "music",
+                                     mf.fingerprint_notes(transposed, manifest.music_config))
+  assert [(m.work_id, m.treatment["status"], m.record["opted_out"]) for m in result.matches] == [
+      (EXCLUDED_WITH_CONTENT, "excluded", True)]
