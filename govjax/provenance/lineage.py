@@ -9,6 +9,11 @@ output should carry; ``duties`` collects the credits and share-alike obligations
 ``method`` records how the scores were computed (TracIn-CP over which checkpoints, projection seed, k, index
 sha256), so the lineage can be reproduced.
 
+A lineage is only built from finite scores: NaN or infinite example or work scores raise
+:class:`~govjax.provenance.query.NonFiniteScoresError` and nothing is written. Duties are those of the *listed*
+works (the ``top`` proponents) with positive influence; ``duties["basis"]`` says on what the verdict rests, so
+"no attribution required" is never an accident of missing or broken scores.
+
 Example:
   >>> entry = work_entry({"work_id": "bach/bwv1.6", "title": "Wie schoen", "creators": ["J. S. Bach"]},
   ...                    depth=6, licence="CC-BY-4.0")
@@ -27,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from govjax.provenance.query import NonFiniteScoresError, TraceInputError
 from govjax.rights.licences import licence_terms
 
 LABEL = "org.govjax.training_lineage"
@@ -131,8 +137,24 @@ def build_lineage(
 
   Returns:
     A JSON-able dict (see the module docstring).
+
+  Raises:
+    NonFiniteScoresError: an example score, or the score of a listed work, is NaN or infinite.
+    TraceInputError: ``top < 1``.
   """
+  if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
+    raise TraceInputError(f"top must be an integer >= 1, got {top!r}")
   scores = np.asarray(attribution.work_scores, np.float64)
+  examples = np.asarray(getattr(attribution, "example_scores", ()), np.float64)
+  if not np.isfinite(examples).all():
+    raise NonFiniteScoresError(f"{int(np.sum(~np.isfinite(examples)))} of {examples.size} example influence scores "
+                               "are NaN or infinite; no lineage is built from them")
+  shown = np.concatenate([np.asarray(attribution.proponents, np.int64)[:top],
+                          np.asarray(attribution.opponents, np.int64)[:top]])
+  if not np.isfinite(scores[shown]).all():
+    raise NonFiniteScoresError(f"listed works have NaN or infinite influence scores "
+                               f"({scores[shown][~np.isfinite(scores[shown])][:3].tolist()}); no lineage is built "
+                               "from them")
   positive = float(np.sum(np.clip(scores[np.isfinite(scores)], 0.0, None)))
 
   def listed(indices: np.ndarray, rank_sign: int) -> list[dict]:
@@ -150,6 +172,13 @@ def build_lineage(
   share_alike = sorted({w["licence"] for w in proponents if w.get("share_alike") == "yes" and w["score"] > 0})
   restricted = sorted({w["licence"] for w in proponents
                        if w.get("use") not in ("all", None) and w["score"] > 0})
+  influential = sum(1 for w in proponents if w["score"] > 0)
+  if credits:
+    basis = f"{len(credits)} of the {influential} listed work(s) with positive influence require attribution"
+  elif influential:
+    basis = f"none of the {influential} listed work(s) with positive influence requires attribution"
+  else:
+    basis = "no training work has positive influence on this output"
   return {
       "label": LABEL,
       "version": VERSION,
@@ -163,6 +192,8 @@ def build_lineage(
           "share_alike_licences": share_alike,
           "restricted_use_licences": restricted,
           "attribution_text": "; ".join(credits),
+          "attribution_required": bool(credits),
+          "basis": basis,
       },
       "cawg_assertion": {
           "label": "cawg.training-mining",
@@ -183,8 +214,16 @@ def write_lineage(lineage: Mapping[str, Any], *, output_file: str | pathlib.Path
 
   Returns:
     The paths written.
+
+  Raises:
+    NonFiniteScoresError: the document holds a NaN or infinite number (nothing is written).
   """
-  text = json.dumps(lineage, indent=1, sort_keys=False)
+  try:
+    text = json.dumps(lineage, indent=1, sort_keys=False, allow_nan=False)
+  except ValueError as error:
+    if "out of range float" not in str(error).lower():
+      raise
+    raise NonFiniteScoresError(f"lineage {name!r} holds a NaN or infinite number ({error}); nothing written") from None
   paths = []
   if output_file is not None:
     output_file = pathlib.Path(output_file)

@@ -22,6 +22,18 @@ Example:
   [[0.0, 2.0, -2.0]]
   >>> aggregate_per_work(scores[0], index.example_work, index.num_works, how="sum").tolist()
   [2.0, -2.0]
+
+An output is validated before it is scored (:func:`check_output_tokens`): integer token ids of the model's
+vocabulary, four a frame, at most :data:`MAX_TRACE_TOKENS` of them; a trace never builds on NaN or infinite
+scores (:class:`NonFiniteScoresError`).
+
+  >>> check_output_tokens(np.array([40, 36, 31, 24, 2, 2, 2, 2]), vocab_size=72, source="x.npy").shape
+  (8,)
+  >>> try:
+  ...   check_output_tokens(np.array([40, 36, 31, 99]), vocab_size=72, source="x.npy")
+  ... except TraceInputError as error:
+  ...   print(error)
+  x.npy: token 99 at position 3 is outside the model's vocabulary 0..71
 """
 
 from __future__ import annotations
@@ -33,10 +45,72 @@ from typing import Any
 import numpy as np
 
 from govjax.core.checkpoint import CheckpointParams
+from govjax.core.errors import UserError
+from govjax.core.text import terminal_safe
+from govjax.data.tokenizer import NUM_VOICES, PAD
 from govjax.provenance.featurize import Featurizer, checkpoint_preconditioner, normalize_rows
 from govjax.provenance.index import InfluenceIndex
 
 AGGREGATIONS = ("sum", "mean", "max")
+# The longest output a trace scores: 4,096 frames (256 measures of 4/4 on the 16th-note grid). Scoring costs one
+# gradient per context window and checkpoint: at this bound the demo model (context 128, 3 checkpoints, 384
+# gradients) scored in 9.5 s on 2 heavily shared CPU cores, 28 s with the one-off compilation; longer pieces are
+# refused at once (trace them in parts of at most this length).
+MAX_TRACE_TOKENS = 16384
+
+
+class TraceInputError(UserError, ValueError):
+  """An output that cannot be traced as given (shape, voices, token ids outside the vocabulary, length)."""
+
+
+class NonFiniteScoresError(UserError, ValueError):
+  """Influence scores (or the gradients behind them) that are NaN or infinite: no lineage is built from them."""
+
+
+def check_output_tokens(tokens: Any, *, vocab_size: int | None, source: str = "output", context: int | None = None,
+                        max_tokens: int | None = MAX_TRACE_TOKENS) -> np.ndarray:
+  """The tokens of an output to trace, validated: ``[T]`` (or ``[F, 4]``) integer ids of the vocabulary.
+
+  Args:
+    tokens: the output's tokens, frame-major with :data:`~govjax.data.tokenizer.NUM_VOICES` tokens a frame.
+    vocab_size: the model's vocabulary size (ids ``0..vocab_size - 1``); None checks only the shape and length
+      (e.g. before the model is known).
+    source: the input's name (a file) for the messages.
+    context: the model's context; when given, some context window must have a scored (non-PAD) target.
+    max_tokens: the longest output accepted (None: no limit).
+
+  Returns:
+    int32 ``[T]``.
+
+  Raises:
+    TraceInputError: not integers, an empty array, a shape other than ``[T]`` / ``[F, 4]``, a length that is not
+      whole frames, more than ``max_tokens`` tokens, an id outside ``0..vocab_size - 1``, or nothing to score
+      (only PAD).
+  """
+  where = terminal_safe(str(source))
+  tokens = np.asarray(tokens)
+  if tokens.dtype == bool or not np.issubdtype(tokens.dtype, np.integer):
+    raise TraceInputError(f"{where}: expected integer token ids, got dtype {tokens.dtype}")
+  if tokens.size == 0:
+    raise TraceInputError(f"{where}: no tokens (shape {tokens.shape})")
+  if not (tokens.ndim == 1 or (tokens.ndim == 2 and tokens.shape[1] == NUM_VOICES)):
+    raise TraceInputError(f"{where}: expected tokens of shape [T] or [frames, {NUM_VOICES}], got {tokens.shape}")
+  tokens = tokens.reshape(-1)
+  if tokens.size % NUM_VOICES:
+    raise TraceInputError(f"{where}: {tokens.size} tokens are not whole frames of {NUM_VOICES} voices (one token "
+                          "per voice per frame)")
+  if max_tokens is not None and tokens.size > max_tokens:
+    raise TraceInputError(f"{where}: {tokens.size} tokens ({tokens.size // NUM_VOICES} frames) is more than the "
+                          f"{max_tokens} a trace scores ({max_tokens // NUM_VOICES} frames); trace it in parts")
+  bad = np.flatnonzero((tokens < 0) | (tokens >= vocab_size)) if vocab_size is not None else np.zeros(0, int)
+  if bad.size:
+    raise TraceInputError(f"{where}: token {int(tokens[bad[0]])} at position {int(bad[0])} is outside the "
+                          f"model's vocabulary 0..{int(vocab_size) - 1}"
+                          + (f" ({bad.size} such tokens)" if bad.size > 1 else ""))
+  tokens = tokens.astype(np.int32)
+  if context is not None and not np.any(windows(tokens, context)[:, 1:] != PAD):
+    raise TraceInputError(f"{where}: nothing to score: every predicted token is PAD ({PAD})")
+  return tokens
 
 
 def influence_scores(index: InfluenceIndex, query_features: np.ndarray) -> np.ndarray:
@@ -168,8 +242,26 @@ class Tracer:
 
     Returns:
       An :class:`Attribution`.
+
+    Raises:
+      NonFiniteScoresError: the output's gradients at some checkpoint, or the scores, are NaN or infinite (e.g.
+        corrupted parameters or index features); nothing is ranked from them.
+      TraceInputError: ``top < 1`` or an unknown aggregation.
     """
-    scores = self.influence(inputs).sum(axis=0)
+    if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 1:
+      raise TraceInputError(f"top must be an integer >= 1, got {top!r}")
+    if aggregation not in AGGREGATIONS:
+      raise TraceInputError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    features = self.query_features(inputs)
+    broken = [int(c.step) for c, f in zip(self.checkpoints, features, strict=True) if not np.isfinite(f).all()]
+    if broken:
+      raise NonFiniteScoresError(f"the output's loss gradients are NaN or infinite at checkpoint step(s) {broken} "
+                                 "(corrupted parameters or invalid tokens); no influence scores")
+    scores = influence_scores(self.index, features).sum(axis=0)
+    if not np.isfinite(scores).all():
+      count = int(np.sum(~np.isfinite(scores)))
+      raise NonFiniteScoresError(f"{count} of {scores.size} influence scores are NaN or infinite: the index holds "
+                                 "non-finite features or learning rates; rebuild it with `govjax index`")
     per_work = aggregate_per_work(scores, self.index.example_work, self.index.num_works, how=aggregation)
     has_examples = np.bincount(self.index.example_work, minlength=self.index.num_works) > 0
     ranked = np.where(has_examples, per_work, np.nan)

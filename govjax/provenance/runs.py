@@ -10,7 +10,11 @@ Example (``govjax train`` first)::
 
     index = index_run("runs/tiny", config=FeatureConfig(k=256))
     tracer = load_tracer("runs/tiny")
-    tracer.attribute({"tokens": windows(tokens, tracer.context)}).proponents[:3]
+    tracer.trace_tokens(tokens, source="out.npy").proponents[:3]  # validated, cut into windows, scored
+
+``RunTracer.trace_tokens`` checks the output first (token ids of the run's vocabulary, whole frames, at most
+:data:`~govjax.provenance.query.MAX_TRACE_TOKENS`) and raises ``TraceInputError`` naming the input otherwise; NaN
+or infinite scores raise ``NonFiniteScoresError`` instead of being ranked.
 """
 
 from __future__ import annotations
@@ -23,10 +27,18 @@ from typing import Any
 import numpy as np
 
 from govjax.core.checkpoint import CheckpointParams
+from govjax.core.text import terminal_safe
 from govjax.provenance.featurize import FeatureConfig, transformer_featurizer
 from govjax.provenance.index import INDEX_DIR, InfluenceIndex, build_index
 from govjax.provenance.lineage import work_entries
-from govjax.provenance.query import Tracer, windows
+from govjax.provenance.query import (
+    MAX_TRACE_TOKENS,
+    Attribution,
+    NonFiniteScoresError,
+    Tracer,
+    check_output_tokens,
+    windows,
+)
 from govjax.provenance.record import RunCheckpoints, TrainingExamples, read_training_record
 from govjax.train import data as training_data
 
@@ -120,9 +132,38 @@ def index_run(
 
 
 class RunTracer(Tracer):
-  """A :class:`~govjax.provenance.query.Tracer` for a run's transformer, with its ``context``."""
+  """A :class:`~govjax.provenance.query.Tracer` for a run's transformer, with its ``context``, ``vocab_size``
+  and the ``steps_per_quarter`` of its tokenizer grid."""
 
   context: int
+  vocab_size: int
+  steps_per_quarter: int
+
+  def trace_tokens(self, tokens: Any, *, top: int = 10, aggregation: str = "sum", source: str = "output",
+                   max_tokens: int | None = MAX_TRACE_TOKENS) -> Attribution:
+    """Validates an output's tokens, cuts them into context windows and attributes them.
+
+    Args:
+      tokens: the output, ``[T]`` or ``[frames, 4]`` token ids.
+      top: proponent / opponent works to list (``>= 1``).
+      aggregation: per-work aggregation (``sum``, ``mean`` or ``max``).
+      source: the output's name (its file) for the messages.
+      max_tokens: the longest output accepted (None: no limit; scoring costs one gradient per window and
+        checkpoint).
+
+    Returns:
+      The :class:`~govjax.provenance.query.Attribution` (summed over the windows).
+
+    Raises:
+      TraceInputError: invalid tokens (see :func:`~govjax.provenance.query.check_output_tokens`).
+      NonFiniteScoresError: NaN or infinite gradients or scores.
+    """
+    tokens = check_output_tokens(tokens, vocab_size=self.vocab_size, source=source, context=self.context,
+                                 max_tokens=max_tokens)
+    try:
+      return self.attribute({"tokens": windows(tokens, self.context)}, top=top, aggregation=aggregation)
+    except NonFiniteScoresError as error:
+      raise NonFiniteScoresError(f"{terminal_safe(str(source))}: {error}") from None
 
 
 def load_tracer(workdir: str | pathlib.Path, *, index: InfluenceIndex | None = None) -> RunTracer:
@@ -133,7 +174,9 @@ def load_tracer(workdir: str | pathlib.Path, *, index: InfluenceIndex | None = N
     index: an index already in memory (default: load ``workdir/provenance/index``).
 
   Returns:
-    A tracer; ``tracer.context`` is the model's context (cut outputs with :func:`windows`).
+    A tracer; ``tracer.context`` is the model's context (cut outputs with :func:`windows`) and
+    ``tracer.vocab_size`` its vocabulary size, ``tracer.steps_per_quarter`` the run's grid;
+    :meth:`RunTracer.trace_tokens` validates and scores an output.
   """
   workdir = pathlib.Path(workdir)
   if index is None:
@@ -148,4 +191,6 @@ def load_tracer(workdir: str | pathlib.Path, *, index: InfluenceIndex | None = N
                                       config=index.feature_config)
   tracer = RunTracer(index, featurizer, checkpoints)
   tracer.context = int(run.model_config.context)
+  tracer.vocab_size = int(run.model_config.vocab_size)
+  tracer.steps_per_quarter = int(index.metadata.get("steps_per_quarter", run.config.steps_per_quarter))
   return tracer
