@@ -175,8 +175,9 @@ def add_sample(subparsers) -> None:
   parser.add_argument("--workdir", required=True, help="run directory written by `govjax train`")
   parser.add_argument("--out", required=True, help="output MIDI path (numbered when --num > 1)")
   parser.add_argument("--num", type=int, default=1, help="number of samples")
-  parser.add_argument("--frames", type=int, default=64, help="frames (16th notes) per sample, prompt included; any length "
-                      "(past the context the model continues from a sliding window)")
+  parser.add_argument("--frames", type=int, default=64,
+                      help="frames (16th notes) per sample, prompt included; any length (past the context the model "
+                           "continues from a sliding window)")
   parser.add_argument("--prompt-frames", type=int, default=4, help="opening frames of a held-out work as prompt")
   parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature >= 0 (0 = greedy)")
   parser.add_argument("--seed", type=int, default=0)
