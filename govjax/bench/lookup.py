@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import difflib
 import functools
 import hashlib
 import multiprocessing
@@ -75,7 +76,7 @@ _FORMAT_PREFERENCE = (".mxl", ".musicxml", ".xml", ".krn")
 
 def corpus_paths(composer: str = "bach") -> list[pathlib.Path]:
   """One file per work of ``composer`` in music21's corpus (.mxl > .musicxml > .xml > .krn), sorted."""
-  import music21
+  import music21  # noqa: PLC0415 (music21 takes seconds to import; only corpus parsing needs it)
 
   by_id: dict[str, pathlib.Path] = {}
   for path in sorted(pathlib.Path(p) for p in music21.corpus.getComposer(composer)):
@@ -90,7 +91,7 @@ def corpus_paths(composer: str = "bach") -> list[pathlib.Path]:
 
 def parse_corpus_work(path: str, composer: str = "bach") -> tuple[str, Any, str]:
   """``(work_id, (source_path, sha256, NoteList) or None, skip reason)`` of one corpus file (4 voices)."""
-  import music21
+  import music21  # noqa: PLC0415 (music21 takes seconds to import; only corpus parsing needs it)
 
   path_ = pathlib.Path(path)
   work_id = f"{composer}/{path_.stem}"
@@ -185,7 +186,6 @@ def voice_alignment(a: mf.NoteList, b: mf.NoteList) -> float:
   later onsets; independent of the fingerprints (no shingles or MinHash). Unrelated chorales score about 0.33
   (99th percentile 0.47 on music21's Bach chorales); copies and re-used harmonisations score >= 0.7.
   """
-  import difflib
 
   def lines(note_list: mf.NoteList) -> list[list[int]]:
     by_voice: dict[int, dict] = {}

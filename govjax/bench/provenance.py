@@ -24,12 +24,15 @@ Protocol (``govjax bench provenance --json``; about 2-4 minutes on 2 CPU cores):
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import statistics
 import tempfile
 import time
 
 import numpy as np
+from flax import nnx
+from sklearn.metrics import roc_auc_score
 
 from govjax.core.config import ModelSpec, TrainConfig
 from govjax.data.digits import load_digits
@@ -73,7 +76,6 @@ def _as_loader_work(work: dict):
 
 def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
   """Steps 1-3 of the protocol."""
-  import json
 
 
   num_layers = 2
@@ -125,8 +127,6 @@ def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
 
 def mislabel_benchmark(*, epochs: int, noise: float, k: int, seed: int, max_train: int | None = None) -> dict:
   """Step 4 of the protocol (also used by the tests with fewer epochs and examples)."""
-  from flax import nnx
-  from sklearn.metrics import roc_auc_score
 
 
   data = load_digits(noise_fraction=noise, seed=seed, max_train=max_train)

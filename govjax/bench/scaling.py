@@ -13,12 +13,16 @@ correctness smoke, not a speed-up measurement.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+import jax
+import numpy as np
 
 from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.core.mesh import data_mesh, shard_batch, shard_rows
@@ -29,10 +33,7 @@ from govjax.train.step import create_train_state
 
 def measure(num_devices: int, *, steps: int, batch_size: int, layers: int, width: int, context: int) -> dict:
   """Runs in the subprocess: times the sharded step on ``num_devices`` devices."""
-  import dataclasses
 
-  import jax
-  import numpy as np
 
 
   config = TrainConfig(model=ModelSpec(num_layers=layers, width=width, num_heads=4, context=context),

@@ -265,7 +265,7 @@ def _tfds_output(progress: bool):
   """Keeps TFDS's "Downloading and preparing dataset ..." lines off stdout (nothing is downloaded: the builder
   reads music21's bundled corpus; the caller reports what was built) and, with ``progress=False``, hides its
   progress bars too. The previous progress-bar setting is restored."""
-  from tensorflow_datasets.core.utils import tqdm_utils
+  from tensorflow_datasets.core.utils import tqdm_utils  # noqa: PLC0415 (TFDS is slow to import; only building the dataset needs it)
 
   previous = getattr(tqdm_utils, "_active", True)
   if not progress:

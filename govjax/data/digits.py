@@ -80,8 +80,8 @@ def load_digits(*, test_fraction: float = 0.2, noise_fraction: float = 0.0, seed
   Returns:
     A :class:`DigitsData`.
   """
-  from sklearn.datasets import load_digits as sklearn_digits
-  from sklearn.model_selection import train_test_split
+  from sklearn.datasets import load_digits as sklearn_digits  # noqa: PLC0415 (scikit-learn is slow to import; only the digits data set needs it)
+  from sklearn.model_selection import train_test_split  # noqa: PLC0415 (as above)
 
   x, y = sklearn_digits(return_X_y=True)
   x = (x / 16.0).astype(np.float32)

@@ -36,7 +36,7 @@ import numpy as np
 from govjax.core.ids import CANARY_PREFIX, STRUCTURAL_PREFIX, work_kind  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
-  import grain
+  import grain  # noqa: PLC0415 (grain imports JAX, which corpus-parsing workers do not need)
 
 PAD = 0  # same as govjax.data.tokenizer.PAD (not imported, so the loader does not need music21)
 FRAME_SIZE = 4  # tokens per frame (Soprano, Alto, Tenor, Bass)
@@ -295,7 +295,7 @@ def make_train_dataset(
       for step in range(start_step, num_steps):
           batch = ds[step]
   """
-  import grain  # imported here: it imports JAX, which corpus-parsing workers do not need
+  import grain  # noqa: PLC0415 (grain imports JAX, which corpus-parsing workers do not need)
 
   if batch_size < 1:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -351,7 +351,7 @@ def make_eval_dataset(
   1 for real windows, 0 for the padding rows of the last batch (whose ``example_id`` and ``work_index`` are
   -1 and tokens PAD). Weight the loss with it; do not gather with -1 ids.
   """
-  import grain
+  import grain  # noqa: PLC0415 (grain imports JAX, which corpus-parsing workers do not need)
 
   if batch_size < 1:
     raise ValueError(f"batch_size must be positive, got {batch_size}")

@@ -141,7 +141,7 @@ def embedded_licence_notice(source_path: str | pathlib.Path | None) -> str | Non
   path = pathlib.Path(source_path)
   if not path.is_absolute():
     try:
-      import music21
+      import music21  # noqa: PLC0415 (music21 takes seconds to import; only reading corpus metadata needs it)
 
       path = pathlib.Path(music21.common.getCorpusFilePath()) / path
     except Exception:  # noqa: BLE001 - no corpus: nothing to read

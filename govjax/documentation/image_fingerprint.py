@@ -38,7 +38,7 @@ HASH_BITS = 64
 def imagehash_available() -> bool:
   """Whether the ``imagehash`` package can be imported."""
   try:
-    import imagehash  # noqa: F401
+    import imagehash  # noqa: F401 (optional extra 'images')
   except ImportError:
     return False
   return True
@@ -101,7 +101,7 @@ def fingerprint_image(image: Any) -> ImageFingerprint:
     RuntimeError: ``imagehash`` is not installed.
   """
   try:
-    import imagehash
+    import imagehash  # noqa: PLC0415 (optional extra 'images')
   except ImportError as error:
     raise RuntimeError("image fingerprints need the 'imagehash' package (pip install imagehash)") from error
   rgb = image.convert("RGB")
@@ -111,7 +111,7 @@ def fingerprint_image(image: Any) -> ImageFingerprint:
 
 def fingerprint_image_file(path: str | os.PathLike) -> ImageFingerprint:
   """:func:`fingerprint_image` of an image file."""
-  from PIL import Image
+  from PIL import Image  # noqa: PLC0415 (optional extra 'images')
 
   with Image.open(path) as image:
     image.load()

@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from govjax.core.mesh import DATA_AXIS, data_size, replicate, replicated
@@ -269,7 +270,6 @@ def build_sharded_index(
   write_index_shard(directory, jax.process_index(), jax.process_count(), rows,
                     {"features": phi, "self_influence": self_influence[None]}, axis=1)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
 
     multihost_utils.sync_global_devices("govjax_index_shards_written")
   merged = merge_index_shards(directory, num_examples=n)

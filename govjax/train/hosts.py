@@ -156,7 +156,7 @@ def host_train_dataset(works: Sequence[Any], *, context: int, global_batch_size:
   Returns:
     Random access by step: ``ds[s]`` -> dict ``tokens`` ``[B / P, context]``, ``example_id``, ``work_index``.
   """
-  import grain
+  import grain  # noqa: PLC0415 (grain imports JAX, which corpus-parsing workers do not need)
 
 
   index = jax.process_index() if process_index is None else int(process_index)
