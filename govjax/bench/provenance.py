@@ -24,7 +24,6 @@ Protocol (``govjax bench provenance --json``; about 2-4 minutes on 2 CPU cores):
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import statistics
 import tempfile
@@ -35,6 +34,7 @@ from flax import nnx
 from sklearn.metrics import roc_auc_score
 
 from govjax.core.config import ModelSpec, TrainConfig
+from govjax.core.rundir import RunDir
 from govjax.data.digits import load_digits
 from govjax.data.loader import ArrayWindowBatches, as_work, build_window_table
 from govjax.models.classifier import MLPClassifier, classifier_group_of_path, example_cross_entropy, train_classifier
@@ -87,7 +87,7 @@ def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
   data = synthetic_works_data(num_works=args.works, work_tokens=args.work_tokens, context=args.context,
                               num_groups=num_layers + 2, batch_size=config.batch_size, seed=args.seed)
   train(config, workdir, data=data, progress=False)
-  step_s = [json.loads(line)["step_s"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  step_s = [record["step_s"] for record in RunDir(workdir).read_metrics()]
   train_rate = config.batch_size / statistics.median(step_s[1:])
 
   index = index_run(workdir, data=data, config=FeatureConfig(k=args.k, seed=args.seed, microbatch=32))

@@ -4,7 +4,9 @@ TracIn-CP (Pruthi et al. 2020) approximates the influence of a training example 
 ``sum_c lr_c * <g_c(z), g_c(z')>`` over saved checkpoints ``c``. Under gradient routing an example's gradient
 reaches only some depth groups, and the adaptive probe may lower that mask during training; so the credit an
 example can receive at checkpoint ``c`` must go only through the groups it actually trained in the interval
-that ``c`` stands for. This module reads that from a run directory written by :func:`govjax.train.loop.train`:
+that ``c`` stands for. This module reads that from a run directory written by :func:`govjax.train.loop.train`, through
+:class:`govjax.core.rundir.RunDir` (read-only; each step of the log once; damaged checkpoints raise
+``CheckpointError`` naming the step and file):
 
 - ``checkpoints/``: Orbax checkpoints whose JSON meta holds ``step`` and ``learning_rate``;
 - ``routing_log.jsonl``: one line per step, ``{"step", "example_id": [B], "work_index": [B], "mask": [B][G]}``
@@ -30,20 +32,21 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 
+from govjax.core.checkpoint import NoCheckpointError
 from govjax.core.config import from_dict
+from govjax.core.rundir import RunDir, RunFileError, read_step_log
 from govjax.core.trees import path_key
 from govjax.models.transformer import Transformer
 from govjax.train.step import model_config
 
-ROUTING_LOG = "routing_log.jsonl"
 AGGREGATES = ("interval", "union")
 
 
@@ -80,8 +83,9 @@ class RoutingLog:
 def read_routing_log(path: str | pathlib.Path) -> RoutingLog:
   """Reads ``routing_log.jsonl``.
 
-  A resumed run may log a step twice (the steps after the last checkpoint are re-run and re-logged); the last
-  line of each step wins, which is what the parameters in later checkpoints saw.
+  A resumed run logs each step once (the log is cut back to the restored step); a log written by an older govjax
+  may hold a replayed step twice: the last line of each step wins, which is what the parameters in later
+  checkpoints saw (:func:`govjax.core.rundir.read_step_log`).
 
   Args:
     path: the JSON Lines file.
@@ -91,42 +95,40 @@ def read_routing_log(path: str | pathlib.Path) -> RoutingLog:
 
   Raises:
     FileNotFoundError: no such file.
-    ValueError: a malformed line (the message gives the file, line number and field).
+    ValueError: a malformed line (a ``RunFileError``: the message gives the file, line number and field).
   """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"routing log not found: {path} (written by govjax.train.loop.train)")
-  rows: dict[int, tuple] = {}
+  return _routing_log(path, read_step_log(path))
+
+
+def _routing_log(path: pathlib.Path, lines: list[tuple[int, dict]]) -> RoutingLog:
+  """A :class:`RoutingLog` from the ``(line number, row)`` pairs of ``path``, one per step, ascending."""
+  rows = []
   shape = None
-  for number, line in enumerate(path.read_text().splitlines(), 1):
-    if not line.strip():
-      continue
+  for number, row in lines:
     where = f"{path}:{number}"
-    try:
-      row = json.loads(line)
-    except json.JSONDecodeError as error:
-      raise ValueError(f"{where}: not valid JSON ({error})") from error
     for field in ("step", "example_id", "work_index", "mask"):
       if field not in row:
-        raise ValueError(f"{where}: missing field {field!r}")
+        raise RunFileError(f"{where}: missing field {field!r}")
     ids = np.asarray(row["example_id"], np.int64)
     works = np.asarray(row["work_index"], np.int64)
     mask = np.asarray(row["mask"], np.float32)
     if ids.ndim != 1 or works.shape != ids.shape or mask.ndim != 2 or mask.shape[0] != ids.shape[0]:
-      raise ValueError(f"{where}: field 'mask' has shape {mask.shape}, 'example_id' {ids.shape}, "
-                       f"'work_index' {works.shape}; expected [B, G], [B], [B]")
+      raise RunFileError(f"{where}: field 'mask' has shape {mask.shape}, 'example_id' {ids.shape}, "
+                         f"'work_index' {works.shape}; expected [B, G], [B], [B]")
     if shape is not None and mask.shape != shape:
-      raise ValueError(f"{where}: field 'mask' has shape {mask.shape}, earlier lines {shape}")
+      raise RunFileError(f"{where}: field 'mask' has shape {mask.shape}, earlier lines {shape}")
     shape = mask.shape
-    rows[int(row["step"])] = (ids, works, mask)
+    rows.append((int(row["step"]), ids, works, mask))
   if not rows:
-    raise ValueError(f"{path}: the routing log is empty")
-  steps = np.asarray(sorted(rows), np.int64)
+    raise RunFileError(f"{path}: the routing log is empty")
   return RoutingLog(
-      steps=steps,
-      example_id=np.stack([rows[s][0] for s in steps]),
-      work_index=np.stack([rows[s][1] for s in steps]),
-      mask=np.stack([rows[s][2] for s in steps]),
+      steps=np.asarray([r[0] for r in rows], np.int64),
+      example_id=np.stack([r[1] for r in rows]),
+      work_index=np.stack([r[2] for r in rows]),
+      mask=np.stack([r[3] for r in rows]),
   )
 
 
@@ -252,34 +254,23 @@ def training_record(
 # --------------------------------------------------------------------------------------------- checkpoints
 
 
-def _manager(workdir: pathlib.Path):
-  import orbax.checkpoint as ocp
-
-  directory = (workdir / "checkpoints").absolute()
-  if not directory.is_dir():
-    raise FileNotFoundError(f"{workdir} has no checkpoints/ directory; run `govjax train` first")
-  options = ocp.CheckpointManagerOptions(create=False, read_only=True)
-  return ocp.CheckpointManager(directory, options=options, item_names=("state", "meta"))
+def _checkpoint_infos(run: RunDir) -> list[CheckpointInfo]:
+  ckpts = run.checkpoints(read_only=True)
+  out = []
+  for step in ckpts.all_steps():
+    meta = ckpts.meta(step)
+    if "learning_rate" not in meta:
+      raise RunFileError(f"{ckpts.step_dir(step) / 'meta' / 'metadata'}: field 'learning_rate' is missing")
+    out.append(CheckpointInfo(int(step), float(meta["learning_rate"]), meta.get("config_hash")))
+  if not out:
+    raise NoCheckpointError(f"{run.checkpoint_dir}: no checkpoint; run `govjax train` first")
+  return out
 
 
 def read_checkpoints(workdir: str | pathlib.Path) -> list[CheckpointInfo]:
   """The checkpoints of a run with their learning rates (from each checkpoint's JSON meta)."""
-  import orbax.checkpoint as ocp
-
-  workdir = pathlib.Path(workdir)
-  manager = _manager(workdir)
-  try:
-    out = []
-    for step in sorted(manager.all_steps()):
-      meta = dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
-      if "learning_rate" not in meta:
-        raise ValueError(f"{workdir}: checkpoint {step} meta lacks field 'learning_rate'")
-      out.append(CheckpointInfo(int(step), float(meta["learning_rate"]), meta.get("config_hash")))
-  finally:
-    manager.close()
-  if not out:
-    raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint")
-  return out
+  with RunDir(workdir) as run:
+    return _checkpoint_infos(run)
 
 
 def read_training_record(
@@ -300,29 +291,21 @@ def read_training_record(
   Returns:
     The record.
   """
-  workdir = pathlib.Path(workdir)
-  checkpoints = read_checkpoints(workdir)
-  if steps is not None:
-    wanted = {int(s) for s in steps}
-    missing = wanted - {c.step for c in checkpoints}
-    if missing:
-      raise ValueError(f"{workdir}: no checkpoint at step(s) {sorted(missing)}")
-    checkpoints = [c for c in checkpoints if c.step in wanted]
-  if num_examples is None:
-    num_examples = _latest_meta(workdir).get("num_examples")
-  return training_record(read_routing_log(workdir / ROUTING_LOG), checkpoints, num_examples=num_examples,
-                         aggregate=aggregate)
-
-
-def _latest_meta(workdir: pathlib.Path) -> dict:
-  import orbax.checkpoint as ocp
-
-  manager = _manager(workdir)
-  try:
-    step = manager.latest_step()
-    return dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
-  finally:
-    manager.close()
+  with RunDir(workdir) as run:
+    checkpoints = _checkpoint_infos(run)
+    if steps is not None:
+      wanted = {int(s) for s in steps}
+      missing = wanted - {c.step for c in checkpoints}
+      if missing:
+        raise NoCheckpointError(f"{run.checkpoint_dir}: no checkpoint at step(s) {sorted(missing)} (it holds "
+                                f"{[c.step for c in checkpoints]})")
+      checkpoints = [c for c in checkpoints if c.step in wanted]
+    if num_examples is None:
+      num_examples = run.checkpoints().meta(checkpoints[-1].step).get("num_examples")
+    if not run.routing_log_file.is_file():
+      raise FileNotFoundError(f"routing log not found: {run.routing_log_file} (written by govjax.train.loop.train)")
+    log = _routing_log(run.routing_log_file, run.read_routing_log())
+  return training_record(log, checkpoints, num_examples=num_examples, aggregate=aggregate)
 
 
 @dataclasses.dataclass
@@ -386,42 +369,44 @@ class RunCheckpoints:
   """Reads a run's checkpoints without knowing its vocabulary or plugins in advance.
 
   The state is restored without a target (plain nested dicts), the model's shape comes from ``config.json``
-  and the vocabulary size from the saved embedding table, so runs on synthetic data restore as well.
+  and the vocabulary size from the saved embedding table, so runs on synthetic data restore as well. The run is
+  opened read-only (:class:`govjax.core.rundir.RunDir`), its checkpoint manager built once; :meth:`close` (or a
+  ``with`` block) releases it.
 
   Args:
     workdir: a directory written by :func:`govjax.train.loop.train`.
+
+  Raises:
+    NotARunError: ``workdir`` holds no run (a ``FileNotFoundError``).
   """
 
   def __init__(self, workdir: str | pathlib.Path):
-
-    self.workdir = pathlib.Path(workdir)
-    config_file = self.workdir / "config.json"
-    if not config_file.is_file():
-      raise FileNotFoundError(f"{self.workdir} is not a govjax run directory (no config.json)")
-    saved = json.loads(config_file.read_text())
-    self.config = from_dict(saved["config"])
-    self.config_hash = saved.get("config_hash")
+    self.run = RunDir(workdir)
+    self.workdir = self.run.path
+    record = self.run.read_record()
+    self.config = from_dict(record["config"])
+    self.config_hash = record.get("config_hash")
     self._graphdef = None
     self._abstract = None
     self.model_config = None
 
-  def _raw(self, step: int) -> dict:
-    import orbax.checkpoint as ocp
+  def __enter__(self) -> RunCheckpoints:
+    return self
 
-    manager = _manager(self.workdir)
-    try:
-      out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                          meta=ocp.args.JsonRestore()))
-      return {"state": out.state, "meta": dict(out.meta)}
-    finally:
-      manager.close()
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def close(self) -> None:
+    """Closes the run's checkpoint manager."""
+    self.run.close()
+
+  def _raw(self, step: int) -> dict:
+    state, meta = self.run.checkpoints(read_only=True).restore_raw(step)
+    return {"state": state, "meta": meta}
 
   def _ensure_model(self, raw_params: Mapping) -> None:
     if self._graphdef is not None:
       return
-    from flax import nnx
-
-
     embedding = _lookup(raw_params, ("embed", "embedding"))
     if embedding is None:
       raise ValueError(f"{self.workdir}: checkpoint has no embed/embedding parameter")
@@ -433,7 +418,7 @@ class RunCheckpoints:
   def graphdef(self):
     """The model's graphdef (available after the first :meth:`load`)."""
     if self._graphdef is None:
-      self.load(read_checkpoints(self.workdir)[-1].step)
+      self.load(_checkpoint_infos(self.run)[-1].step)
     return self._graphdef
 
   def load(self, step: int) -> RestoredCheckpoint:
@@ -444,9 +429,10 @@ class RunCheckpoints:
 
     Returns:
       A :class:`RestoredCheckpoint`.
-    """
-    from flax import nnx
 
+    Raises:
+      CheckpointError: the checkpoint is damaged (one line naming the step and file).
+    """
     raw = self._raw(step)
     state, meta = raw["state"], raw["meta"]
     self._ensure_model(state["params"])

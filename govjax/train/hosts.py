@@ -196,12 +196,12 @@ def restore_on_one_device(directory: str | pathlib.Path, like: Any, *, step: int
   Returns:
     ``(state, meta)``.
   """
-  with Checkpoints(directory, max_to_keep=None) as ckpts:
+  with Checkpoints(directory, max_to_keep=None, read_only=True) as ckpts:
     return ckpts.restore(single_device_like(like, device), step=step)
 
 
 def restore_on_mesh(directory: str | pathlib.Path, like: Any, mesh: Mesh, *,
                     step: int | None = None) -> tuple[Any, Mapping]:
   """Restores a checkpoint replicated over ``mesh`` (resuming a multi-device run; every process calls it)."""
-  with Checkpoints(directory, max_to_keep=None) as ckpts:
+  with Checkpoints(directory, max_to_keep=None, read_only=True) as ckpts:
     return ckpts.restore(mesh_like(like, mesh), step=step)

@@ -6,6 +6,12 @@
 bitwise the same parameters as one run straight through. Metrics go to ``workdir/metrics.jsonl``; the routing log
 (which example trained at which depth, per step) to ``workdir/routing_log.jsonl``.
 
+The run directory is a :class:`govjax.core.rundir.RunDir`: ``train`` holds its writer lock (a second training in
+the same workdir fails at once), refuses a workdir of another config before writing anything, resumes from the
+newest intact checkpoint (a damaged newer one is reported, set aside in ``checkpoints.corrupt/`` and trained
+again), cuts both logs back to the restored step (each step is logged once) and writes ``config.json`` /
+``data_report.json`` atomically once the run is validated.
+
 Example (needs ``govjax prepare chorales``; see ``experiments/configs/demo.py``)::
 
     from govjax.core.config import load_config
@@ -15,20 +21,21 @@ Example (needs ``govjax prepare chorales``; see ``experiments/configs/demo.py``)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
-import os
 import pathlib
 import time
 from collections.abc import Callable
 
 import jax
 import numpy as np
+from flax import nnx
 from tqdm.auto import tqdm
 
-from govjax.core.checkpoint import Checkpoints
+from govjax.core.checkpoint import NoCheckpointError
 from govjax.core.config import TrainConfig, config_hash, from_dict
 from govjax.core.mesh import process_rows
+from govjax.core.rundir import ROUTING_LOG, RunDir
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.models.transformer import drop_region
 from govjax.train.data import TrainingData, build_training_data
@@ -42,20 +49,20 @@ DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
 def calibrate_plugins(plugins, extras: dict, graphdef, params, data: TrainingData, step: int,
                       max_batches: int) -> dict:
   """Runs ``plugin.calibrate`` for plugins that have one and are due at ``step`` (0 and every
-  ``calibrate_every`` steps), on validation batches; returns the updated extras."""
+  ``calibrate_every`` steps), on the calibration batches (validation batches when the data have none); returns the
+  updated extras."""
   def is_due(plugin) -> bool:
     every = int(getattr(plugin, "calibrate_every", 0) or 0)
     return hasattr(plugin, "calibrate") and (step == 0 or (every > 0 and step % every == 0))
 
   due = [p for p in plugins if is_due(p)]
-  if not due or data.validation is None:
+  source = getattr(data, "calibration", None) or data.validation  # disjoint from val NLL and audit non-members
+  if not due or source is None:
     return extras
-  from flax import nnx
-
   model = nnx.merge(graphdef, params)
   extras = dict(extras)
   for plugin in due:
-    extras[plugin.name] = plugin.calibrate(extras[plugin.name], model, list(data.validation(max_batches)))
+    extras[plugin.name] = plugin.calibrate(extras[plugin.name], model, list(source(max_batches)))
   return extras
 
 
@@ -125,52 +132,50 @@ def train(
     A :class:`TrainResult`.
   """
   start_time = time.perf_counter()
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  if data is None:
-    data = build_training_data(config)
-  components = governance_components(config, num_groups=config.model.num_layers + 2)
-  extras = {p.name: p.init(data.num_train_examples) for p in components.plugins}
-  graphdef, state, tx, schedule = create_train_state(
-      config, vocab_size=data.vocab_size, tx=components.tx, extras=extras)
-  if mesh is None:
-    train_step = components.train_step(graphdef)
-    rows = None
-  else:
-
-    if components.make_step is not None:
-      raise ValueError(f"governance.baseline={config.governance.baseline!r} has no data-parallel step yet")
-    state = place_state(state, mesh)
-    train_step = sharded_train_step(graphdef, tx, components.loss_fn, components.plugins, mesh)
-    rows = process_rows(mesh, config.batch_size)
+  run = RunDir(workdir)
   is_main = jax.process_index() == 0
-  eval_step = make_eval_step(graphdef)
   chash = config_hash(config)
-  if is_main:
-    (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "config_hash": chash,
-                                                     "vocab_size": int(data.vocab_size)},
-                                                    indent=2))
-    (workdir / "data_report.json").write_text(json.dumps(data.report, indent=2, default=str))
-
-  end = config.num_steps if stop_at is None else min(stop_at, config.num_steps)
-  with Checkpoints(workdir / "checkpoints", max_to_keep=config.max_to_keep) as ckpts:
+  with contextlib.ExitStack() as stack:
+    if is_main:
+      stack.enter_context(run.lock())  # one writer per run directory
+    stack.enter_context(run)  # closes the checkpoint manager (waits for its saves)
+    run.check_config(chash)  # a run of another config is refused before anything is built or written
+    if data is None:
+      data = build_training_data(config)
+    components = governance_components(config)
+    extras = {p.name: p.init(data.num_train_examples) for p in components.plugins}
+    graphdef, state, tx, schedule = create_train_state(
+        config, vocab_size=data.vocab_size, tx=components.tx, extras=extras)
+    if mesh is None:
+      train_step = components.train_step(graphdef)
+      rows = None
+    else:
+      state = place_state(state, mesh)
+      train_step = sharded_train_step(graphdef, tx, components.loss_fn, components.plugins, mesh,
+                                      gradients=components.gradients)
+      rows = process_rows(mesh, config.batch_size)
+    eval_step = make_eval_step(graphdef)
+    end = config.num_steps if stop_at is None else min(stop_at, config.num_steps)
+    # Read-only until here; a damaged newest checkpoint falls back to the newest intact one (with a warning).
+    resumed = run.restore_for_resume(state, config_hash=chash)
     start = 0
-    if ckpts.latest_step() is not None:
-      state, meta = ckpts.restore(state)
-      if meta.get("config_hash") != chash:
-        raise ValueError(
-            f"{workdir} holds checkpoints of another config (hash {meta.get('config_hash')}, this one {chash}); "
-            "use a fresh --workdir"
-        )
+    if resumed is not None:
+      state, _, faults = resumed
       start = int(state.step)
+    # Validated: now the run directory is written (the logs cut back to the restored step: each step logged once).
+    logs = stack.enter_context(run.open_logs(start, enabled=is_main))
+    if is_main:
+      run.write_record(config.to_dict(), config_hash=chash, vocab_size=int(data.vocab_size))
+      run.write_data_report(data.report)
+    ckpts = run.checkpoints(read_only=False, max_to_keep=config.max_to_keep)
+    if resumed is not None:
+      run.set_aside(faults)
 
     def save(step: int) -> None:
       meta = {"step": step, "learning_rate": float(schedule(step)), "config_hash": chash,
-              "routing_log": "routing_log.jsonl", "num_examples": int(data.num_train_examples)}
+              "routing_log": ROUTING_LOG, "num_examples": int(data.num_train_examples)}
       ckpts.save(state, meta, step=step)
 
-    metrics_file = open(workdir / "metrics.jsonl" if is_main else os.devnull, "a")
-    routing_file = open(workdir / "routing_log.jsonl" if is_main else os.devnull, "a")
     bar = tqdm(total=end, initial=start, disable=not (progress and is_main), desc="train", unit="step",
                dynamic_ncols=True)
     val_nll = None
@@ -197,29 +202,26 @@ def train(
                   "contributors_per_group": np.asarray(metrics["contributors"]).tolist()}
         record.update({k: _jsonable({k: v})[k] for k, v in metrics.items() if "/" in k})
         effective_mask = np.asarray(metrics["group_mask"])
-        routing_file.write(json.dumps({
+        logs.routing({
             "step": step + 1,
             "example_id": np.asarray(batch["example_id"]).tolist(),
             "work_index": np.asarray(batch["work_index"]).tolist(),
             "mask": effective_mask.round(4).tolist(),
-        }) + "\n")
+        })
         if on_step is not None:
           on_step(step + 1, batch, group_mask, _jsonable(metrics))
         done = step + 1
         if data.validation is not None and (done % config.eval_every == 0 or done == end):
           val_nll = evaluate_nll(eval_step, state.params, data.validation(config.eval_max_batches))
           record["val_nll"] = val_nll
-        metrics_file.write(json.dumps(record) + "\n")
+        logs.metrics(record)
         bar.set_postfix(loss=f"{loss:.3f}", step_s=f"{step_s:.3f}")
         bar.update(1)
         if done % config.checkpoint_every == 0 or done == end:
-          metrics_file.flush()
-          routing_file.flush()
+          logs.sync()
           save(done)
     finally:
       bar.close()
-      metrics_file.close()
-      routing_file.close()
     if val_nll is None and data.validation is not None:
       val_nll = evaluate_nll(eval_step, state.params, data.validation(config.eval_max_batches))
   jax.block_until_ready(state.params)
@@ -237,27 +239,33 @@ def restore_model(workdir: str | pathlib.Path, *, step: int | None = None, keep_
 
   Returns:
     ``(model, config, meta)``.
+
+  Raises:
+    NotARunError: ``workdir`` holds no run; NoCheckpointError: no checkpoint (at ``step``).
+    CheckpointError: the checkpoint asked for is damaged, or, with ``step`` None, none is intact (a damaged newest
+      checkpoint is skipped with a warning, and the newest intact one loaded).
   """
-  from flax import nnx
+  with RunDir(workdir) as run:
+    record = run.read_record()
+    config = from_dict(record["config"])
+    components = governance_components(config)
+    built = {}
 
+    def like_from_meta(meta: dict):
+      extras = {p.name: p.init(int(meta.get("num_examples", 0))) for p in components.plugins}
+      built["graphdef"], like, _, _ = create_train_state(config, vocab_size=record.get("vocab_size", VOCAB_SIZE),
+                                                         tx=components.tx, extras=extras)
+      return like
 
-  workdir = pathlib.Path(workdir)
-  config_file = workdir / "config.json"
-  if not config_file.is_file():
-    raise FileNotFoundError(f"{workdir} is not a govjax run directory (no config.json); run `govjax train` first")
-  saved = json.loads(config_file.read_text())
-  config = from_dict(saved["config"])
-
-  components = governance_components(config, num_groups=config.model.num_layers + 2)
-  with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
-    chosen = ckpts.latest_step() if step is None else step
-    if chosen is None:
-      raise FileNotFoundError(f"{workdir} has no checkpoints yet")
-    num_examples = int(ckpts.meta(chosen).get("num_examples", 0))
-    extras = {p.name: p.init(num_examples) for p in components.plugins}
-    graphdef, like, _, _ = create_train_state(config, vocab_size=saved.get("vocab_size", VOCAB_SIZE),
-                                              tx=components.tx, extras=extras)
-    state, meta = ckpts.restore(like, step=chosen)
+    ckpts = run.checkpoints(read_only=True)
+    if not ckpts.all_steps():
+      raise NoCheckpointError(f"{run.checkpoint_dir}: no checkpoint yet; train first (`govjax train --config "
+                              f"CONFIG --workdir {run.path}`)")
+    if step is None:
+      state, meta, _ = ckpts.restore_newest_intact(like_from_meta=like_from_meta)
+    else:
+      state, meta = ckpts.restore(like_from_meta(ckpts.meta(step)), step=step)
+  graphdef = built["graphdef"]
   model = nnx.merge(graphdef, state.params)
   if config.model.region_width and not keep_region:
 
