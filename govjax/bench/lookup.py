@@ -212,7 +212,7 @@ def verified_duplicates(a: mf.NoteList, b: mf.NoteList) -> tuple[bool, float, fl
 
 def _pool(workers: int) -> concurrent.futures.Executor:
   context = multiprocessing.get_context("spawn")
-  return concurrent.futures.ProcessPoolExecutor(max(1, min(workers, 2)), mp_context=context)
+  return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
 
 
 def _parse_works(args: argparse.Namespace, rng: random.Random, composer: str = "bach",

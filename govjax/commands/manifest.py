@@ -42,7 +42,7 @@ def _run_manifest(args: argparse.Namespace, out: str) -> dict:
   config, config_hash = load_run_config(args.workdir)  # NotARunError / RunFileError name the file at fault
   data = training_data.build_training_data(config)
   return document_run(out, config, data, training_data.load_works(config), config_hash=config_hash,
-                      fingerprint_from=args.fingerprint_from, num_workers=max(1, min(args.workers, 2)),
+                      fingerprint_from=args.fingerprint_from, num_workers=args.workers,
                       name=args.name, version=args.version, url=args.url, date_published=args.date)
 
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
           out, data_dir=args.data_dir, from_corpus=args.from_corpus, max_works=args.max_works,
           include_structural=args.include_structural, records=args.records, seed=args.seed, policy=args.policy,
           num_groups=args.num_groups, fingerprint_from=args.fingerprint_from,
-          num_workers=max(1, min(args.workers, 2)), name=args.name, version=args.version, url=args.url,
+          num_workers=args.workers, name=args.name, version=args.version, url=args.url,
           date_published=args.date, progress=not args.json)
   except FileNotFoundError as error:  # includes the data module's DataNotPreparedError
     print(f"govjax manifest: error: {error}\n(prepare the data with `govjax prepare chorales`, pass "

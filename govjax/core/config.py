@@ -132,7 +132,8 @@ class CanarySpec:
   """Random-token canaries planted among the training works to measure memorization (exposure, extraction).
 
   Attributes:
-    count: canaries per repetition count (0 = none).
+    count: random canaries per repetition count (0 = none).
+    chorale_count: in-distribution canaries (held-out chorale windows) per repetition count (0 = none).
     repeats: how many copies of each canary enter training (one canary set per value).
     frames: length of a canary in frames (4 tokens each).
     seed: canary seed; the same seed draws the same canaries and the same reference sequences.
@@ -140,6 +141,7 @@ class CanarySpec:
   """
 
   count: NonNegativeInt = 0
+  chorale_count: NonNegativeInt = 0
   repeats: tuple[PositiveInt, ...] = (1, 4, 16)
   frames: PositiveInt = 16
   seed: int = 1234
@@ -281,7 +283,7 @@ def load_python_config(path: str | pathlib.Path, function: str, expected: type) 
   Args:
     path: a ``.py`` file.
     function: the function to call (``get_config``, ``get_study``, ...).
-    expected: the type the function must return.
+    expected: the type (or union of types) the function must return.
 
   Returns:
     What ``function()`` returned.
@@ -305,7 +307,8 @@ def load_python_config(path: str | pathlib.Path, function: str, expected: type) 
   except pydantic.ValidationError as error:
     raise ConfigError(f"{path}: {_config_error(error)}") from None
   if not isinstance(value, expected):
-    raise ConfigError(f"{path}: {function}() returned {type(value).__name__}, expected {expected.__name__}")
+    expected_name = getattr(expected, "__name__", str(expected))
+    raise ConfigError(f"{path}: {function}() returned {type(value).__name__}, expected {expected_name}")
   return value
 
 

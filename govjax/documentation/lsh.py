@@ -27,7 +27,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 from datasketch import LeanMinHash, MinHashLSH
-from scipy import stats
+
+from govjax.core.intervals import clopper_pearson
 
 __all__ = ["as_minhash", "candidate_pairs", "choose_bands", "false_positive_bound", "query", "signature_index"]
 
@@ -134,6 +135,4 @@ def false_positive_bound(num_queries: int, num_false: int = 0, *, confidence: fl
     return 1.0
   if not 0 <= num_false <= num_queries:
     raise ValueError(f"num_false must be in 0..num_queries ({num_queries}), got {num_false}")
-  if num_false == num_queries:
-    return 1.0
-  return float(stats.beta.ppf(confidence, num_false + 1, num_queries - num_false))
+  return clopper_pearson(num_false, num_queries, level=confidence, one_sided=True)[1]

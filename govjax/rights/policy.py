@@ -59,7 +59,6 @@ Example:
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import math
 import pathlib
@@ -70,7 +69,8 @@ from typing import Any, Literal
 import pydantic
 from pydantic import ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from govjax.core.errors import UserError
+from govjax.core.config import load_python_config
+from govjax.core.errors import ConfigError, UserError
 from govjax.rights.records import RightsRecord
 
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
@@ -381,12 +381,10 @@ def load_policy(spec: str | pathlib.Path | Policy | Mapping | None = "default") 
   if not path.is_file():
     raise PolicyError(f"policy {str(spec)!r} is neither 'default' nor an existing .json/.py file")
   if path.suffix == ".py":
-    module_spec = importlib.util.spec_from_file_location(f"govjax_policy_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_policy"):
-      raise PolicyError(f"{path}: a Python policy file must define get_policy()")
-    result = module.get_policy()
+    try:
+      result = load_python_config(path, "get_policy", Policy | Mapping)
+    except ConfigError as err:
+      raise PolicyError(str(err)) from None
     if isinstance(result, Policy):
       return result
     if isinstance(result, Mapping):
