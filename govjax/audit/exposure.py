@@ -13,11 +13,19 @@ with a strictly lower loss).
 :class:`CanaryBatches` wraps a training batch source and replaces rows by canaries on a fixed, deterministic
 schedule, so runs with canaries are as reproducible and resumable as runs without.
 
+Rank exposure cannot exceed ``log2 |R|`` (10 bits for 1000 references): two models that both rank a canary first
+look the same. :func:`extrapolated_exposure` follows Carlini et al. (2019, section 4.3): it fits a skew-normal
+distribution to the reference losses and reports ``-log2 P(L <= canary loss)`` under the fit, so exposure keeps
+growing past the ceiling (and agrees with rank exposure in the bulk of the references).
+
 Example:
   >>> exposure(0.5, [1.0, 2.0, 3.0])       # rank 1 among |R| = 4
   2.0
   >>> round(exposure(2.5, [1.0, 2.0, 3.0]), 4)       # rank 3 among 4
   0.415
+  >>> refs = np.random.default_rng(0).normal(5.0, 0.5, 1000)
+  >>> round(extrapolated_exposure(5.0, refs), 1), extrapolated_exposure(1.0, refs) > 20
+  (1.0, True)
 """
 
 from __future__ import annotations
@@ -25,8 +33,42 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 from govjax.audit.extraction import window_losses
+
+__all__ = ["CanaryBatches", "canary_exposure", "exposure", "extrapolated_exposure", "fit_reference_losses",
+           "make_canaries"]
+
+
+def fit_reference_losses(reference_losses: Sequence[float]) -> tuple[float, float, float]:
+  """Skew-normal ``(shape, loc, scale)`` fitted to reference losses (a normal fit when they are constant-ish)."""
+  refs = np.asarray(reference_losses, np.float64)
+  refs = refs[np.isfinite(refs)]
+  if refs.size < 3 or refs.std() <= 1e-12:
+    raise ValueError(f"need at least 3 distinct finite reference losses, got {refs.size}")
+  shape, loc, scale = stats.skewnorm.fit(refs, loc=float(refs.mean()), scale=float(refs.std()))
+  return float(shape), float(loc), float(scale)
+
+
+def extrapolated_exposure(canary_loss: float, reference_losses: Sequence[float] | None = None, *,
+                          fit: tuple[float, float, float] | None = None) -> float:
+  """Exposure from the tail of a skew-normal fitted to the reference losses: ``-log2 P(L <= canary_loss)``.
+
+  Args:
+    canary_loss: the canary's loss.
+    reference_losses: losses of never-planted sequences of the canary's distribution.
+    fit: a ready ``(shape, loc, scale)`` (see :func:`fit_reference_losses`) instead of ``reference_losses``.
+
+  Returns:
+    Bits of exposure; not capped by the number of references.
+  """
+  shape, loc, scale = fit if fit is not None else fit_reference_losses(reference_losses)
+  log_p = float(stats.skewnorm.logcdf(canary_loss, shape, loc=loc, scale=scale))
+  if not np.isfinite(log_p):  # beyond float range of the cdf: the normal tail's asymptotic log
+    z = (canary_loss - loc) / scale
+    log_p = float(stats.norm.logcdf(z))
+  return float(max(0.0, -log_p / np.log(2.0)))
 
 
 def exposure(canary_loss: float, reference_losses: Sequence[float]) -> float:

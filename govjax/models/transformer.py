@@ -8,7 +8,9 @@ The model is split into *depth groups*, the unit of depth-selective gradient rou
 
 ``Transformer.__call__`` accepts a ``gate(group_index, h) -> h`` callable that is applied to the residual stream
 after group 0 and after every block. Gradient routing uses it to stop an example's gradient at its allowed depth;
-the memorization probe reads the hidden states returned with ``return_hidden=True``.
+the memorization probe reads the hidden states returned with ``return_hidden=True``. The transformer follows
+:class:`govjax.routing.protocol.RoutableModel` (``num_groups``, ``group_rules()``, ``apply_group(group, h)``), the
+interface the routed paths use for any model.
 
 Example:
   >>> from flax import nnx
@@ -17,8 +19,10 @@ Example:
   >>> model = Transformer(cfg, rngs=nnx.Rngs(0))
   >>> model(jnp.zeros((3, 16), jnp.int32)).shape
   (3, 16, 72)
-  >>> cfg.num_groups
-  4
+  >>> cfg.num_groups, model.num_groups, model.group_rules()[-1]
+  (4, 4, ('(final_norm|unembed)/.*', 3))
+  >>> model.apply_group(1, model.apply_group(0, jnp.zeros((3, 16), jnp.int32))).shape
+  (3, 16, 32)
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from govjax.routing.groups import transformer_group_rules
+
+__all__ = ["Block", "MLP", "RegionMLP", "Transformer", "TransformerConfig", "count_params", "drop_region"]
 
 Gate = Callable[[int, jax.Array], jax.Array]
 
@@ -173,6 +181,35 @@ class Transformer(nnx.Module):
   def head(self, h: jax.Array) -> jax.Array:
     """Last group: final norm and unembedding, ``[B, L, D] -> [B, L, V]`` logits."""
     return self.unembed(self.final_norm(h))
+
+  @property
+  def num_groups(self) -> int:
+    """Number of depth groups, ``num_layers + 2`` (routing protocol)."""
+    return self.config.num_groups
+
+  def group_rules(self) -> list[tuple[str, int]]:
+    """The depth-group rules of this transformer (routing protocol)."""
+    return transformer_group_rules(self.config.num_layers)
+
+  def apply_group(self, group: int, h: jax.Array, *, region: jax.Array | float | None = None) -> jax.Array:
+    """Runs one depth group (routing protocol): 0 embeds tokens, ``1..num_layers`` are blocks, the last the head.
+
+    Args:
+      group: the group index.
+      h: int tokens ``[B, L]`` for group 0, else the residual stream ``[B, L, D]``.
+      region: the removable region's output scale (see :meth:`__call__`).
+
+    Returns:
+      The group's output (logits ``[B, L, V]`` for the last group).
+    """
+    layers = self.config.num_layers
+    if isinstance(group, bool) or not isinstance(group, int) or not 0 <= group <= layers + 1:
+      raise ValueError(f"group must be an int in [0, {layers + 1}], got {group!r}")
+    if group == 0:
+      return self.embed_tokens(h)
+    if group <= layers:
+      return self.blocks[group - 1](h, region)
+    return self.head(h)
 
   def __call__(
       self,

@@ -17,7 +17,16 @@ Two mechanisms, both leaving the forward values unchanged:
   groups still see every example's full gradient signal. Exact for arbitrary non-monotone and soft masks; costs
   roughly one extra backward of the activations (XLA drops the unused half of each ``vjp`` under ``jit``).
 
-:func:`routed_apply` is the full forward for either mode.
+:func:`routed_apply` is the full forward for either mode, for any model that follows
+:class:`~govjax.routing.protocol.RoutableModel` (``num_groups``, ``group_rules()``, ``apply_group(group, h)``;
+NNX modules and bound Linen modules); the built-in transformer is one. The mask is checked strictly
+(:func:`~govjax.routing.masks.check_group_mask`: ``[B, G]`` with ``G`` from the model's rules) and the model once
+per structure (:func:`~govjax.routing.protocol.check_routable`: no parameter shared by two groups).
+
+Barred examples cannot leak NaN / inf into a group: cotangents are scaled with a select (``where(scale > 0,
+ct * scale, 0)``), not a multiply (``0 * NaN = NaN``). What a select cannot stop is a non-finite *forward*
+activation of a barred example reaching a parameter gradient through the layer's input (``x^T 0`` is NaN when
+``x`` is); the per-example path (:func:`~govjax.routing.transforms.exact_routed_grads`) excludes those too.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -33,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +49,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from govjax.routing.groups import is_region_path, model_group_rules, model_num_groups, path_string
+from govjax.routing.groups import depth_groups, group_leaves, is_region_path, model_group_rules, path_string
+from govjax.routing.masks import check_group_mask
+from govjax.routing.protocol import FunctionalView, check_routable, forward, functional_view, routing_spec
+
+__all__ = [
+    "Gate", "MODES", "batch_size_of", "depth_cotangent_ratios", "depth_gate", "depth_loss_weights",
+    "group_routed_call", "is_depth_compatible", "param_routed", "param_routed_call", "param_routed_parts",
+    "per_group_forward", "routed_apply", "scale_cotangent", "weighted_per_group_forward",
+]
 
 Gate = Callable[[int, jax.Array], jax.Array]
 MODES = ("plain", "depth", "per_group")
@@ -56,7 +72,7 @@ def _per_example(scale: jax.Array, like: jax.Array) -> jax.Array:
 def scale_cotangent(x: jax.Array, scale: jax.Array) -> jax.Array:
   """Identity on ``x`` ``[B, ...]`` whose backward multiplies example ``b``'s cotangent by ``scale[b]``.
 
-  ``scale`` receives no gradient. A zero scale gives an exactly-zero cotangent (for finite cotangents).
+  ``scale`` receives no gradient. A zero scale gives an exactly-zero cotangent, even for a NaN / inf one.
   """
   del scale
   return x
@@ -66,8 +82,14 @@ def _scale_cotangent_fwd(x, scale):
   return x, scale
 
 
+def _select_scale(ct: jax.Array, scale: jax.Array) -> jax.Array:
+  """``ct * scale`` per example, exactly 0 where ``scale <= 0`` (a select, so a NaN / inf cotangent cannot leak)."""
+  s = _per_example(scale, ct)
+  return jnp.where(s > 0, ct * s, jnp.zeros_like(ct))
+
+
 def _scale_cotangent_bwd(scale, ct):
-  return ct * _per_example(scale, ct), None
+  return _select_scale(ct, scale), None
 
 
 scale_cotangent.defvjp(_scale_cotangent_fwd, _scale_cotangent_bwd)
@@ -96,22 +118,55 @@ def is_depth_compatible(group_mask: Any) -> bool:
   return not bool(jnp.any(upper_zero & (mask[:, :-1] != 0)))
 
 
-def depth_gate(group_mask: jax.Array) -> Gate:
-  """A ``gate(group_index, h)`` for ``Transformer.__call__`` that routes gradients by depth.
+def batch_size_of(x: Any, *, where: str = "routing") -> int:
+  """The leading (example) axis shared by every array leaf of ``x``."""
+  sizes = {jnp.shape(leaf)[0] for leaf in jax.tree.leaves(x) if jnp.ndim(leaf) > 0}
+  if len(sizes) != 1:
+    raise ValueError(f"{where}: the inputs must share one leading batch axis B, got leading sizes {sorted(sizes)}")
+  return sizes.pop()
+
+
+def _gate_tree(h: Any, scale: jax.Array) -> Any:
+  return jax.tree.map(lambda leaf: scale_cotangent(leaf, scale) if jnp.issubdtype(leaf.dtype, jnp.inexact)
+                      else leaf, h)
+
+
+def depth_gate(group_mask: jax.Array, *, num_groups: int | None = None, checked: bool = False) -> Gate:
+  """A ``gate(group_index, h)`` that routes gradients by depth, for a model that calls it between its groups.
+
+  Call it on the output of groups ``0 .. G - 2`` (``Transformer.__call__(tokens, gate=...)`` does; for a
+  :class:`~govjax.routing.protocol.RoutableModel`, :func:`routed_apply` does).
 
   Args:
-    group_mask: ``[B, L]`` float mask (``L = num_layers + 2``).
+    group_mask: ``[B, G]`` float mask.
+    num_groups: ``G`` from the group rules; when given, the mask must have exactly that many columns.
+    checked: check traced mask values with ``checkify`` (see :mod:`govjax.routing.masks`).
 
   Returns:
     The gate; the forward values are unchanged. Combine with a loss weighted by :func:`depth_loss_weights`
     (:func:`govjax.routing.loss.routed_loss` does both) so that the gradient reaching group ``g`` from example
     ``b`` is exactly ``mask[b, g]`` times its unrouted gradient (for masks where :func:`is_depth_compatible`
-    holds).
+    holds). The gate raises if called with a group index outside ``0 .. G - 2`` or a batch other than ``B``.
   """
-  ratios = depth_cotangent_ratios(group_mask)
+  mask = jnp.asarray(group_mask)
+  mask = check_group_mask(mask, num_groups if num_groups is not None else (mask.shape[-1] if mask.ndim else 0),
+                          where="depth_gate", checked=checked)
+  return _depth_gate(mask)
+
+
+def _depth_gate(mask: jax.Array) -> Gate:
+  """:func:`depth_gate` for a mask already checked."""
+  batch, groups = mask.shape
+  ratios = depth_cotangent_ratios(mask)
 
   def gate(group_index: int, h: jax.Array) -> jax.Array:
-    return scale_cotangent(h, ratios[:, group_index])
+    if isinstance(group_index, bool) or not isinstance(group_index, int) or not 0 <= group_index < groups - 1:
+      raise ValueError(f"depth_gate: group_index must be an int in [0, {groups - 2}] (a gate follows every group "
+                       f"but the last of G={groups}), got {group_index!r}")
+    if batch_size_of(h, where="depth_gate") != batch:
+      raise ValueError(f"depth_gate: the mask has B={batch} rows but h has leading axis "
+                       f"{batch_size_of(h, where='depth_gate')}")
+    return _gate_tree(h, ratios[:, group_index])
 
   return gate
 
@@ -171,7 +226,7 @@ def param_routed_parts(fn: Callable[[tuple, Any], jax.Array], parts: tuple, x: A
 
   def bwd(res, ct):
     vjp, scales = res
-    param_ct = tuple(vjp(ct * _per_example(scale, ct))[0][k] for k, scale in enumerate(scales))
+    param_ct = tuple(vjp(_select_scale(ct, scale))[0][k] for k, scale in enumerate(scales))
     x_ct = vjp(ct)[1] if differentiable_x else None
     return param_ct, x_ct, tuple(jnp.zeros_like(scale) for scale in scales)
 
@@ -201,31 +256,41 @@ def param_routed_call(module: Any, x: jax.Array, scale: jax.Array,
   return param_routed(fn, params, x, scale)
 
 
-def _check_mask_for(model: Any, group_mask: jax.Array, tokens: jax.Array, num_groups: int) -> jax.Array:
-  group_mask = jnp.asarray(group_mask)
-  if group_mask.shape != (tokens.shape[0], num_groups):
-    raise ValueError(f"group_mask must be [B, G] = [{tokens.shape[0]}, {num_groups}] for "
-                     f"{type(model).__name__}, got {group_mask.shape}")
-  return group_mask
+def _split_by_group(view: FunctionalView, ids: list[int], regions: list[bool], group: int,
+                    split_region: bool) -> tuple[tuple[list, ...], Callable[[tuple], Any]]:
+  """The group's parameter leaves (base and region parts with ``split_region``) and ``rebuild(parts) -> model``
+  with every other parameter held constant (``stop_gradient``)."""
+  leaves, treedef = jax.tree.flatten(view.params)
+  if split_region:
+    selections = ([i for i, g in enumerate(ids) if g == group and not regions[i]],
+                  [i for i, g in enumerate(ids) if g == group and regions[i]])
+  else:
+    selections = ([i for i, g in enumerate(ids) if g == group],)
+  chosen = {i for selection in selections for i in selection}
+  fixed = [leaf if i in chosen else jax.lax.stop_gradient(leaf) for i, leaf in enumerate(leaves)]
+  others = jax.lax.stop_gradient(view.others)
+  parts = tuple([leaves[i] for i in selection] for selection in selections)
+
+  def rebuild(new_parts: tuple) -> Any:
+    merged = list(fixed)
+    for selection, values in zip(selections, new_parts, strict=True):
+      for i, value in zip(selection, values, strict=True):
+        merged[i] = value
+    return view.build(jax.tree.unflatten(treedef, merged), others)
+
+  return parts, rebuild
 
 
-class _GroupFilter:
-  """NNX filter selecting the ``nnx.Param`` leaves of one group (by the group rules), optionally only the region
-  leaves (``region=True``) or only the others (``region=False``)."""
+def _group_layout(view: FunctionalView, rules) -> tuple[list[int], list[bool]]:
+  ids = group_leaves(depth_groups(view.params, rules))
+  paths = [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path(view.params)[0]]
+  return ids, [is_region_path(p) for p in paths]
 
-  def __init__(self, rules, group: int, region: bool | None = None):
-    self.patterns = [(re.compile(p), g) for p, g in rules]
-    self.group = group
-    self.region = region
 
-  def __call__(self, path, value) -> bool:
-    if not isinstance(value, nnx.Param):
-      return False
-    name = path_string(path)
-    if self.region is not None and is_region_path(name) != self.region:
-      return False
-    group = next((g for p, g in self.patterns if p.fullmatch(name)), None)
-    return group == self.group
+def _routed_group(view, ids, regions, group, call, x, scale, region_scale=None):
+  parts, rebuild = _split_by_group(view, ids, regions, group, region_scale is not None)
+  scales = (scale,) if region_scale is None else (scale, region_scale)
+  return param_routed_parts(lambda p, inp: call(rebuild(p), inp), parts, x, scales)
 
 
 def group_routed_call(model: Any, group: int, call: Callable[[Any, Any], jax.Array], x: Any,
@@ -236,7 +301,7 @@ def group_routed_call(model: Any, group: int, call: Callable[[Any, Any], jax.Arr
   must only use parameters of that group (others are held constant inside the call).
 
   Args:
-    model: the model.
+    model: an NNX module or a bound Linen module.
     group: the group index.
     call: ``call(model, x) -> y``.
     x: input ``[B, ...]``.
@@ -249,84 +314,131 @@ def group_routed_call(model: Any, group: int, call: Callable[[Any, Any], jax.Arr
     ``call(model, x)``.
   """
   rules = rules if rules is not None else model_group_rules(model)
-  if region_scale is None:
-    graphdef, group_params, rest = nnx.split(model, _GroupFilter(rules, group), ...)
-    parts, scales = (group_params,), (scale,)
-  else:
-    graphdef, base, region, rest = nnx.split(
-        model, _GroupFilter(rules, group, region=False), _GroupFilter(rules, group, region=True), ...)
-    parts, scales = (base, region), (scale, region_scale)
-  rest = jax.lax.stop_gradient(rest)
-
-  def fn(p, inp):
-    return call(nnx.merge(graphdef, *p, rest), inp)
-
-  return param_routed_parts(fn, parts, x, scales)
+  view = functional_view(model, where="group_routed_call")
+  ids, regions = _group_layout(view, rules)
+  return _routed_group(view, ids, regions, group, call, x, scale, region_scale)
 
 
-def per_group_forward(model: Any, tokens: jax.Array, group_mask: jax.Array, *, gate: Gate | None = None,
+def _per_group(model, x, mask, num_groups, rules, gate, return_hidden, region_mask, call_kwargs):
+  view = functional_view(model, where="per_group_forward")
+  ids, regions = _group_layout(view, rules)
+  hidden = []
+  h = x
+  for group in range(num_groups):
+    region_scale = None if region_mask is None else region_mask[:, group]
+    h = _routed_group(view, ids, regions, group, lambda m, inp, g=group: m.apply_group(g, inp, **call_kwargs), h,
+                      mask[:, group], region_scale)
+    if group < num_groups - 1:
+      if gate is not None:
+        h = gate(group, h)
+      hidden.append(h)
+  return (h, hidden) if return_hidden else h
+
+
+def per_group_forward(model: Any, x: Any, group_mask: jax.Array, *, gate: Gate | None = None,
                       return_hidden: bool = False, rules=None, region: jax.Array | None = None,
-                      region_mask: jax.Array | None = None):
-  """Transformer forward with per-group parameter-gradient routing (any mask).
+                      region_mask: jax.Array | None = None, checked: bool = False, **call_kwargs: Any):
+  """Forward with per-group parameter-gradient routing (any mask), for any routable model.
 
   Args:
-    model: a :class:`~govjax.models.transformer.Transformer` (embed_tokens, blocks, head).
-    tokens: ``[B, T]`` ints.
+    model: a :class:`~govjax.routing.protocol.RoutableModel` (e.g. the built-in transformer).
+    x: the model input, leading axis ``B``.
     group_mask: ``[B, G]``; column ``g`` weights example ``b``'s contribution to group ``g``'s parameters.
-    gate: optional extra ``gate(group_index, h)`` applied after the routing, as in ``Transformer.__call__``.
-    return_hidden: also return the residual stream after group 0 and each block.
+    gate: optional extra ``gate(group_index, h)`` applied after each group but the last.
+    return_hidden: also return the outputs of groups ``0 .. G - 2``.
     rules: group rules (default: the model's).
-    region: forward scale of the removable region's output (``Transformer.__call__``'s ``region``).
+    region: forward scale of the removable region's output (passed to ``apply_group`` as ``region=``).
     region_mask: ``[B, G]`` weights of the region parameters (default: ``group_mask``, i.e. the region is part
       of its block's group).
+    checked: check traced mask values with ``checkify``.
+    **call_kwargs: passed to every ``apply_group`` call.
 
   Returns:
-    logits, or ``(logits, hidden)``.
+    The output, or ``(output, hidden)``.
   """
-  rules = rules if rules is not None else model_group_rules(model)
-  num_layers = len(model.blocks)
-  hidden = []
-  h = group_routed_call(model, 0, lambda m, t: m.embed_tokens(t), tokens, group_mask[:, 0], rules)
-  if gate is not None:
-    h = gate(0, h)
-  hidden.append(h)
-  for i in range(num_layers):
-    region_scale = None if region_mask is None else region_mask[:, i + 1]
-    h = group_routed_call(model, i + 1, lambda m, x, i=i: m.blocks[i](x, region), h, group_mask[:, i + 1], rules,
-                          region_scale=region_scale)
-    if gate is not None:
-      h = gate(i + 1, h)
-    hidden.append(h)
-  logits = group_routed_call(model, num_layers + 1, lambda m, x: m.head(x), h, group_mask[:, num_layers + 1],
-                             rules)
-  return (logits, hidden) if return_hidden else logits
+  num_groups, model_rules = routing_spec(model, where="per_group_forward")
+  rules = rules if rules is not None else model_rules
+  batch = batch_size_of(x, where="per_group_forward")
+  mask = check_group_mask(group_mask, num_groups, batch_size=batch, where="per_group_forward", checked=checked)
+  if region_mask is not None:
+    region_mask = check_group_mask(region_mask, num_groups, batch_size=batch, where="per_group_forward(region_mask)",
+                                   checked=checked)
+  if region is not None:
+    call_kwargs = {**call_kwargs, "region": region}
+  check_routable(model, x, **call_kwargs)
+  return _per_group(model, x, mask, num_groups, rules, gate, return_hidden, region_mask, call_kwargs)
 
 
-def routed_apply(model: Any, tokens: jax.Array, group_mask: jax.Array, *, mode: str = "depth",
-                 gate: Gate | None = None, return_hidden: bool = False):
+def weighted_per_group_forward(model: Any, x: Any, weights: jax.Array, *, region: jax.Array | None = None,
+                               region_weights: jax.Array | None = None, return_hidden: bool = False):
+  """:func:`per_group_forward` with per-example weights that are not masks (e.g. normalised, above 1).
+
+  Used by the ``"region"`` loss, whose weights carry the normaliser; only the shapes are checked.
+
+  Args:
+    model: a routable model.
+    x: the model input, leading axis ``B``.
+    weights: ``[B, G]`` weights of each example's contribution to each group's parameters.
+    region: forward scale of the removable region's output (``apply_group(..., region=)``).
+    region_weights: ``[B, G]`` weights of the region parameters.
+    return_hidden: also return the outputs of groups ``0 .. G - 2``.
+
+  Returns:
+    The output, or ``(output, hidden)``.
+  """
+  num_groups, rules = routing_spec(model, where="weighted_per_group_forward")
+  batch = batch_size_of(x, where="weighted_per_group_forward")
+  for name, value in (("weights", weights), ("region_weights", region_weights)):
+    if value is not None and jnp.shape(value) != (batch, num_groups):
+      raise ValueError(f"weighted_per_group_forward: {name} must be [B, G] = [{batch}, {num_groups}], got "
+                       f"{jnp.shape(value)}")
+  call_kwargs = {} if region is None else {"region": region}
+  check_routable(model, x, **call_kwargs)
+  return _per_group(model, x, weights, num_groups, rules, None, return_hidden, region_weights, call_kwargs)
+
+
+def routed_apply(model: Any, x: Any, group_mask: jax.Array, *, mode: str = "depth", gate: Gate | None = None,
+                 return_hidden: bool = False, checked: bool = False, **call_kwargs: Any):
   """The model's forward with gradient routing.
 
   Args:
-    model: a :class:`~govjax.models.transformer.Transformer`.
-    tokens: ``[B, T]`` int tokens.
-    group_mask: ``[B, L]`` float mask.
+    model: a :class:`~govjax.routing.protocol.RoutableModel` (NNX module or bound Linen module; e.g. the built-in
+      :class:`~govjax.models.transformer.Transformer`).
+    x: the model input (e.g. ``[B, T]`` tokens), leading axis ``B``.
+    group_mask: ``[B, G]`` float mask, ``G`` = ``model.num_groups``.
     mode: ``"depth"`` (:func:`depth_gate`; exact for depth masks), ``"per_group"`` (any mask) or ``"plain"``
       (no routing).
     gate: an extra gate composed after the routing one (e.g. region adapters).
-    return_hidden: also return the residual streams.
+    return_hidden: also return the outputs of groups ``0 .. G - 2`` (the residual streams).
+    checked: check traced mask values with ``checkify`` (see :mod:`govjax.routing.masks`).
+    **call_kwargs: passed to every ``model.apply_group`` call.
 
   Returns:
-    logits ``[B, T, V]`` (or ``(logits, hidden)``), equal to the plain forward. In ``"depth"`` mode the caller
-    must weight example ``b``'s loss by ``mask[b, L-1]`` (:func:`depth_loss_weights`); in ``"per_group"`` mode
-    the head's own mask column already does this.
+    The output (or ``(output, hidden)``), equal to the plain forward. In ``"depth"`` mode the caller must weight
+    example ``b``'s loss by ``mask[b, G-1]`` (:func:`depth_loss_weights`); in ``"per_group"`` mode the last
+    group's own mask column already does this.
+
+  Raises:
+    TypeError: the model misses a protocol member (named in the message).
+    ValueError: a mask that is not ``[B, G]`` or holds values outside ``[0, 1]``.
+    SharedParameterError: a parameter used by two groups.
   """
   if mode not in MODES:
     raise ValueError(f"routing mode must be one of {MODES}, got {mode!r}")
-  group_mask = _check_mask_for(model, group_mask, tokens, model_num_groups(model))
+  num_groups, rules = routing_spec(model, where="routed_apply")
+  batch = batch_size_of(x, where="routed_apply")
+  mask = check_group_mask(group_mask, num_groups, batch_size=batch, where="routed_apply", checked=checked)
+  if mode != "plain":
+    check_routable(model, x, **call_kwargs)
   if mode == "per_group":
-    return per_group_forward(model, tokens, group_mask, gate=gate, return_hidden=return_hidden)
+    return _per_group(model, x, mask, num_groups, rules, gate, return_hidden, None, call_kwargs)
   combined = gate
   if mode == "depth":
-    routing = depth_gate(group_mask)
+    routing = _depth_gate(mask)
     combined = routing if gate is None else (lambda i, h: gate(i, routing(i, h)))
-  return model(tokens, gate=combined, return_hidden=return_hidden)
+  out, hidden = forward(model, x, num_groups, combined, **call_kwargs)
+  if mode == "depth":
+    # Rows barred from the last group get an exactly-zero output cotangent (their loss weight is 0; the select
+    # also stops a NaN / inf from their loss).
+    out = _gate_tree(out, (depth_loss_weights(mask) > 0).astype(jnp.float32))
+  return (out, hidden) if return_hidden else out

@@ -10,6 +10,13 @@ Groups are assigned from ordered ``(regex, group)`` rules matched (``re.fullmatc
 uncovered paths (as big_vision does for learning-rate multipliers), so a new parameter can never silently escape
 routing.
 
+The number of groups ``G`` is defined by the rules (:func:`rules_num_groups`: the largest group + 1); masks must
+have exactly ``G`` columns. A parameter must belong to one group only: an ``nnx.Module`` given to
+:func:`depth_groups` is checked for parameters reachable under two paths that the rules put in different groups
+(e.g. a tied embedding stored as both ``embed`` and ``head``), which raise :class:`SharedParameterError`. (A
+group that *reads* another group's parameter, e.g. ``self.embed.attend(h)`` in the head, is found by
+:func:`govjax.routing.protocol.check_routable`, which traces each group.)
+
 Example:
   >>> import jax.numpy as jnp
   >>> params = {"embed": {"embedding": jnp.zeros((5, 2))}, "blocks": [{"w": jnp.zeros(3)}],
@@ -19,6 +26,8 @@ Example:
   {'blocks': [{'w': 1}], 'embed': {'embedding': 0}, 'unembed': {'kernel': 2}}
   >>> group_sizes(params, ids, num_groups=3)
   [10, 3, 10]
+  >>> rules_num_groups([(r"embed/.*", 0), (r"blocks/0/.*", 1), (r"unembed/.*", 2)])
+  3
 """
 
 from __future__ import annotations
@@ -28,12 +37,29 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
+from flax import nnx
+
+__all__ = [
+    "GroupCoverageError", "Rules", "SharedParameterError", "check_group_ids", "check_shared_parameters",
+    "depth_groups", "group_count", "group_leaves", "group_sizes", "is_region_path", "is_rules", "leaf_paths",
+    "model_group_rules", "model_num_groups", "path_string", "resolve_group_ids", "rules_num_groups",
+    "shared_parameters", "transformer_group_rules",
+]
 
 Rules = Sequence[tuple[str, int]]
 
 
 class GroupCoverageError(ValueError):
   """Raised when some parameter leaves match no group rule."""
+
+
+class SharedParameterError(ValueError):
+  """Raised when one parameter belongs to, or is read by, two depth groups (e.g. tied embeddings).
+
+  Routing decides per group which examples may train a parameter; a parameter used by two groups would be
+  trained through the upper group by examples barred from the lower one (the depth gate cannot see the sharing).
+  Untie it (give each group its own copy) or put every use of it into one group.
+  """
 
 
 def _key_name(key: Any) -> str:
@@ -87,11 +113,105 @@ def _compile(rules: Rules) -> list[tuple[re.Pattern, int]]:
   return compiled
 
 
+def rules_num_groups(rules: Rules) -> int:
+  """The number of groups ``G`` the rules define: the largest group they name, plus one.
+
+  Args:
+    rules: ``(regex, group)`` pairs (a group without parameters still needs a rule naming it).
+
+  Returns:
+    ``G``; a routing mask for these rules is ``[B, G]``.
+
+  Raises:
+    ValueError: empty or malformed rules.
+  """
+  compiled = _compile(rules)
+  if not compiled:
+    raise ValueError("group rules are empty: give at least one (regex, group) pair")
+  return max(group for _, group in compiled) + 1
+
+
+def group_count(group_ids: Any, num_groups: int | None = None) -> int:
+  """``G`` for group rules or a pytree of group ids, optionally widened by an explicit ``num_groups``.
+
+  Args:
+    group_ids: group rules (``G`` = :func:`rules_num_groups`) or a pytree of int ids (``G`` = largest id + 1).
+    num_groups: explicit ``G`` (for groups without parameters above the largest one named); must not be smaller
+      than the largest group named.
+
+  Returns:
+    The number of mask columns routing with these groups expects.
+  """
+  if is_rules(group_ids):
+    derived = rules_num_groups(group_ids)
+  else:
+    ids = group_leaves(group_ids)
+    if not ids:
+      raise ValueError("group_ids has no leaves; pass group rules [(regex, group), ...] or depth_groups(params, "
+                       "rules)")
+    derived = max(ids) + 1
+  if num_groups is None:
+    return derived
+  if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < derived:
+    raise ValueError(f"num_groups={num_groups!r} is smaller than the {derived} groups the rules / group ids name")
+  return num_groups
+
+
+def _rule_group(compiled: list[tuple[re.Pattern, int]], name: str) -> int | None:
+  return next((g for pattern, g in compiled if pattern.fullmatch(name)), None)
+
+
+def shared_parameters(model: Any, rules: Rules) -> list[tuple[str, str, int | None, int | None]]:
+  """Parameters of an ``nnx.Module`` reachable under two paths that the rules put in different groups.
+
+  Args:
+    model: an ``nnx.Module`` (other objects have no shared references to find; the result is then empty).
+    rules: the group rules.
+
+  Returns:
+    ``(path, other_path, group, other_group)`` for each such parameter (``None`` where no rule matches).
+  """
+  if not isinstance(model, nnx.Module):
+    return []
+  compiled = _compile(rules)
+  params = [tuple(path) for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+  found = []
+  for paths in nnx.find_duplicates(model):
+    paths = [tuple(p) for p in paths]
+    for key in params:
+      canonical = next((p for p in paths if key[:len(p)] == p), None)
+      if canonical is None:
+        continue
+      suffix = key[len(canonical):]
+      name = path_string(key)
+      group = _rule_group(compiled, name)
+      for other in paths:
+        if other == canonical:
+          continue
+        other_name = path_string(other + suffix)
+        other_group = _rule_group(compiled, other_name)
+        if other_group != group:
+          found.append((name, other_name, group, other_group))
+  return found
+
+
+def check_shared_parameters(model: Any, rules: Rules) -> None:
+  """Raises :class:`SharedParameterError` if :func:`shared_parameters` finds any."""
+  found = shared_parameters(model, rules)
+  if found:
+    listed = "; ".join(f"{a!r} (group {ga}) is also {b!r} (group {gb})" for a, b, ga, gb in found)
+    raise SharedParameterError(
+        f"{type(model).__name__}: {len(found)} parameter(s) shared by two depth groups: {listed}. Examples barred "
+        "from the lower group would train it through the upper one. Untie the parameter (give each group its own "
+        "copy) or make the rules put every path of it into one group.")
+
+
 def depth_groups(params: Any, rules: Rules) -> Any:
   """Assigns each leaf of ``params`` to a group.
 
   Args:
-    params: any pytree, e.g. the ``nnx.State`` from ``nnx.split(model, nnx.Param)``.
+    params: any pytree, e.g. the ``nnx.State`` from ``nnx.split(model, nnx.Param)``, a Linen ``params`` dict,
+      or an ``nnx.Module`` (its ``nnx.Param`` state, after checking that no parameter is shared by two groups).
     rules: ordered ``(regex, group)`` pairs; a leaf takes the group of the first regex that fully matches its
       ``'/'``-joined path.
 
@@ -101,13 +221,17 @@ def depth_groups(params: Any, rules: Rules) -> Any:
 
   Raises:
     GroupCoverageError: listing every path that no rule matches.
+    SharedParameterError: for an ``nnx.Module`` with a parameter reachable under paths of two groups.
   """
+  if isinstance(params, nnx.Module):
+    check_shared_parameters(params, rules)
+    params = nnx.state(params, nnx.Param)
   compiled = _compile(rules)
   flat, treedef = jax.tree_util.tree_flatten_with_path(params)
   groups, uncovered = [], []
   for path, _ in flat:
     name = path_string(path)
-    group = next((g for pattern, g in compiled if pattern.fullmatch(name)), None)
+    group = _rule_group(compiled, name)
     if group is None:
       uncovered.append(name)
     groups.append(group)

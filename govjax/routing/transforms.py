@@ -24,6 +24,26 @@ Transforms here (all ``optax.GradientTransformationExtraArgs``; the mask is the 
 :func:`exact_routed_grads` computes the reference aggregate straight from a per-example loss, in microbatches
 (``vmap`` over a chunk inside ``lax.scan``) so the ``[B, params]`` tensor of per-example gradients never exists.
 
+Masks are checked strictly (:func:`govjax.routing.masks.check_group_mask`): ``[B, G]`` with ``G`` the number of
+groups the rules (or group ids) define, or ``num_groups=`` when given; values finite and in ``[0, 1]`` (concrete
+masks raise; traced ones raise with ``checked=True`` under ``checkify``, else they are clamped). A barred example
+(mask 0) contributes exactly nothing to the group, even when its gradient is NaN or inf: the weights are applied
+with a select, not a multiply. Where the gradient has no batch axis (:func:`normalise_by_contributors`,
+:func:`freeze_groups_without_contributors`) ``B`` cannot be checked: pass the loss's own mask.
+
+Wiring into training loops (every transform takes the mask as ``update(..., group_mask=mask)``):
+
+- ``nnx.Optimizer(model, tx, wrt=nnx.Param)``: ``optimizer.update(model, grads, group_mask=mask)``.
+- Flax ``TrainState.apply_gradients(grads=...)`` cannot pass extra arguments; call the optimizer yourself::
+
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params, group_mask=mask)
+    state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state)
+
+- ``optax.inject_hyperparams(...)`` forwards ``group_mask`` (wrap the inner optimizer or a whole routed chain).
+- Gradient accumulation: :func:`routed_multi_steps` (not ``optax.MultiSteps`` directly, which would hand the inner
+  optimizer only the last micro-batch's mask, or with ``.gradient_transformation()`` in a chain no mask at all).
+
 Example:
   >>> import jax.numpy as jnp, optax
   >>> grads = {"low": jnp.ones(2), "high": jnp.ones(2)}
@@ -44,9 +64,24 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from govjax.routing.groups import check_group_ids, group_leaves, resolve_group_ids
+from govjax.routing.groups import check_group_ids, group_count, group_leaves, resolve_group_ids
+from govjax.routing.masks import check_group_mask
+
+__all__ = [
+    "FreezeGroupsState", "NORMALISERS", "NormaliseByContributorsState", "RoutedAggregateState",
+    "RoutedMultiStepsState", "contributor_counts", "exact_routed_grads", "freeze_groups_without_contributors",
+    "group_normalisers", "normalise_by_contributors", "per_example_routed_aggregate", "routed_multi_steps",
+    "routed_optimizer", "routed_sum", "scale_groups",
+]
 
 NORMALISERS = ("batch", "contributors")
+MISSING_MASK_HINT = (
+    " (e.g. tx.update(grads, state, params, group_mask=mask), or nnx.Optimizer.update(model, grads, "
+    "group_mask=mask)). flax.training.train_state.TrainState.apply_gradients cannot pass it: call "
+    "updates, opt_state = state.tx.update(grads, state.opt_state, state.params, group_mask=mask) and "
+    "state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state). "
+    "A wrapper that drops extra arguments (optax.MultiSteps(...).gradient_transformation() inside optax.chain) "
+    "cannot pass it either: use govjax.routing.routed_multi_steps for gradient accumulation.")
 
 
 class RoutedAggregateState(NamedTuple):
@@ -63,15 +98,27 @@ class FreezeGroupsState(NamedTuple):
   inner_state: Any
 
 
-def _check_mask(group_mask: jax.Array | None, group_ids: Any, name: str) -> jax.Array:
+class RoutedMultiStepsState(NamedTuple):
+  """State of :func:`routed_multi_steps`.
+
+  Attributes:
+    inner_state: the ``optax.MultiSteps`` state (accumulated gradient, step counters, the inner state).
+    counts: float32 ``[G]`` contributors of the micro-batches seen in the current accumulation cycle.
+    rows: float32 scalar, the rows of those micro-batches.
+  """
+
+  inner_state: Any
+  counts: jax.Array
+  rows: jax.Array
+
+
+def _check_mask(group_mask: jax.Array | None, group_ids: Any, name: str, num_groups: int, *,
+                checked: bool = False, batch_size: int | None = None) -> jax.Array:
   if group_mask is None:
-    raise ValueError(f"{name} needs the extra argument group_mask=[B, G] (e.g. tx.update(grads, state, params, "
-                     "group_mask=mask))")
-  group_mask = jnp.asarray(group_mask)
-  if group_mask.ndim != 2:
-    raise ValueError(f"{name}: group_mask must be [B, G], got shape {group_mask.shape}")
-  check_group_ids(group_ids, group_mask.shape[1], where=f"{name}: group_mask")
-  return group_mask
+    raise ValueError(f"{name} needs the extra argument group_mask=[B, G]{MISSING_MASK_HINT}")
+  mask = check_group_mask(group_mask, num_groups, batch_size=batch_size, where=name, checked=checked)
+  check_group_ids(group_ids, num_groups, where=f"{name}: group_mask")
+  return mask
 
 
 def _check_normaliser(normaliser: str) -> None:
@@ -110,11 +157,15 @@ def _map_with_groups(fn: Callable[[jax.Array, int], jax.Array], tree: Any, group
 
 
 def routed_sum(per_example_grads: Any, group_mask: jax.Array, group_ids: Any) -> Any:
-  """``sum_b group_mask[b, group(p)] * g_b[p]`` over the leading (example) axis of ``per_example_grads``."""
+  """``sum_b group_mask[b, group(p)] * g_b[p]`` over the leading (example) axis of ``per_example_grads``.
+
+  Rows with weight 0 are selected away before the sum, so their NaN / inf gradients do not reach the group.
+  """
 
   def weigh(g, group):
     weights = group_mask[:, group].astype(g.dtype)
-    return jnp.tensordot(weights, g, axes=1)
+    allowed = (weights > 0).reshape(weights.shape + (1,) * (g.ndim - 1))
+    return jnp.tensordot(weights, jnp.where(allowed, g, jnp.zeros_like(g)), axes=1)
 
   return _map_with_groups(weigh, per_example_grads, group_ids)
 
@@ -124,13 +175,17 @@ def scale_groups(tree: Any, scale: jax.Array, group_ids: Any) -> Any:
   return _map_with_groups(lambda u, g: u * scale[g].astype(u.dtype), tree, group_ids)
 
 
-def per_example_routed_aggregate(group_ids: Any, *, normaliser: str = "batch") -> optax.GradientTransformationExtraArgs:
+def per_example_routed_aggregate(group_ids: Any, *, normaliser: str = "batch", num_groups: int | None = None,
+                                 checked: bool = False) -> optax.GradientTransformationExtraArgs:
   """Exact routed aggregation of per-example gradients.
 
   Args:
     group_ids: pytree of int groups matching the parameters (from :func:`~govjax.routing.groups.depth_groups`),
       or group rules (resolved against the gradient tree).
     normaliser: ``"batch"`` or ``"contributors"`` (see the module docstring).
+    num_groups: ``G`` when it exceeds the largest group named (groups without parameters); default from
+      ``group_ids``.
+    checked: check traced mask values with ``checkify``.
 
   Returns:
     A transform whose ``update(per_example_grads, state, params=None, *, group_mask)`` takes gradients with a
@@ -146,6 +201,7 @@ def per_example_routed_aggregate(group_ids: Any, *, normaliser: str = "batch") -
     ([2.0], [3.0])
   """
   _check_normaliser(normaliser)
+  count = group_count(group_ids, num_groups)
 
   def init_fn(params):
     del params
@@ -154,11 +210,13 @@ def per_example_routed_aggregate(group_ids: Any, *, normaliser: str = "batch") -
   def update_fn(updates, state, params=None, *, group_mask=None, **extra_args):
     del params, extra_args
     ids = resolve_group_ids(group_ids, updates)
-    mask = _check_mask(group_mask, ids, "per_example_routed_aggregate")
-    for leaf in jax.tree.leaves(updates):
-      if leaf.ndim == 0 or leaf.shape[0] != mask.shape[0]:
-        raise ValueError(f"per_example_routed_aggregate expects per-example gradients with leading axis "
-                         f"B={mask.shape[0]} (the mask's batch), got a leaf of shape {leaf.shape}")
+    leaves = jax.tree.leaves(updates)
+    rows = leaves[0].shape[0] if leaves and leaves[0].ndim else None
+    for leaf in leaves:
+      if leaf.ndim == 0 or leaf.shape[0] != rows:
+        raise ValueError(f"per_example_routed_aggregate expects per-example gradients with one leading axis B, "
+                         f"got leaves of shapes {leaves[0].shape} and {leaf.shape}")
+    mask = _check_mask(group_mask, ids, "per_example_routed_aggregate", count, checked=checked, batch_size=rows)
     summed = routed_sum(updates, mask, ids)
     return scale_groups(summed, group_normalisers(mask, normaliser), ids), state
 
@@ -175,6 +233,8 @@ def exact_routed_grads(
     microbatch: int = 8,
     normaliser: str = "batch",
     has_aux: bool = False,
+    num_groups: int | None = None,
+    checked: bool = False,
 ) -> tuple[Any, Any]:
   """Reference routed gradient from per-example gradients, computed in microbatches.
 
@@ -192,6 +252,8 @@ def exact_routed_grads(
     microbatch: examples per chunk.
     normaliser: ``"batch"`` or ``"contributors"``.
     has_aux: whether ``loss_fn`` returns ``(losses, aux)``.
+    num_groups: ``G`` when it exceeds the largest group named; default from ``group_ids``.
+    checked: check traced mask values with ``checkify``.
 
   Returns:
     ``(grads, losses)`` or, with ``has_aux``, ``(grads, (losses, aux))``; ``losses`` is ``[B]``, ``aux`` stacked
@@ -206,8 +268,9 @@ def exact_routed_grads(
     ([1.66667], [1.0, 2.0, 4.0])
   """
   _check_normaliser(normaliser)
+  count = group_count(group_ids, num_groups)
   group_ids = resolve_group_ids(group_ids, params)
-  mask = _check_mask(group_mask, group_ids, "exact_routed_grads")
+  mask = _check_mask(group_mask, group_ids, "exact_routed_grads", count, checked=checked)
   batch_size = mask.shape[0]
   for leaf in jax.tree.leaves(batch):
     if leaf.shape[:1] != (batch_size,):
@@ -257,7 +320,8 @@ def exact_routed_grads(
   return grads, losses
 
 
-def normalise_by_contributors(group_ids: Any) -> optax.GradientTransformationExtraArgs:
+def normalise_by_contributors(group_ids: Any, *, num_groups: int | None = None,
+                              checked: bool = False) -> optax.GradientTransformationExtraArgs:
   """Turns a batch-normalised routed gradient into a contributor-normalised one.
 
   The efficient routing paths produce ``sum_b mask[b, g] * g_b / B`` (the gradient of the batch-mean routed
@@ -267,11 +331,15 @@ def normalise_by_contributors(group_ids: Any) -> optax.GradientTransformationExt
   :func:`freeze_groups_without_contributors`.
 
   Args:
-    group_ids: pytree of int groups matching the gradients.
+    group_ids: pytree of int groups matching the gradients, or group rules.
+    num_groups: ``G`` when it exceeds the largest group named; default from ``group_ids``.
+    checked: check traced mask values with ``checkify``.
 
   Returns:
-    A transform with ``update(grads, state, params=None, *, group_mask)``.
+    A transform with ``update(grads, state, params=None, *, group_mask)``; a group without contributors gets an
+    exactly-zero gradient (a select, even if its incoming gradient is not finite).
   """
+  count = group_count(group_ids, num_groups)
 
   def init_fn(params):
     del params
@@ -280,9 +348,12 @@ def normalise_by_contributors(group_ids: Any) -> optax.GradientTransformationExt
   def update_fn(updates, state, params=None, *, group_mask=None, **extra_args):
     del params, extra_args
     ids = resolve_group_ids(group_ids, updates)
-    mask = _check_mask(group_mask, ids, "normalise_by_contributors")
+    mask = _check_mask(group_mask, ids, "normalise_by_contributors", count, checked=checked)
+    active = contributor_counts(mask) > 0
     scale = group_normalisers(mask, "contributors") * mask.shape[0]
-    return scale_groups(updates, scale, ids), state
+    scaled = _map_with_groups(
+        lambda u, g: jnp.where(active[g], u * scale[g].astype(u.dtype), jnp.zeros_like(u)), updates, ids)
+    return scaled, state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -309,7 +380,7 @@ def _select_param_shaped(keep_new: Callable[[int], jax.Array], new: Any, old: An
 
 
 def freeze_groups_without_contributors(
-    inner: optax.GradientTransformation, group_ids: Any
+    inner: optax.GradientTransformation, group_ids: Any, *, num_groups: int | None = None, checked: bool = False
 ) -> optax.GradientTransformationExtraArgs:
   """Wraps ``inner`` so that groups with no contributor in a step are frozen for that step.
 
@@ -320,19 +391,22 @@ def freeze_groups_without_contributors(
   Args:
     inner: the optimizer to wrap (e.g. ``optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))``); it
       receives the extra arguments too.
-    group_ids: pytree of int groups matching the parameters.
+    group_ids: pytree of int groups matching the parameters, or group rules.
+    num_groups: ``G`` when it exceeds the largest group named; default from ``group_ids``.
+    checked: check traced mask values with ``checkify``.
 
   Returns:
     A transform with ``update(grads, state, params=None, *, group_mask, **extra)``.
   """
   inner = optax.with_extra_args_support(inner)
+  count = group_count(group_ids, num_groups)
 
   def init_fn(params):
     return FreezeGroupsState(inner.init(params))
 
   def update_fn(updates, state, params=None, *, group_mask=None, **extra_args):
     ids = resolve_group_ids(group_ids, updates)
-    mask = _check_mask(group_mask, ids, "freeze_groups_without_contributors")
+    mask = _check_mask(group_mask, ids, "freeze_groups_without_contributors", count, checked=checked)
     active = contributor_counts(mask) > 0
     new_updates, new_inner = inner.update(updates, state.inner_state, params, group_mask=mask, **extra_args)
     new_updates = _map_with_groups(lambda u, g: jnp.where(active[g], u, jnp.zeros_like(u)), new_updates, ids)
@@ -348,19 +422,109 @@ def routed_optimizer(
     *,
     normaliser: str = "contributors",
     freeze_empty: bool = False,
+    num_groups: int | None = None,
+    checked: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   """The optimizer for the efficient routing paths: normalise, then (optionally frozen) ``inner``.
 
   Args:
     inner: e.g. ``optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(lr, weight_decay=0.01))``.
-    group_ids: pytree of int groups matching the parameters.
+    group_ids: pytree of int groups matching the parameters, or group rules.
     normaliser: ``"contributors"`` (adds :func:`normalise_by_contributors`) or ``"batch"`` (gradient unchanged).
     freeze_empty: wrap ``inner`` in :func:`freeze_groups_without_contributors`.
+    num_groups: ``G`` when it exceeds the largest group named; default from ``group_ids``.
+    checked: check traced mask values with ``checkify``.
 
   Returns:
     A chain called as ``tx.update(grads, state, params, group_mask=mask)``.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> tx = routed_optimizer(optax.sgd(1.0), {"low": 0, "high": 1}, freeze_empty=True)
+    >>> grads = {"low": jnp.ones(2), "high": jnp.ones(2)}
+    >>> updates, _ = tx.update(grads, tx.init(grads), grads, group_mask=jnp.array([[0., 1.], [0., .5]]))
+    >>> updates["low"].tolist(), updates["high"].tolist()
+    ([0.0, 0.0], [-1.3333333730697632, -1.3333333730697632])
   """
   _check_normaliser(normaliser)
-  parts = [normalise_by_contributors(group_ids)] if normaliser == "contributors" else []
-  parts.append(freeze_groups_without_contributors(inner, group_ids) if freeze_empty else inner)
+  options = {"num_groups": num_groups, "checked": checked}
+  parts = [normalise_by_contributors(group_ids, **options)] if normaliser == "contributors" else []
+  parts.append(freeze_groups_without_contributors(inner, group_ids, **options) if freeze_empty else inner)
+  if normaliser == "batch" and not freeze_empty:
+    parts.insert(0, _mask_check(group_ids, **options))
   return optax.chain(*parts)
+
+
+def _mask_check(group_ids: Any, *, num_groups: int | None, checked: bool) -> optax.GradientTransformationExtraArgs:
+  """Checks the mask (and that one is passed) in a routed chain whose other parts would ignore it."""
+  count = group_count(group_ids, num_groups)
+
+  def update_fn(updates, state, params=None, *, group_mask=None, **extra_args):
+    del params, extra_args
+    _check_mask(group_mask, resolve_group_ids(group_ids, updates), "routed_optimizer", count, checked=checked)
+    return updates, state
+
+  return optax.GradientTransformationExtraArgs(lambda params: optax.EmptyState(), update_fn)
+
+
+def routed_multi_steps(inner: optax.GradientTransformation, group_ids: Any, every_k_schedule: int, *,
+                       num_groups: int | None = None, checked: bool = False) -> optax.GradientTransformationExtraArgs:
+  """Gradient accumulation over ``every_k_schedule`` micro-batches for a routed optimizer.
+
+  ``optax.MultiSteps`` averages the micro-batch gradients and calls the inner optimizer with the extra arguments
+  of the *current* call, so a routed inner optimizer would count contributors of the last micro-batch only. This
+  wrapper accumulates the contributor counts of the whole cycle and hands the inner optimizer, as ``group_mask``,
+  the ``[B, G]`` mask whose every row is the cycle's mean mask row: its column sums are the cycle's contributors
+  per micro-batch, so :func:`normalise_by_contributors` and :func:`freeze_groups_without_contributors` inside
+  act exactly as on one batch of all ``k * B`` rows.
+
+  Order: the micro-step gradient is the batch-normalised routed gradient of its micro-batch (the efficient losses'
+  gradient); put the whole routed optimizer (:func:`routed_optimizer`, or normalise -> clip -> AdamW, frozen or
+  not) inside; call ``tx.update(grads, state, params, group_mask=micro_batch_mask)`` every micro-step (all
+  micro-batches with the same ``B``). Updates are zero until the ``k``-th micro-step.
+
+  Args:
+    inner: the routed optimizer applied once per ``k`` micro-steps.
+    group_ids: group rules or ids (as for the other transforms).
+    every_k_schedule: ``k``, an int >= 1.
+    num_groups: ``G`` when it exceeds the largest group named.
+    checked: check traced mask values with ``checkify``.
+
+  Returns:
+    A transform with ``update(grads, state, params=None, *, group_mask, **extra)``.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> ids = {"low": 0, "high": 1}
+    >>> tx = routed_multi_steps(routed_optimizer(optax.sgd(1.0), ids), ids, every_k_schedule=2)
+    >>> g = {"low": jnp.ones(1), "high": jnp.ones(1)}
+    >>> state = tx.init(g)
+    >>> u, state = tx.update(g, state, g, group_mask=jnp.array([[1., 1.], [0., 1.]]))
+    >>> bool(jnp.all(u["low"] == 0))   # nothing applied before the k-th micro-step
+    True
+    >>> u, state = tx.update(g, state, g, group_mask=jnp.array([[0., 1.], [0., 1.]]))
+    >>> u["low"].tolist(), u["high"].tolist()   # 4 rows, 1 contributor to "low": 4/1 * mean gradient 1
+    ([-4.0], [-1.0])
+  """
+  if isinstance(every_k_schedule, bool) or not isinstance(every_k_schedule, int) or every_k_schedule < 1:
+    raise ValueError(f"every_k_schedule must be an int >= 1, got {every_k_schedule!r}")
+  count = group_count(group_ids, num_groups)
+  multi = optax.MultiSteps(inner, every_k_schedule)
+
+  def init_fn(params):
+    return RoutedMultiStepsState(multi.init(params), jnp.zeros((count,), jnp.float32), jnp.zeros((), jnp.float32))
+
+  def update_fn(updates, state, params=None, *, group_mask=None, **extra_args):
+    mask = _check_mask(group_mask, resolve_group_ids(group_ids, updates), "routed_multi_steps", count,
+                       checked=checked)
+    counts = state.counts + contributor_counts(mask)
+    rows = state.rows + mask.shape[0]
+    cycle_mask = jnp.broadcast_to((counts / rows).astype(mask.dtype), mask.shape)
+    new_updates, inner_state = multi.update(updates, state.inner_state, params, group_mask=cycle_mask,
+                                            **extra_args)
+    emitted = inner_state.mini_step == 0
+    counts = jnp.where(emitted, jnp.zeros_like(counts), counts)
+    rows = jnp.where(emitted, jnp.zeros_like(rows), rows)
+    return new_updates, RoutedMultiStepsState(inner_state, counts, rows)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)

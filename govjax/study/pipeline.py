@@ -1,6 +1,7 @@
 """The whole study job from one command: data, runs, documentation, lookup check, report.
 
-``run_pipeline(config, out)`` prepares the chorale dataset if needed, runs the study (:mod:`govjax.study.runner`),
+``run_pipeline(config, out)`` prepares the chorale dataset if needed, runs the study (:mod:`govjax.study.runner`:
+``out/results.json`` and the evidence with 95% intervals, ``out/study.json``),
 writes the dataset manifest of the governed run (tiers 1-3, Croissant) into ``out/manifest``, checks that the
 rightsholder lookup finds transformed copies of training works and no distinct works (``out/lookup.json``), and
 writes ``out/report.html`` (:mod:`govjax.study.report`). ``make demo`` runs it on the demo study.
@@ -26,7 +27,7 @@ from govjax.data.chorales import prepare_chorales
 from govjax.documentation.lookup import ManifestIndex, lookup_file
 from govjax.documentation.manifest import load_manifest
 from govjax.documentation.run_manifest import document_run
-from govjax.study.methods import StudyConfig, load_study, method_config
+from govjax.study.methods import StudyConfig, load_study, method_config, study_runs
 from govjax.study.report import results_markdown, write_study_report
 from govjax.study.runner import run_study
 from govjax.train import data as training_data
@@ -126,7 +127,8 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
   prepare_data(study)
   timings["data_s"] = time.perf_counter() - start
 
-  _stage(f"2/4 study: {len(study.runs)} runs (train, audit, sample, trace)")
+  seeds = f", seeds {list(study.seeds)}" if study.seeds else ""
+  _stage(f"2/4 study: {len(study_runs(study))} runs{seeds} (train, audit, sample, trace)")
   t0 = time.perf_counter()
   results = run_study(study, out)
   timings["study_s"] = time.perf_counter() - t0

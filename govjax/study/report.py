@@ -11,6 +11,10 @@ Figures (PNG, in ``out/figures/``):
    the work trained at.
 5. ``lookup_robustness.png``: fraction of transformed copies found by the rightsholder lookup, per
    transformation (when the study ran the lookup check).
+6. ``evidence_intervals.png``: the headline metrics per method, means over seeds with 95% intervals (bootstrap
+   over seeds and works, ``out/study.json``).
+7. ``privacy_utility.png``: DP-SGD's utility-privacy curve (validation NLL against membership AUC and epsilon,
+   with 95% intervals) and the other methods at their own utility.
 
 Command: ``govjax report --workdir runs/demo`` (re-draws everything from the saved results).
 
@@ -172,6 +176,116 @@ def figure_lookup(lookup: dict | None, path: pathlib.Path) -> pathlib.Path | Non
   return path
 
 
+EVIDENCE_METRICS = (
+    ("val_nll", "validation NLL (nats/token)"),
+    ("mia_auc_works", "membership AUC, per work (trained chorales)"),
+    ("mia_auc_restricted_works", "membership AUC, per work (restricted)"),
+    ("lira_auc_restricted_works", "reference-calibrated AUC (restricted)"),
+    ("extraction_restricted", "exact extraction, restricted works"),
+    ("extraction_heldout", "exact extraction, held-out works"),
+    ("counterfactual_extraction_restricted", "counterfactual extraction, restricted"),
+    ("edit_similarity_restricted", "edit similarity, restricted"),
+    ("edit_similarity_heldout", "edit similarity, held-out"),
+)
+
+
+def _ci_text(value: dict | None, digits: int = 3) -> str:
+  if not value or value.get("mean") is None:
+    return "n/a"
+  lo, hi = value["ci95"]
+  if lo is None:
+    return f"{value['mean']:.{digits}f}"
+  return f"{value['mean']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def evidence_metrics(evidence: dict) -> list[tuple[str, str]]:
+  """The metrics the evidence table and figure show: the headline ones, then canary exposure and extraction per
+  kind and level."""
+  names = set().union(*(set(m) for m in evidence["methods"].values())) if evidence["methods"] else set()
+  out = [(k, label) for k, label in EVIDENCE_METRICS if k in names]
+  for kind in ("random", "chorale"):
+    for level in evidence.get("canary_levels", []):
+      for key, label in (("exposure", "exposure (bits, extrapolated)"), ("extraction", "extraction")):
+        name = f"{key}_{kind}_r{level}"
+        if name in names:
+          out.append((name, f"{kind} canaries x{level}: {label}"))
+  return out
+
+
+def evidence_table(evidence: dict) -> list[dict]:
+  """One row per metric, one column per method: ``mean [lo, hi]`` (95%, seeds and works resampled)."""
+  methods = list(evidence["methods"])
+  return [{"metric": label, **{m: _ci_text(evidence["methods"][m].get(key)) for m in methods}}
+          for key, label in evidence_metrics(evidence)]
+
+
+def figure_evidence(evidence: dict, path: pathlib.Path) -> pathlib.Path | None:
+  """Figure 6: headline metrics per method with 95% error bars."""
+  metrics = evidence_metrics(evidence)
+  if not metrics:
+    return None
+  plt = _plt()
+  cols = 3
+  rows = -(-len(metrics) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
+  methods = list(evidence["methods"])
+  for ax, (key, label) in zip(axes.ravel(), metrics, strict=False):
+    means, lows, highs = [], [], []
+    for m in methods:
+      value = evidence["methods"][m].get(key) or {}
+      mean = value.get("mean")
+      lo, hi = (value.get("ci95") or [None, None])
+      means.append(np.nan if mean is None else mean)
+      lows.append(0.0 if mean is None or lo is None else mean - lo)
+      highs.append(0.0 if mean is None or hi is None else hi - mean)
+    ax.errorbar(np.arange(len(methods)), means, yerr=[lows, highs], fmt="o", capsize=3)
+    if "auc" in key:
+      ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(methods)), methods, rotation=35, ha="right", fontsize=7)
+    ax.set_title(label, fontsize=8)
+  for ax in axes.ravel()[len(metrics):]:
+    ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def figure_privacy_utility(evidence: dict, path: pathlib.Path) -> pathlib.Path | None:
+  """Figure 7: validation NLL against per-work membership AUC for every method (95% intervals on both axes),
+  the DP-SGD runs joined as a curve and labelled with their epsilon."""
+  methods = evidence["methods"]
+  points = [(m, v) for m, v in methods.items() if "val_nll" in v and "mia_auc_works" in v]
+  if not points:
+    return None
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+
+  def err(value):
+    lo, hi = value["ci95"]
+    return [[value["mean"] - (lo if lo is not None else value["mean"])],
+            [(hi if hi is not None else value["mean"]) - value["mean"]]]
+
+  dp = sorted([(m, v) for m, v in points if m.startswith("dpsgd")], key=lambda p: p[1]["val_nll"]["mean"])
+  if dp:
+    ax.plot([v["val_nll"]["mean"] for _, v in dp], [v["mia_auc_works"]["mean"] for _, v in dp], color="grey",
+            lw=1, zorder=0)
+  for name, value in points:
+    ax.errorbar(value["val_nll"]["mean"], value["mia_auc_works"]["mean"], xerr=err(value["val_nll"]),
+                yerr=err(value["mia_auc_works"]), fmt="o", capsize=3, label=name)
+    if "epsilon" in value:
+      ax.annotate(f"eps {value['epsilon']['mean']:.3g}", (value["val_nll"]["mean"], value["mia_auc_works"]["mean"]),
+                  fontsize=7, xytext=(4, 4), textcoords="offset points")
+  ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+  ax.set_xlabel("validation NLL (nats/token; lower = more useful)")
+  ax.set_ylabel("membership AUC per work")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def results_table(runs: list[dict]) -> list[dict]:
   """One row per run: utility and memorization numbers."""
   rows = []
@@ -237,6 +351,18 @@ def write_study_report(out: str | pathlib.Path) -> pathlib.Path:
   look = figure_lookup(lookup, figures / "lookup_robustness.png")
   if look is not None:
     section.figure(look, "5. Rightsholder lookup on transformed copies.")
+  evidence = json.loads((out / "study.json").read_text()) if (out / "study.json").is_file() else None
+  if evidence is not None and evidence.get("methods"):
+    section = report.section(
+        "Evidence", f"Means over seeds {evidence['seeds']} with 95% intervals (bootstrap over seeds, then works; a "
+        "work's windows together). Paired differences and the raw per-work values are in study.json.")
+    section.table(evidence_table(evidence), caption="mean [95% interval] per method")
+    bars = figure_evidence(evidence, figures / "evidence_intervals.png")
+    if bars is not None:
+      section.figure(bars, "6. Headline metrics per method with 95% intervals.")
+    curve = figure_privacy_utility(evidence, figures / "privacy_utility.png")
+    if curve is not None:
+      section.figure(curve, "7. Utility against membership inference; DP-SGD's noise sweep as a curve.")
 
   described = governed_run(runs)
   if described is not None:

@@ -1,11 +1,14 @@
-"""Runs the governance study: train every method, audit it, trace outputs, collect one results file.
+"""Runs the governance study: train every method for every seed, audit it, trace outputs, collect the results.
 
-For each :class:`~govjax.study.methods.RunSpec` the runner trains into ``out/runs/<run name>`` (resuming if the run
-is already there), audits every checkpoint of ``curve_steps`` (extraction over training) and the final one
-(written to the run's ``audit/``), samples chorales, and for the methods in ``trace_methods`` builds an influence
-index and traces training windows used as "reproducing outputs" (does the trace find their source work?).
-Everything measured goes to ``out/results.json``; :mod:`govjax.study.report` turns it into figures and
-``report.html``.
+For each run (:func:`~govjax.study.methods.study_runs`: every :class:`~govjax.study.methods.RunSpec` for every
+seed) the runner trains into ``out/runs/<run name>`` (resuming from its checkpoints), audits the final model on the
+seed-independent panel (:mod:`govjax.audit.panel`, written to the run's ``audit/panel.json``), optionally audits
+the checkpoints of ``curve_steps`` (extraction over training), samples chorales, computes DP-SGD's epsilon, and for
+the methods in ``trace_methods`` builds an influence index and traces training windows. Each run's entry is cached
+in ``out/runs/<run name>/study_entry.json``: an interrupted study resumes where it stopped (finished runs, audits
+and traces are not redone). Everything measured goes to ``out/results.json``, and the evidence (means, 95%
+intervals, paired differences: :mod:`govjax.study.stats`) to ``out/study.json``; :mod:`govjax.study.report` turns
+them into figures and ``report.html``.
 
 Example (see ``experiments/configs/study_demo.py`` for the command and runtime)::
 
@@ -15,6 +18,7 @@ Example (see ``experiments/configs/study_demo.py`` for the command and runtime):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -24,15 +28,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from govjax.audit.run import audit_run, write_audit
+from govjax.audit.panel import audit_panel
+from govjax.audit.run import audit_run
+from govjax.baselines.dpsgd import privacy_spent
 from govjax.core.checkpoint import Checkpoints
+from govjax.core.config import config_hash
 from govjax.core.ids import work_kind
 from govjax.provenance.featurize import FeatureConfig
 from govjax.provenance.lineage import build_lineage, write_lineage
 from govjax.provenance.runs import index_run, load_tracer
-from govjax.study.methods import METHODS, RunSpec, StudyConfig, method_config
+from govjax.study.methods import METHODS, RunSpec, StudyConfig, method_config, study_runs
+from govjax.study.stats import study_evidence
 from govjax.train import data as training_data
-from govjax.train.loop import train
+from govjax.train.loop import restore_model, train
 from govjax.train.sampling import sample_run, write_samples
 
 RESTRICTED_CLASSES = ("restrictive", "unknown")
@@ -141,55 +149,160 @@ def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, pr
           "index_s": index_s, "num_examples": int(data.num_train_examples)}
 
 
+def _id_hash(work_id: str) -> str:
+  return hashlib.sha256(work_id.encode("utf-8")).hexdigest()
+
+
+def study_works(study: StudyConfig, config) -> dict[str, list]:
+  """The works of each split for a run of ``study``: the training split cut to ``max_train_works`` (by the sha256
+  of the work id, the same works for every method and seed)."""
+  works = training_data.load_works(config)
+  if study.max_train_works is not None:
+    keep = {w.work_id for w in sorted(works["train"], key=lambda w: _id_hash(w.work_id))[:study.max_train_works]}
+    works = dict(works, train=[w for w in works["train"] if w.work_id in keep])
+  return works
+
+
+def panel_memorization(panel: dict) -> dict:
+  """The report table's headline numbers from a panel audit (window-weighted, like the per-run table always was).
+
+  Returns:
+    ``{"extraction_restricted", "extraction_permissive", "extraction_heldout", "extraction_canary",
+    "token_match_*", "edit_similarity_*", "mia_auc_works", "mia_auc_restricted", "exposure"}``; restricted /
+    permissive count only works the run trained.
+  """
+  windows = [r for r in panel["windows"] if r.get("valid", True)]
+  groups = {
+      "restricted": [r for r in windows if r["member"] and r.get("licence_class") in RESTRICTED_CLASSES],
+      "permissive": [r for r in windows if r["member"] and r.get("licence_class") == "permissive"],
+      "heldout": [r for r in windows if r["split"] == "heldout"],
+      "canary": panel.get("canaries", []),
+  }
+  out: dict = {}
+  for name, rows in groups.items():
+    for key, column in (("extraction", "exact"), ("token_match", "token_match"),
+                        ("edit_similarity", "edit_similarity")):
+      values = [float(r[column]) for r in rows if r.get(column) is not None]
+      out[f"{key}_{name}"] = float(np.mean(values)) if values else None
+    out[f"works_{name}"] = len({r.get("work_id", r.get("canary")) for r in rows})
+  heldout = np.array([r["loss"] for r in groups["heldout"]])
+  for name, rows in (("mia_auc_works", [r for r in windows if r["member"]]), ("mia_auc_restricted",
+                                                                                groups["restricted"])):
+    members = np.array([r["loss"] for r in rows])
+    out[name] = (float(((heldout[None, :] > members[:, None]).mean()
+                        + 0.5 * (heldout[None, :] == members[:, None]).mean()))
+                 if members.size and heldout.size else None)
+  out["mia_auc"] = out["mia_auc_works"]
+  by_reps: dict[str, list[float]] = {}
+  for row in groups["canary"]:
+    if row.get("exposure") is not None:
+      by_reps.setdefault(f"{row['kind']} x{row['repetitions']}", []).append(row["exposure"])
+  out["exposure"] = {"by_repetitions": {k: float(np.mean(v)) for k, v in by_reps.items()}} if by_reps else None
+  return out
+
+
+def _read_json(path: pathlib.Path) -> dict | None:
+  try:
+    return json.loads(path.read_text())
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def _write_json(path: pathlib.Path, value) -> None:
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps(value, default=_json_default))
+  os.replace(tmp, path)  # never a half-written file that a resumed study would trust
+
+
 def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=None, train_progress=False) -> dict:
-  """Trains, audits, samples and (maybe) traces one run; returns its results entry."""
+  """Trains, audits, samples and (maybe) traces one run; returns its results entry (cached: a finished run's
+  entry is read back, a finished panel audit is not redone)."""
 
   config = method_config(study.base, spec.method, seed=spec.seed, knob=spec.knob)
   workdir = out / "runs" / spec.name
+  entry_path = workdir / "study_entry.json"
+  cached = _read_json(entry_path)
+  if cached is not None and cached.get("config_hash") == config_hash(config):
+    _say(progress, f"[{spec.name}] done before: results read from {entry_path}")
+    return {**cached, "run": spec.name, "knob": list(spec.knob), "workdir": str(workdir.relative_to(out)),
+            "from_cache": True}
   _say(progress, f"[{spec.name}] {METHODS[spec.method].label}: training {config.num_steps} steps")
-  data = training_data.build_training_data(config)
+  works = study_works(study, config)
+  data = training_data.build_training_data(config, works=works)
   result = train(config, workdir, data=data, progress=train_progress)
   with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
     steps = ckpts.all_steps()
-  curve_steps = [s for s in steps if study.curve_steps is None or s in study.curve_steps]
-  audit_kw = dict(k=study.audit_k, m=study.audit_m, data=data, max_windows_per_work=study.audit_max_windows_per_work,
-                  seed=spec.seed)
   curve = []
-  final = None
-  for step in curve_steps:
-    audit = audit_run(workdir, step=step, **audit_kw)
-    mem = memorization_summary(audit.summary, audit.rows)
-    curve.append({"step": step, **{k: v for k, v in mem.items() if k != "exposure"}})
-    if step == steps[-1]:
-      final = audit
-  if final is None:
-    final = audit_run(workdir, **audit_kw)
-  write_audit(workdir, final)
-  memorization = memorization_summary(final.summary, final.rows)
+  if study.curve_steps is None or study.curve_steps:
+    for step in [s for s in steps if study.curve_steps is None or s in study.curve_steps]:
+      audit = audit_run(workdir, step=step, k=study.audit_k, m=study.audit_m, data=data,
+                        max_windows_per_work=study.audit_max_windows_per_work, seed=spec.seed)
+      mem = memorization_summary(audit.summary, audit.rows)
+      curve.append({"step": step, **{k: v for k, v in mem.items() if k != "exposure"}})
+  panel_path = workdir / "audit" / "panel.json"
+  panel = _read_json(panel_path)
+  if panel is None:
+    t0 = time.perf_counter()
+    panel = run_panel(study, workdir, data, works)
+    panel["wall_s"] = time.perf_counter() - t0
+    panel_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(panel_path, panel)
+  memorization = panel_memorization(panel)
   rates = ", ".join(f"{label} {'n/a' if memorization[key] is None else format(memorization[key], '.3f')}"
                     for label, key in (("restricted", "extraction_restricted"),
-                                       ("permissive", "extraction_permissive"),
-                                       ("held-out", "extraction_heldout")))
-  _say(progress, f"    val NLL {result.val_nll:.3f}; extraction {rates}")
-  samples = sample_run(workdir, num_samples=study.num_samples, num_frames=min(64, config.model.context // 4),
-                       seed=spec.seed, data=data)
-  sample_paths = write_samples(samples, workdir / "samples" / "sample.mid")
+                                       ("held-out", "extraction_heldout"), ("canaries", "extraction_canary")))
+  _say(progress, f"    val NLL {result.val_nll:.3f}; extraction {rates}; audit {panel.get('wall_s', 0):.0f} s")
+  sample_paths = []
+  if study.num_samples:
+    samples = sample_run(workdir, num_samples=study.num_samples, num_frames=min(64, config.model.context // 4),
+                         seed=spec.seed, data=data)
+    sample_paths = write_samples(samples, workdir / "samples" / "sample.mid")
   entry = {
       "run": spec.name, "method": spec.method, "label": METHODS[spec.method].label, "seed": spec.seed,
       "knob": list(spec.knob), "workdir": str(workdir.relative_to(out)), "val_nll": result.val_nll,
+      "config_hash": config_hash(config),
       "train_wall_s": result.wall_s, "steps": int(result.state.step), "data_report": data.report,
-      "memorization": memorization, "curve": curve,
+      "memorization": memorization, "curve": curve, "panel": panel,
       "samples": [str(p.relative_to(out)) for p in sample_paths],
   }
-  probe = _probe_summary(result, final)
+  if config.governance.baseline == "dpsgd":
+    entry["privacy"] = privacy_spent(noise_multiplier=config.governance.dp_noise,
+                                     sample_rate=config.batch_size / data.num_train_examples,
+                                     steps=config.num_steps, delta=study.dp_delta)
+  probe = _probe_summary(result, panel)
   if probe is not None:
     entry["probe"] = probe
   if spec.method in study.trace_methods and study.trace_outputs:
     entry["provenance"] = _trace_recall(workdir, data, study, spec.seed, progress)
+  _write_json(entry_path, entry)
   return entry
 
 
-def _probe_summary(result, audit) -> dict | None:
+def run_panel(study: StudyConfig, workdir: pathlib.Path, data, works: dict[str, list]) -> dict:
+  """The panel audit (:func:`govjax.audit.panel.audit_panel`) of a run's final checkpoint."""
+  model, _, _ = restore_model(workdir)
+  chorales = [w for w in works["train"] if work_kind(w.work_id) == "work"]
+  info = {}
+  for work in chorales + list(data.heldout_works):
+    record = data.records.get(work.work_id)
+    treatment = data.treatments.get(work.work_id, {})
+    info[work.work_id] = {"licence_class": record.licence_class if record else "unknown",
+                          "action": treatment.get("action"), "depth": treatment.get("depth")}
+  canaries = getattr(data, "canaries", None)
+  kinds = getattr(data, "canary_kinds", None)
+  ids = [f"{'chorale' if k == 'chorale' else 'random'}/r{r}/{i}" for i, (k, r) in
+         enumerate(zip(kinds if kinds is not None else [], data.canary_repetitions if canaries is not None else [],
+                       strict=True))]
+  return audit_panel(model, train_works=chorales, trained_ids={w.work_id for w in data.works},
+                     heldout_works=data.heldout_works, context=data.context, k=study.audit_k, m=study.audit_m,
+                     windows_per_work=study.audit_max_windows_per_work, work_info=info, canaries=canaries,
+                     canary_ids=ids, canary_kinds=kinds if kinds is not None else (),
+                     canary_repetitions=data.canary_repetitions if canaries is not None else (),
+                     random_references=getattr(data, "canary_references", None), canary_m=study.canary_m,
+                     decode_per_split=study.decode_per_split)
+
+
+def _probe_summary(result, panel) -> dict | None:
   """Per-work probe evidence at the end of training next to the audit's extraction (probe validity)."""
   extras = result.state.extras
   if "probe" not in extras:
@@ -203,8 +316,12 @@ def _probe_summary(result, audit) -> dict | None:
     mine = np.flatnonzero(np.asarray(table.work_index) == w)
     if mine.size:
       per_work[work.work_id] = {"probe_loss": float(ema[mine, 0].mean()), "min_depth": int(depth[mine].min())}
-  rows = [{"work_id": r["work_id"], "extraction_rate": r.get("extraction_rate"), **per_work[r["work_id"]]}
-          for r in audit.rows if r["split"] == "train" and r["work_id"] in per_work]
+  extraction: dict[str, list[float]] = {}
+  for row in panel["windows"]:
+    if row["member"] and row.get("exact") is not None:
+      extraction.setdefault(row["work_id"], []).append(float(row["exact"]))
+  rows = [{"work_id": w, "extraction_rate": float(np.mean(v)), **per_work[w]} for w, v in extraction.items()
+          if w in per_work]
   counts = np.bincount(depth, minlength=result.data.num_groups + 1)
   return {"per_work": rows, "depth_counts": {str(d): int(c) for d, c in enumerate(counts)}}
 
@@ -226,20 +343,39 @@ def run_study(study: StudyConfig, out: str | pathlib.Path, *, progress: Callable
   out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
   runs = []
-  for spec in study.runs:
+  for spec in study_runs(study):
     runs.append(run_one(study, spec, out, progress=progress, train_progress=train_progress))
   results = {
       "study": study.name,
       "base_config": study.base.to_dict(),
       "settings": {"audit_k": study.audit_k, "audit_m": study.audit_m,
-                   "audit_max_windows_per_work": study.audit_max_windows_per_work,
-                   "trace_k": study.trace_k, "trace_outputs": study.trace_outputs},
+                   "audit_max_windows_per_work": study.audit_max_windows_per_work, "canary_m": study.canary_m,
+                   "max_train_works": study.max_train_works, "seeds": list(study.seeds),
+                   "decode_per_split": study.decode_per_split,
+                   "dp_delta": study.dp_delta, "trace_k": study.trace_k, "trace_outputs": study.trace_outputs},
       "machine": machine_info(),
       "runs": runs,
-      "wall_s": time.perf_counter() - start,
+      "wall_s": time.perf_counter() - start,  # this invocation only: cached runs cost nothing here
+      "runs_from_cache": sum(bool(r.get("from_cache")) for r in runs),
+      "compute_s": float(sum(r.get("train_wall_s") or 0.0 for r in runs)
+                         + sum((r.get("panel") or {}).get("wall_s") or 0.0 for r in runs)),
   }
-  (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+  _write_json(out / "results.json", results)
+  write_evidence(results, out / "study.json")
   return results
+
+
+def write_evidence(results: dict, path: str | pathlib.Path) -> dict:
+  """Writes the study's evidence file (:func:`govjax.study.stats.study_evidence` plus settings, machine and
+  wall time) and returns it."""
+  evidence = study_evidence(results["runs"])
+  evidence = {"study": results["study"], **evidence, "settings": results["settings"],
+              "base_config": results["base_config"], "machine": results["machine"],
+              "wall_s": results.get("wall_s"), "compute_s": results.get("compute_s"),
+              "runs_from_cache": results.get("runs_from_cache"),
+              "num_runs": len(results["runs"])}
+  _write_json(pathlib.Path(path), evidence)
+  return evidence
 
 
 def _json_default(value):

@@ -28,7 +28,7 @@ import numpy as np
 from govjax.baselines.dedup import deduplicate_works
 from govjax.core.ids import work_kind
 from govjax.data import chorales
-from govjax.data.canaries import canary_records, canary_tokens, canary_works, reference_tokens
+from govjax.data.canaries import canary_records, canary_table, canary_works, reference_tokens, split_canary_sources
 from govjax.data.loader import as_work, build_window_table, iterate_eval_batches, make_train_dataset
 from govjax.data.scenario import resolve_records
 from govjax.data.structural import structural_works
@@ -56,6 +56,8 @@ class TrainingData:
     report: JSON-able report (counts of kept, excluded and skipped works, with reasons).
     per_work_region: int32 ``[len(works)]``: 1 where the work is routed to the removable region, else 0.
     heldout_works: validation-split works (never trained on): the baseline of the audits.
+    calibration: like ``validation``, on test-split works that give no canary: the probe's calibration, disjoint
+      from the validation NLL's works and from the audit's non-members.
     records: ``work_id -> RightsRecord`` for every work considered (excluded ones included).
     window_table: ``govjax.data.loader.WindowTable`` of the training windows (row = ``example_id``).
     context: window length in tokens.
@@ -63,6 +65,7 @@ class TrainingData:
     canaries: int32 ``[C, T]`` the distinct planted canaries (None without canaries).
     canary_repetitions: int ``[C]`` copies of each canary planted.
     canary_references: int32 ``[R, T]`` never-planted sequences of the canaries' distribution (exposure).
+    canary_kinds: str ``[C]``, ``"random"`` or ``"chorale"`` (in-distribution: held-out chorale windows).
   """
 
   train: Any
@@ -82,6 +85,8 @@ class TrainingData:
   canaries: np.ndarray | None = None
   canary_repetitions: np.ndarray | None = None
   canary_references: np.ndarray | None = None
+  canary_kinds: np.ndarray | None = None
+  calibration: Callable[[int], Iterable[dict]] | None = None
 
   def group_mask(self, batch: dict) -> np.ndarray:
     """``[B, num_groups]`` float32 mask: row b may reach group g iff ``g >= num_groups - depth[b]``."""
@@ -156,7 +161,11 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
     raise ValueError("no training works: the train split is empty")
   every = [w for split in SPLITS for w in works[split]]
   records = resolve_records(config.governance.scenario, every, seed=config.seed)
-  canaries = canary_works(config.canaries) if config.canaries.count else []
+  spec = config.canaries
+  # Test-split works either give chorale canaries or calibrate the probe, never both (by work id).
+  canary_sources, calibration_works = (split_canary_sources(works["test"]) if spec.chorale_count
+                                       else ([], list(works["test"])))
+  canaries = canary_works(spec, canary_sources) if spec.count or spec.chorale_count else []
   if canaries:
     works = dict(works, train=works["train"] + canaries)
     records = records + canary_records(canaries, config.canaries)
@@ -182,12 +191,16 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
                                stride=config.window_stride)
   heldout = works["validation"]
 
-  def validation(max_batches: int):
-    for index, batch in enumerate(iterate_eval_batches(heldout, context=context, batch_size=config.batch_size,
-                                                       stride=context - context % 4)):
-      if index >= max_batches:
-        return
-      yield batch
+  def eval_batches(held: list):
+    def batches(max_batches: int):
+      for index, batch in enumerate(iterate_eval_batches(held, context=context, batch_size=config.batch_size,
+                                                         stride=context - context % 4)):
+        if index >= max_batches:
+          return
+        yield batch
+    return batches
+
+  validation = eval_batches(heldout)
 
   treatments = _treatments(governed.decisions)
   exclusion = governed.report.to_dict()
@@ -209,16 +222,13 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
   }
   canary_fields = {}
   if canaries:
-
-    spec = config.canaries
-    canary_fields = {
-        "canaries": np.concatenate([canary_tokens(spec, r) for r in spec.repeats]),
-        "canary_repetitions": np.repeat(np.asarray(spec.repeats), spec.count),
-        "canary_references": reference_tokens(spec, 1000),
-    }
+    planted = canary_table(spec, canary_sources)
+    canary_fields = {"canaries": planted.tokens, "canary_repetitions": planted.repetitions,
+                     "canary_references": reference_tokens(spec, 1000), "canary_kinds": planted.kinds}
   return TrainingData(
       train=RegionBatches(batches, region),
       validation=validation if heldout else None,
+      calibration=eval_batches(calibration_works) if calibration_works else None,
       vocab_size=VOCAB_SIZE,
       works=list(kept),
       per_work_depth=depth,

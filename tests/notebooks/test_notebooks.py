@@ -17,7 +17,7 @@ from govjax.study.methods import RunSpec, StudyConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ("quickstart", "study_figures", "provenance")
+NAMES = ("quickstart", "study_figures", "provenance", "route_your_own_model")
 CELL_TIMEOUT_S = 300
 
 
@@ -84,6 +84,16 @@ def test_quickstart(jupyter_path, monkeypatch):
   text = stdout(execute("quickstart", jupyter_path, monkeypatch))
   assert "group 0: |grad|^2 = 0.000e+00" in text
   assert re.search(r"with freeze_groups_without_contributors:\s+0\.000e\+00", text)
+
+
+def test_route_your_own_model(jupyter_path, monkeypatch):
+  text = stdout(execute("route_your_own_model", jupyter_path, monkeypatch))
+  assert "sonata  CC-BY-NC-4.0  -> depth 1/3" in text and "song    MIT           -> exclude" in text
+  for name in ("NNX depth", "Linen per_group"):
+    error = float(re.search(rf"{name}: max \|routed - per-example reference\| = (\S+)", text).group(1))
+    assert error < 1e-5
+    assert f"{name}: barred layers' gradient change when restricted rows change: 0.000e+00" in text
+  assert "routed_apply: group_mask must be [B, G] = [8, 3]" in text
 
 
 def test_study_figures(study_dir, jupyter_path, monkeypatch):

@@ -69,7 +69,8 @@ def _per_example_grads(graphdef, params, tokens, region=None):
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _reference(graphdef, params, tokens, mask, normaliser, rules, region):
-  tx = per_example_routed_aggregate(list(rules), normaliser=normaliser)
+  # The mask may have columns for groups without parameters (region groups of the embeddings and the head).
+  tx = per_example_routed_aggregate(list(rules), normaliser=normaliser, num_groups=mask.shape[1])
   grads, _ = tx.update(_per_example_grads(graphdef, params, tokens, region), tx.init(params), group_mask=mask)
   return grads
 
@@ -197,11 +198,17 @@ def test_region_mode_equals_reference(normaliser):
   graphdef, params = nnx.split(model, nnx.Param)
   tokens, mask = _tokens(7), arbitrary_mask(70).at[:, -1].set(1.0)
   region = jnp.array([1.0, 0.0, 1.0, 0.0, 0.0])
-  base_mask, region_mask = region_masks(mask, region, normaliser)
-  # Reference groups: region units of block i form group G + i + 1, with their own mask columns.
+  # Reference groups: region units of block i form group G + i + 1, with their own mask columns: the base
+  # columns hold the non-region rows, the region columns the region rows; the reference normalises each column.
   rules = [(rf"blocks/{i}/region/.*", G + i + 1) for i in range(LAYERS)] + transformer_group_rules(LAYERS)
-  ref_mask = jnp.concatenate([base_mask, region_mask], axis=1)
-  expected = reference(graphdef, params, tokens, ref_mask, "batch", rules=rules, region=region)
+  ref_mask = jnp.concatenate([mask * (1.0 - region[:, None]), mask * region[:, None]], axis=1)
+  expected = reference(graphdef, params, tokens, ref_mask, normaliser, rules=rules, region=region)
+  # region_masks folds that normaliser into the weights (B / N_g per column).
+  base_mask, region_mask = region_masks(mask, region, normaliser)
+  weights = jnp.concatenate([base_mask, region_mask], axis=1)
+  counts = ref_mask.sum(0)
+  scale = jnp.where(counts > 0, B / jnp.where(counts > 0, counts, 1.0), 0.0) if normaliser == "contributors" else 1.0
+  np.testing.assert_allclose(weights, ref_mask * scale, rtol=1e-6)
   got = routed_grads(loss_for("region", normaliser), graphdef, params,
                      {"tokens": tokens, "region": region}, mask)
   chex.assert_trees_all_close(got, expected, **TOL)

@@ -1,10 +1,15 @@
-"""memorization_summary: the study's headline numbers from constructed audit results."""
+"""The study runner: headline numbers from audits, and a study that resumes without redoing finished work."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from govjax.study.runner import memorization_summary
+from govjax.study import runner
+from govjax.study.methods import RunSpec
+from govjax.study.runner import memorization_summary, panel_memorization, run_study
+from tests.study.test_pipeline import tiny_study
 
 
 def _row(work_id, split, licence_class, extraction, audited):
@@ -40,3 +45,41 @@ def test_memorization_summary_without_membership_by_class():
   out = memorization_summary({"membership": None, "exposure": None}, [_row("h", "heldout", "permissive", 0.0, 1)])
   assert out["mia_auc"] is None and out["mia_auc_works"] is None and out["mia_auc_restricted"] is None
   assert out["extraction_restricted"] is None
+
+
+def test_panel_memorization_counts_members_only():
+  panel = {"windows": [
+      {"work_id": "a", "start": 0, "split": "train", "member": True, "licence_class": "restrictive", "loss": 0.1,
+       "exact": True, "token_match": 1.0, "edit_similarity": 1.0},
+      {"work_id": "b", "start": 0, "split": "train", "member": False, "licence_class": "restrictive", "loss": 0.1,
+       "exact": True, "token_match": 1.0, "edit_similarity": 1.0},
+      {"work_id": "h", "start": 0, "split": "heldout", "member": False, "licence_class": "permissive", "loss": 1.0,
+       "exact": False, "token_match": 0.5, "edit_similarity": None}],
+      "canaries": [{"canary": "random/r4/0", "kind": "random", "repetitions": 4, "exact": False, "exposure": 12.5}]}
+  out = panel_memorization(panel)
+  assert out["works_restricted"] == 1 and out["extraction_restricted"] == 1.0 and out["extraction_heldout"] == 0.0
+  assert out["edit_similarity_heldout"] is None and out["mia_auc_works"] == 1.0
+  assert out["exposure"] == {"by_repetitions": {"random x4": 12.5}}
+
+
+def test_an_interrupted_study_resumes_without_redoing_runs_or_audits(prepared_data_dir, tmp_path, monkeypatch):
+  study = tiny_study(prepared_data_dir, runs=(RunSpec("vanilla"),))
+  study = type(study)(**{**study.__dict__, "curve_steps": (), "trace_methods": (), "num_samples": 0})
+  first = run_study(study, tmp_path, progress=None)
+  entry = tmp_path / "runs" / "vanilla-s0" / "study_entry.json"
+  metrics = (tmp_path / "runs" / "vanilla-s0" / "metrics.jsonl").read_text()
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("redone")
+
+  monkeypatch.setattr(runner, "train", refuse)
+  monkeypatch.setattr(runner, "audit_panel", refuse)
+  second = run_study(study, tmp_path, progress=None)  # finished run: read back, nothing trained or audited
+  assert second["runs"][0]["panel"] == first["runs"][0]["panel"]
+  entry.unlink()  # a run whose entry was never written (interrupted after its audit): training resumes at its
+  monkeypatch.undo()  # last checkpoint (no step left), the audit is read back
+  monkeypatch.setattr(runner, "audit_panel", refuse)
+  third = run_study(study, tmp_path, progress=None)
+  assert third["runs"][0]["panel"] == first["runs"][0]["panel"]
+  assert (tmp_path / "runs" / "vanilla-s0" / "metrics.jsonl").read_text() == metrics
+  assert json.loads(entry.read_text())["val_nll"] == first["runs"][0]["val_nll"]
