@@ -112,7 +112,7 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
   Returns:
     ``out/report.html``.
   """
-  from absl import logging as absl_logging
+  from absl import logging as absl_logging  # noqa: PLC0415 (absl arrives with TFDS; only the pipeline quiets it)
 
 
   absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's read-only-manager notices, once per restore

@@ -26,6 +26,7 @@ import platform
 import time
 from collections.abc import Callable
 
+import jax
 import numpy as np
 
 from govjax.audit.panel import audit_panel
@@ -53,8 +54,6 @@ def _say(progress: Callable[[str], None] | None, text: str) -> None:
 
 def machine_info() -> dict:
   """Where the numbers were measured."""
-  import jax
-
   return {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
           "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
 

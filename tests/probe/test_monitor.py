@@ -68,7 +68,7 @@ def test_spec_validation():
     make_probe_plugin(ProbeSpec(percentile=30.0, restore_percentile=20.0), num_groups=4)
   with pytest.raises(ValueError, match="min_depth"):
     make_probe_plugin(ProbeSpec(min_depth=9), num_groups=4)
-  with pytest.raises(ValueError, match="statistic"):
+  with pytest.raises(ValueError, match="signal"):
     make_probe_plugin(ProbeSpec(signal="xyz"), num_groups=4)
 
 
