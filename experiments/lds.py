@@ -29,7 +29,7 @@ import numpy as np
 def query_windows(data, max_queries: int) -> np.ndarray:
   """Held-out windows (validation batches, padding rows dropped)."""
   rows = []
-  for batch in data.validation(10**6):
+  for batch in data.batches.validation(10**6):
     weight = np.asarray(batch.get("weight", np.ones(len(batch["tokens"]))))
     rows.extend(np.asarray(batch["tokens"])[weight > 0])
     if len(rows) >= max_queries:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
   queries = query_windows(data, args.queries)
   scores = tracer.influence({"tokens": queries})  # [Q, N]
   examples = training_examples(data)
-  num_works = len(data.works)
+  num_works = len(data.catalogue.works)
 
   rng = np.random.default_rng(args.seed)
   predicted, actual = [], []
@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = np.zeros(num_works, bool)
     chosen[rng.choice(num_works, size=max(1, int(args.fraction * num_works)), replace=False)] = True
     keep = chosen[examples.work_index]
-    subset = dataclasses.replace(
-        data, train=ArrayWindowBatches(examples.tokens[keep], examples.work_index[keep], config.batch_size, s),
-        num_train_examples=int(keep.sum()))
+    batches = dataclasses.replace(
+        data.batches, train=ArrayWindowBatches(examples.tokens[keep], examples.work_index[keep], config.batch_size, s),
+        num_examples=int(keep.sum()))
+    subset = dataclasses.replace(data, batches=batches)
     result = train(config, workdir / f"subset-{s:03d}", data=subset, progress=False)
     loss_sum, count = make_eval_step(result.graphdef)(result.state.params, {"tokens": queries})
     actual.append(-np.asarray(loss_sum) / np.maximum(np.asarray(count), 1))

@@ -1,10 +1,9 @@
 """Audits a run directory: extraction per work and split, membership inference, canary exposure.
 
-:func:`audit_model` takes a model and a training-data object (the attributes of
-``govjax.train.data.TrainingData``: ``works``, ``heldout_works``, ``records``, ``per_work_depth``,
-``per_work_region``, ``window_table``, ``context``, ``num_groups``; optionally ``canaries`` and
-``canary_repetitions``), so it runs on constructed data; :func:`audit_run` restores a run directory's model
-(``govjax.train.loop.restore_model``) and rebuilds its data (``govjax.train.data.build_training_data``).
+:func:`audit_model` takes a model and a ``govjax.train.data.TrainingData`` (its ``catalogue`` of works,
+depths, records and windows, and its planted ``canaries``), so it runs on constructed data; :func:`audit_run`
+restores a run directory's model (``govjax.train.loop.restore_model``) and rebuilds its data
+(``govjax.train.data.build_training_data``).
 
 Training works are audited on their training windows (the loader's window table, prompted at the window start as
 in training); held-out works on windows cut the same way: they are the baseline, what the model continues on
@@ -141,9 +140,9 @@ def audit_model(model, data, *, k: int = 32, m: int = 32, batch_size: int = 64,
 
   Args:
     model: a Transformer.
-    data: a ``TrainingData``-like object (see the module docstring).
+    data: a ``govjax.train.data.TrainingData`` (its ``catalogue`` and ``canaries``).
     k: prompt length.
-    m: continuation length (``k + m <= data.context``).
+    m: continuation length (``k + m <= data.catalogue.context``).
     batch_size: rows decoded at once.
     max_windows_per_work: audit at most this many windows per work (seeded choice); all when None.
     seed: seed of that choice and of the canary references.
@@ -152,32 +151,33 @@ def audit_model(model, data, *, k: int = 32, m: int = 32, batch_size: int = 64,
   Returns:
     An :class:`AuditResult`.
   """
-  if k + m > data.context:
-    raise ValueError(f"audit: k ({k}) + m ({m}) exceeds the training context {data.context}")
-  table = data.window_table
-  splits = {"train": (list(data.works), np.asarray(table.work_index), np.asarray(table.start))}
-  heldout = list(getattr(data, "heldout_works", None) or [])
+  catalogue = data.catalogue
+  if k + m > catalogue.context:
+    raise ValueError(f"audit: k ({k}) + m ({m}) exceeds the training context {catalogue.context}")
+  table = catalogue.window_table
+  splits = {"train": (list(catalogue.works), np.asarray(table.work_index), np.asarray(table.start))}
+  heldout = list(catalogue.heldout_works)
   if heldout:
-    held_table = build_window_table(heldout, context=data.context, stride=table.stride)
+    held_table = build_window_table(heldout, context=catalogue.context, stride=table.stride)
     splits["heldout"] = (heldout, np.asarray(held_table.work_index), np.asarray(held_table.start))
 
-  records = getattr(data, "records", None) or {}
-  depth = np.asarray(data.per_work_depth)
-  region = np.asarray(getattr(data, "per_work_region", np.zeros_like(depth)))
+  records = catalogue.records
+  depth = np.asarray(catalogue.per_work_depth)
+  region = np.zeros_like(depth) if catalogue.per_work_region is None else np.asarray(catalogue.per_work_region)
   results: dict[str, ExtractionResult] = {}
   rows: list[dict] = []
   row_windows: list[np.ndarray] = []
   for split, (works, work_index, start) in splits.items():
     keep = _subsample(work_index, max_windows_per_work, seed)
     work_index, start = work_index[keep], start[keep]
-    windows = cut_windows(works, work_index, start, data.context)
+    windows = cut_windows(works, work_index, start, catalogue.context)
     results[split] = extraction_audit(model, windows, k=k, m=m, batch_size=batch_size)
     for w, work in enumerate(works):
       mine = np.flatnonzero(work_index == w)
       licence, licence_class = _licence(records, work.work_id)
       if split == "train":
         d, r = int(depth[w]), int(region[w])
-        treatment = f"{'region ' if r else ''}depth {d}/{data.num_groups}"
+        treatment = f"{'region ' if r else ''}depth {d}/{catalogue.num_groups}"
       else:
         d, r, treatment = None, None, "heldout"
       row = {"work_id": work.work_id, "split": split, "licence": licence, "licence_class": licence_class,
@@ -202,11 +202,10 @@ def audit_model(model, data, *, k: int = 32, m: int = 32, batch_size: int = 64,
   else:
     summary["membership"] = None
     summary["membership_by_class"] = None
-  canaries = getattr(data, "canaries", None)
-  if canaries is not None and len(canaries):
-    summary["exposure"] = canary_exposure(model, canaries, num_references=num_references, seed=seed + 1,
-                                          repetitions=getattr(data, "canary_repetitions", None),
-                                          references=getattr(data, "canary_references", None),
+  canaries = data.canaries
+  if canaries is not None and len(canaries.tokens):
+    summary["exposure"] = canary_exposure(model, canaries.tokens, num_references=num_references, seed=seed + 1,
+                                          repetitions=canaries.repetitions, references=canaries.references,
                                           batch_size=batch_size)
   else:
     summary["exposure"] = None

@@ -6,30 +6,39 @@ Protocol (``govjax bench lookup --json [--max-works N]``):
    ``--max-works``, chosen at random with ``--seed``), with at most 2 processes.
 2. Hold out a random ``--holdout-fraction`` of them; build the manifest (tiers 1-3, Croissant) of the others,
    write it, and load it back: lookups use the manifest files only.
-3. Query every manifest work under five transformations, each written to a file and parsed back with music21:
-   ``transpose`` (+-1..6 semitones, MusicXML), ``time_scale`` (durations x2 or x0.5, MusicXML), ``midi``
-   (MIDI round trip), ``edit`` (``--edits`` notes moved by 1-2 semitones, MusicXML) and ``combined`` (all of
-   them, as MIDI). ``recall_transformed`` = fraction of these queries whose true work is among the matches at
-   tier 2a / 2b / near-copy level.
+3. Query every manifest work under each family of :data:`govjax.documentation.music_transforms.FAMILIES`,
+   written to a file (MusicXML or MIDI) and parsed back with music21: whole-work copies (``transpose``,
+   ``time_scale``, ``midi``, ``edit`` (``--edits`` notes moved by 1-2 semitones), ``combined``,
+   ``pitch_edits_10`` (10% of the notes moved, transposed, MIDI), ``ornament`` (half the melodic thirds filled
+   with passing notes), ``meter`` (4/4 re-timed as 5/4), ``track_merge`` (every voice in one MIDI track),
+   ``track_split`` (two staves)) and partial copies (``excerpt`` (25-50% of the onsets), ``voice_subset`` (2
+   or 3 voices), ``added_parts`` (1 or 2 new voices)). ``recall_by_transform``: the fraction of queries whose
+   work is among the matches (tier 2a / 2b / near-copy / partial-copy); ``levels_by_transform``: at which
+   level.
 4. Distinct-work queries: every held-out work as parsed, under the ``combined`` transformation (file round
-   trip) and transposed / time-scaled / edited in memory; then, roles swapped, every documented work as parsed
-   and transposed / time-scaled / edited in memory against a manifest of the held-out works; and every
-   four-voice work of ``--other-composers`` (default: Palestrina, whose masses and motets fill 1318 corpus files;
-   at most ``--max-other-works``) as parsed and transposed / time-scaled / edited in memory against the manifest
-   of the documented Bach works. A near-copy
-   match of a distinct-work query is a false positive unless the two works are verified duplicates of each
-   other in the corpus (the same chorale re-used in several cantatas, or two editions), by checks independent
-   of the fingerprints: at least half of the notes coincide (:func:`note_overlap`) or the voices' interval
-   sequences align (:func:`voice_alignment` >= 0.7). Matches of the highest voice only (``same-melody``: Bach
-   re-harmonised many chorale tunes several times) are reported separately and are not false positives: the
-   near-copy level compares all voices.
+   trip) and under :data:`DISTINCT_VARIANTS` in memory (transposed, time-scaled, edited, an excerpt, a voice
+   subset, ornamented); then, roles swapped, every documented work the same way against a manifest of the
+   held-out works; and every four-voice work of ``--other-composers`` (default: Palestrina; at most
+   ``--max-other-works``) against the manifest of the documented Bach works. Ground truth comes from checks
+   independent of the lookup (no grams, no block counting): two works are *duplicates* (the same setting
+   re-used in several cantatas, or two editions) when at least half of their notes coincide
+   (:func:`note_overlap`) or their voices' interval sequences align (:func:`voice_alignment` >= 0.7); they set
+   the *same tune* when their highest voices align (:func:`tune_alignment` >= :data:`SAME_TUNE_ALIGNMENT`).
+   A near-copy or partial-copy answer for a pair that is not a duplicate is a copy false positive
+   (``false_positive_rate``); a same-tune answer for a pair that is neither a duplicate nor the same tune is
+   a same-tune false positive (``same_tune_false_positive_rate``). Chorales that share a hymn tune are thus
+   expected as same-tune answers and are never counted as copies.
+5. Same tune and re-used settings: every held-out work, as parsed, against each documented work it sets the
+   same tune as (``same_tune_recall``: found among the same-tune answers or matches) or duplicates
+   (``reused_setting_recall``: found as a near-copy or partial copy).
 
-``false_positive_rate_upper95`` is the one-sided 95% Clopper-Pearson bound given ``distinct_work_queries``
-(queries of one work are not independent draws, so read it as indicative).
+``*_upper95`` is the one-sided 95% Clopper-Pearson bound of a rate given its queries (queries of one work are
+not independent draws, so read it as indicative).
 
-Timings: ``lookup_ms`` is the median time to fingerprint a parsed query and search the index; ``parse_ms`` the
-median music21 parse of a query file (measured in the worker processes); ``lookup_with_parse_ms`` their sum per
-query file; ``search_ms`` the index search alone.
+Timings: ``lookup_ms`` is the median time to fingerprint a parsed query and search the index (``lookup_ms_p95``
+its 95th percentile); ``parse_ms`` the median music21 parse of a query file (measured in the worker
+processes); ``lookup_with_parse_ms`` their sum per query file; ``search_ms`` the index search alone;
+``cli_lookup_s`` one ``govjax lookup`` in a fresh process, imports included (median of 3).
 
 Runtime: the full corpus (407 Bach works, plus 515 four-voice Palestrina works as distinct-work queries) took
 10.0 min wall on a 2-core machine: 5.1 min parsing the corpora with music21, 3.3 min writing and parsing the
@@ -49,6 +58,8 @@ import multiprocessing
 import pathlib
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -58,17 +69,19 @@ from typing import Any
 from govjax.data.corpus import WorkSkipped, select_satb_parts
 from govjax.data.scenario import real_records
 from govjax.documentation import music_fingerprint as mf
+from govjax.documentation import music_transforms as mt
 from govjax.documentation.duplicates import find_duplicates
-from govjax.documentation.lookup import ManifestIndex, false_positive_bound
+from govjax.documentation.lookup import ManifestIndex
+from govjax.documentation.lsh import false_positive_bound
 from govjax.documentation.manifest import Manifest, build_records, load_manifest, write_manifest
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
 from govjax.rights.decisions import apply_policy
 from govjax.rights.policy import default_policy
 
-TRANSFORMS = ("transpose", "time_scale", "midi", "edit", "combined")
+TRANSFORMS = tuple(mt.FAMILIES)
+DISTINCT_VARIANTS = ("transpose", "time_scale", "edit", "excerpt", "voice_subset", "ornament")
+SAME_TUNE_ALIGNMENT = 0.7  # tune_alignment at which two works set the same tune (ground truth)
 _FORMAT_PREFERENCE = (".mxl", ".musicxml", ".xml", ".krn")
-
-
 
 
 # ------------------------------------------------------------------------------------------ corpus
@@ -121,36 +134,17 @@ def parse_corpus_work(path: str, composer: str = "bach") -> tuple[str, Any, str]
 
 
 def transpose_notes(notes: Sequence[mf.Note], semitones: int) -> list[mf.Note]:
-  return [dataclasses.replace(n, pitch=n.pitch + semitones) for n in notes]
+  return mt.transpose(notes, semitones)
 
 
 def scale_notes(notes: Sequence[mf.Note], factor: Fraction) -> list[mf.Note]:
-  return [dataclasses.replace(n, onset=n.onset * factor, duration=n.duration * factor) for n in notes]
-
-
-def edit_notes(notes: Sequence[mf.Note], count: int, rng: random.Random) -> list[mf.Note]:
-  """Moves ``count`` random notes by 1 or 2 semitones up or down."""
-  notes = list(notes)
-  for i in rng.sample(range(len(notes)), min(count, len(notes))):
-    notes[i] = dataclasses.replace(notes[i], pitch=notes[i].pitch + rng.choice((-2, -1, 1, 2)))
-  return notes
+  return mt.time_scale(notes, factor)
 
 
 def transform(notes: Sequence[mf.Note], name: str, rng: random.Random, *,
               edits: int) -> tuple[list[mf.Note], str]:
   """``(transformed notes, file format)`` for one of :data:`TRANSFORMS`."""
-  shift = rng.choice([s for s in range(-6, 7) if s])
-  if name == "transpose":
-    return transpose_notes(notes, shift), "musicxml"
-  if name == "time_scale":
-    return scale_notes(notes, rng.choice((Fraction(2), Fraction(1, 2)))), "musicxml"
-  if name == "midi":
-    return list(notes), "midi"
-  if name == "edit":
-    return edit_notes(notes, edits, rng), "musicxml"
-  if name == "combined":
-    return scale_notes(edit_notes(transpose_notes(notes, shift), edits, rng), Fraction(2)), "midi"
-  raise ValueError(f"unknown transformation {name!r}")
+  return mt.apply(notes, name, rng, edits=edits), mt.FAMILIES[name][0]
 
 
 def make_query(notes: Sequence[mf.Note], fmt: str, path: str) -> tuple[mf.NoteList, float]:
@@ -161,6 +155,13 @@ def make_query(notes: Sequence[mf.Note], fmt: str, path: str) -> tuple[mf.NoteLi
   start = time.perf_counter()
   parsed = mf.notes_from_file(target)
   return parsed, time.perf_counter() - start
+
+
+def _in_memory(notes: Sequence[mf.Note]) -> mf.NoteList:
+  """A NoteList of transformed notes with voices renumbered 0..k-1."""
+  voices = sorted({n.voice for n in notes})
+  renumber = {v: i for i, v in enumerate(voices)}
+  return mf.NoteList(tuple(dataclasses.replace(n, voice=renumber[n.voice]) for n in notes), len(voices))
 
 
 def note_overlap(a: Sequence[mf.Note], b: Sequence[mf.Note]) -> float:
@@ -179,25 +180,41 @@ def note_overlap(a: Sequence[mf.Note], b: Sequence[mf.Note]) -> float:
   return best / max(1, min(len(ca), len(cb)))
 
 
+def _pitch_lines(note_list: mf.NoteList) -> list[list[int]]:
+  """Per voice (voice order), the pitch of the first-listed note at each onset."""
+  by_voice: dict[int, dict] = {}
+  for note in note_list.notes:
+    by_voice.setdefault(note.voice, {}).setdefault(note.onset, note.pitch)
+  return [[line[o] for o in sorted(line)] for _, line in sorted(by_voice.items())]
+
+
+def _ratio(x: Sequence[int], y: Sequence[int]) -> float:
+  ix, iy = [q - p for p, q in zip(x, x[1:], strict=False)], [q - p for p, q in zip(y, y[1:], strict=False)]
+  return difflib.SequenceMatcher(None, ix, iy, autojunk=False).ratio()
+
+
 def voice_alignment(a: mf.NoteList, b: mf.NoteList) -> float:
   """Mean over voices of the ordered alignment ratio (``difflib``) of the voices' pitch-interval sequences.
 
   Transposition- and rhythm-invariant and robust to inserted or held notes (fermatas, repeats) that shift all
-  later onsets; independent of the fingerprints (no shingles or MinHash). Unrelated chorales score about 0.33
-  (99th percentile 0.47 on music21's Bach chorales); copies and re-used harmonisations score >= 0.7.
+  later onsets; independent of the fingerprints (no shingles, grams or block counting). Unrelated chorales
+  score about 0.33 (99th percentile 0.47 on music21's Bach chorales); copies and re-used harmonisations score
+  >= 0.7.
   """
-
-  def lines(note_list: mf.NoteList) -> list[list[int]]:
-    by_voice: dict[int, dict] = {}
-    for note in note_list.notes:
-      by_voice.setdefault(note.voice, {}).setdefault(note.onset, note.pitch)
-    return [[line[o] for o in sorted(line)] for _, line in sorted(by_voice.items())]
-
-  ratios = []
-  for x, y in zip(lines(a), lines(b), strict=False):
-    ix, iy = [q - p for p, q in zip(x, x[1:], strict=False)], [q - p for p, q in zip(y, y[1:], strict=False)]
-    ratios.append(difflib.SequenceMatcher(None, ix, iy, autojunk=False).ratio())
+  ratios = [_ratio(x, y) for x, y in zip(_pitch_lines(a), _pitch_lines(b), strict=False)]
   return statistics.fmean(ratios) if ratios else 0.0
+
+
+def tune_alignment(a: mf.NoteList, b: mf.NoteList) -> float:
+  """``difflib`` ratio of the interval sequences of the two pieces' highest voices (by median pitch): the
+  ground truth of "same tune". Over music21's Bach chorales it is bimodal: unrelated tunes score below 0.65
+  (median 0.35), settings of one tune 0.7-1."""
+
+  def top(note_list: mf.NoteList) -> list[int]:
+    lines = [line for line in _pitch_lines(note_list) if line]
+    return max(lines, key=lambda line: statistics.median(line)) if lines else []
+
+  return _ratio(top(a), top(b))
 
 
 def verified_duplicates(a: mf.NoteList, b: mf.NoteList) -> tuple[bool, float, float]:
@@ -254,15 +271,31 @@ def _in_memory_manifest(records: list[dict[str, Any]]) -> Manifest:
 
 
 def _memory_variants(works: dict, ids: Sequence[str], rng: random.Random, edits: int) -> list[tuple]:
-  """Distinct-work queries without a file round trip: each work as parsed, transposed, time-scaled, edited."""
+  """Distinct-work queries without a file round trip: each work as parsed and under :data:`DISTINCT_VARIANTS`."""
   queries = []
   for work_id in ids:
     note_list = works[work_id][2]
     queries.append((work_id, "as_parsed", note_list, works[work_id][1]))
-    for name in ("transpose", "time_scale", "edit"):
+    for name in DISTINCT_VARIANTS:
       notes, _ = transform(note_list.notes, name, rng, edits=edits)
-      queries.append((work_id, name + "_in_memory", mf.NoteList(tuple(notes), note_list.num_voices), None))
+      queries.append((work_id, name + "_in_memory", _in_memory(notes), None))
   return queries
+
+
+def _cli_seconds(manifest_dir: pathlib.Path, query: pathlib.Path, repeats: int = 3) -> float:
+  """Median wall time of ``govjax lookup QUERY --manifest DIR`` in a fresh process (imports included)."""
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "govjax.cli", "lookup", str(query), "--manifest", str(manifest_dir)],
+                   capture_output=True, check=False)
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def _rate(events: int, queries: int) -> dict[str, Any]:
+  return {"events": events, "queries": queries, "rate": events / max(1, queries),
+          "upper95": false_positive_bound(queries, events)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -283,7 +316,8 @@ def run(args: argparse.Namespace) -> dict:
   # Manifest of the documented works, written and loaded back (lookups see only the manifest files).
   records = _records(works, documented)
   duplicates = find_duplicates(records)
-  thresholds = {"near_copy_threshold": args.near_copy_threshold, "melody_threshold": args.melody_threshold}
+  thresholds = {"melody_threshold": args.melody_threshold, "copy_threshold": args.copy_threshold,
+                "partial_threshold": args.partial_threshold}
   with tempfile.TemporaryDirectory() as tmp:
     paths_written = write_manifest(pathlib.Path(tmp) / "manifest", records, duplicates=duplicates.to_json(),
                                    name="bench-lookup", description="lookup benchmark manifest",
@@ -304,6 +338,11 @@ def run(args: argparse.Namespace) -> dict:
       futures = [pool.submit(make_query, notes, fmt, f"{tmp}/q{i}")
                  for i, (_, _, _, notes, fmt) in enumerate(jobs)]
       parsed = [f.result() for f in futures]
+    cli_s = None
+    if documented:
+      query_file = pathlib.Path(tmp) / "cli_query.mid"
+      mf.score_from_notes(mt.transpose(works[documented[0]][2].notes, 3)).write("midi", fp=str(query_file))
+      cli_s = _cli_seconds(paths_written.croissant.parent, query_file)
   t_queries = time.perf_counter()
   queries = [(index, kind, work_id, name, note_list, parse_s, None)
              for (kind, work_id, name, _, _), (note_list, parse_s) in zip(jobs, parsed, strict=True)]
@@ -311,20 +350,21 @@ def run(args: argparse.Namespace) -> dict:
               for w, name, notes, sha in _memory_variants(works, holdout, rng, args.edits)]
   # Roles swapped: the documented works queried against a manifest of the held-out works.
   swapped = ManifestIndex(_in_memory_manifest(_records(works, holdout)), **thresholds)
-  queries += [(swapped, "holdout", w, name, notes, None, sha)
+  queries += [(swapped, "swapped", w, name, notes, None, sha)
               for w, name, notes, sha in _memory_variants(works, documented, rng, args.edits)]
   # Works of other composers (never documented) against the manifest of the documented Bach works.
-  queries += [(index, "holdout", w, "other_" + name, notes, None, sha)
+  queries += [(index, "other", w, "other_" + name, notes, None, sha)
               for w, name, notes, sha in _memory_variants(others, sorted(others), rng, args.edits)]
   every_work = {**works, **others}
 
   lookup_s, search_s, with_parse_s, candidates = [], [], [], []
   hits = {name: [] for name in TRANSFORMS}
-  top1, tiers = [], {}
-  holdout_results = []
+  levels: dict[str, dict[str, int]] = {name: {} for name in TRANSFORMS}
+  top1 = []
+  distinct_results = []
   for query_index, kind, work_id, name, note_list, parse_s, source_sha in queries:
     start = time.perf_counter()
-    fingerprint = mf.fingerprint_notes(note_list, query_index.manifest.music_config)
+    fingerprint = mf.fingerprint_notes(note_list, query_index.manifest.music_config, minhash=False)
     mid = time.perf_counter()
     matches, same = query_index.search_music(fingerprint, source_sha256=source_sha)
     end = time.perf_counter()
@@ -337,33 +377,63 @@ def run(args: argparse.Namespace) -> dict:
     if kind == "documented":
       found = [m for m in matches if m.work_id == work_id]
       hits[name].append(bool(found))
+      level = found[0].level if found else ("same-tune" if any(m.work_id == work_id for m in same) else "missed")
+      levels[name][level] = levels[name].get(level, 0) + 1
       top1.append(bool(matches) and matches[0].work_id == work_id)
-      if found:
-        tiers[found[0].tier] = tiers.get(found[0].tier, 0) + 1
     else:
-      holdout_results.append((work_id, name, matches, same))
+      distinct_results.append((kind, work_id, name, matches, same))
 
-  false_raw, false_verified, verified, unverified = 0, 0, [], []
-  same_melody_queries, same_melody_examples = 0, set()
-  by_variant: dict[str, list[int]] = {}
-  for work_id, name, matches, same in holdout_results:
-    count = by_variant.setdefault(name, [0, 0])
-    count[1] += 1
-    if matches:
-      false_raw += 1
-      checks = {m.work_id: verified_duplicates(every_work[work_id][2], every_work[m.work_id][2]) for m in matches}
-      rows = [[work_id, name, m, round(c[1], 3), round(c[2], 3)] for m, c in checks.items()]
-      if all(c[0] for c in checks.values()):
-        verified += rows
-      else:
-        false_verified += 1
-        count[0] += 1
-        unverified += [r for r, c in zip(rows, checks.values(), strict=True) if not c[0]]
-    elif same:
-      same_melody_queries += 1
-      same_melody_examples.update((work_id, m.work_id) for m in same)
-  num_distinct = len(holdout_results)
+  # Ground truth for distinct-work queries, by checks independent of the lookup (see the module docstring).
+  truth: dict[tuple[str, str], tuple[bool, bool, float, float, float]] = {}
+
+  def relation(a: str, b: str) -> tuple[bool, bool, float, float, float]:
+    if (a, b) not in truth:
+      duplicate, overlap, alignment = verified_duplicates(every_work[a][2], every_work[b][2])
+      tune = tune_alignment(every_work[a][2], every_work[b][2])
+      truth[(a, b)] = (duplicate, not duplicate and tune >= SAME_TUNE_ALIGNMENT, overlap, alignment, tune)
+    return truth[(a, b)]
+
+  copy_false, tune_false, queries_with_copy_fp, queries_with_tune_fp = [], [], 0, 0
+  verified = []
+  by_variant: dict[str, dict[str, int]] = {}
+  for _, work_id, name, matches, same in distinct_results:
+    count = by_variant.setdefault(name, {"queries": 0, "copy_false_positives": 0, "tune_false_positives": 0})
+    count["queries"] += 1
+    wrong_copy = [m for m in matches if not relation(work_id, m.work_id)[0]]
+    verified += [(work_id, m.work_id, m.level) for m in matches if relation(work_id, m.work_id)[0]]
+    wrong_tune = [m for m in same if not any(relation(work_id, m.work_id)[:2])]
+    if wrong_copy:
+      queries_with_copy_fp += 1
+      count["copy_false_positives"] += 1
+      copy_false += [[work_id, name, m.work_id, m.level] + [round(x, 3) for x in relation(work_id, m.work_id)[2:]]
+                     for m in wrong_copy]
+    if wrong_tune:
+      queries_with_tune_fp += 1
+      count["tune_false_positives"] += 1
+      tune_false += [[work_id, name, m.work_id] + [round(x, 3) for x in relation(work_id, m.work_id)[2:]]
+                     for m in wrong_tune]
+
+  # Same tune and re-used settings: every held-out work, as parsed, against the documented works it relates to.
+  as_parsed = {w: (m, s) for kind, w, name, m, s in distinct_results if kind == "holdout" and name == "as_parsed"}
+  tune_pairs, tune_found, reused_pairs, reused_found = 0, 0, 0, 0
+  tune_missed = []
+  for work_id, (matches, same) in sorted(as_parsed.items()):
+    related = {m.work_id for m in matches} | {m.work_id for m in same}
+    copies = {m.work_id for m in matches}
+    for other in documented:
+      duplicate, same_tune = relation(work_id, other)[:2]
+      if duplicate:
+        reused_pairs += 1
+        reused_found += other in copies
+      elif same_tune:
+        tune_pairs += 1
+        tune_found += other in related
+        if other not in related:
+          tune_missed.append([work_id, other, round(relation(work_id, other)[4], 3)])
+
+  num_distinct = len(distinct_results)
   all_hits = [h for name in TRANSFORMS for h in hits[name]]
+  copy_rate = _rate(queries_with_copy_fp, num_distinct)
   return {
       "num_works": len(works),
       "num_documented": len(documented),
@@ -371,33 +441,35 @@ def run(args: argparse.Namespace) -> dict:
       "skipped_files": skipped,
       "recall_transformed": sum(all_hits) / max(1, len(all_hits)),
       "recall_by_transform": {name: sum(h) / max(1, len(h)) for name, h in hits.items()},
+      "levels_by_transform": levels,
       "transformed_queries": len(all_hits),
       "recall_top1": sum(top1) / max(1, len(top1)),
-      "matched_tier_counts": tiers,
-      "false_positive_rate": false_verified / max(1, num_distinct),
-      "false_positive_rate_upper95": false_positive_bound(num_distinct, false_verified),
-      "false_positive_queries": false_verified,
-      "false_positive_rate_raw": false_raw / max(1, num_distinct),
+      "false_positive_rate": copy_rate["rate"],
+      "false_positive_rate_upper95": copy_rate["upper95"],
+      "false_positive_queries": queries_with_copy_fp,
+      "same_tune_false_positive_rate": _rate(queries_with_tune_fp, num_distinct),
       "distinct_work_queries": num_distinct,
-      "distinct_queries_by_variant": {k: {"false_positives": v[0], "queries": v[1]}
-                                      for k, v in sorted(by_variant.items())},
-      "distinct_pairs_compared": (len(holdout) * 5 * len(documented) + len(documented) * 4 * len(holdout)
-                                  + len(others) * 4 * len(documented)),
+      "distinct_queries_by_variant": dict(sorted(by_variant.items())),
       "other_composer_works": len(others),
       "other_composer_skipped": others_skipped,
-      "distinct_verified_corpus_duplicates": sorted({(r[0], r[2], r[3], r[4]) for r in verified}),
-      "distinct_unverified_matches": unverified,
-      "holdout_same_melody_queries": same_melody_queries,
-      "holdout_same_melody_pairs": sorted(same_melody_examples)[:20],
+      "distinct_verified_corpus_duplicates": sorted(set(verified)),
+      "distinct_unverified_matches": copy_false,
+      "distinct_unverified_same_tune": tune_false[:50],
+      "same_tune_pairs": tune_pairs,
+      "same_tune_recall": tune_found / max(1, tune_pairs),
+      "same_tune_missed": tune_missed[:20],
+      "reused_setting_pairs": reused_pairs,
+      "reused_setting_recall": reused_found / max(1, reused_pairs),
       "manifest_duplicate_pairs": duplicates.counts(),
       "lookup_ms": 1000 * statistics.median(lookup_s),
+      "lookup_ms_p95": 1000 * sorted(lookup_s)[int(0.95 * (len(lookup_s) - 1))],
       "lookup_with_parse_ms": 1000 * statistics.median(with_parse_s),
       "search_ms": 1000 * statistics.median(search_s),
       "parse_ms": 1000 * statistics.median(q[5] for q in queries if q[5] is not None),
-      "lsh_candidates_mean": statistics.fmean(candidates),
+      "cli_lookup_s": cli_s,
+      "candidates_mean": statistics.fmean(candidates),
       "manifest_bytes_per_work": manifest_bytes / max(1, len(documented)),
-      "thresholds": {"near_copy": args.near_copy_threshold, "same_melody": args.melody_threshold,
-                     "edits": args.edits},
+      "thresholds": {**thresholds, "edits": args.edits, "same_tune_alignment": SAME_TUNE_ALIGNMENT},
       "seed": args.seed,
       "timings_s": {"parse_corpus": t_parsed - t_start, "manifest_and_query_files": t_queries - t_parsed,
                     "lookups": time.perf_counter() - t_queries},

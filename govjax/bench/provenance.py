@@ -42,7 +42,7 @@ from govjax.provenance.featurize import FeatureConfig, Featurizer
 from govjax.provenance.index import build_index
 from govjax.provenance.query import influence_scores, windows
 from govjax.provenance.runs import index_run, load_tracer
-from govjax.train.data import TrainingData
+from govjax.train.data import TrainBatches, TrainingData, WorkCatalogue
 from govjax.train.loop import train
 
 
@@ -60,11 +60,12 @@ def synthetic_works_data(*, num_works: int, work_tokens: int, context: int, num_
     piece = works[int(table.work_index[i])]["tokens"][int(table.start[i]): int(table.start[i]) + context]
     tokens[i, : piece.size] = piece
   depth = np.asarray([num_groups - (i % 2) for i in range(num_works)], np.int32)
-  data = TrainingData(train=ArrayWindowBatches(tokens, np.asarray(table.work_index), batch_size, seed),
-                      validation=None, vocab_size=72, works=works, per_work_depth=depth,
-                      num_groups=num_groups, num_train_examples=len(table), report={"synthetic": True})
-  data.window_table = table
-  return data
+  batches = TrainBatches(train=ArrayWindowBatches(tokens, np.asarray(table.work_index), batch_size, seed),
+                         validation=None, vocab_size=72, num_examples=len(table), per_work_depth=depth,
+                         num_groups=num_groups)
+  catalogue = WorkCatalogue(works=works, per_work_depth=depth, num_groups=num_groups, report={"synthetic": True},
+                            window_table=table, context=context)
+  return TrainingData(batches=batches, catalogue=catalogue)
 
 
 def _as_loader_work(work: dict):
@@ -96,10 +97,10 @@ def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
 
   tracer = load_tracer(workdir)
   hits = 0
-  for w, work in enumerate(data.works):
+  for w, work in enumerate(data.catalogue.works):
     attribution = tracer.attribute({"tokens": windows(work["tokens"], tracer.context)}, top=1)
     hits += int(attribution.proponents[0] == w)
-  query = {"tokens": windows(data.works[0]["tokens"][: args.context], tracer.context)}
+  query = {"tokens": windows(data.catalogue.works[0]["tokens"][: args.context], tracer.context)}
   tracer.influence(query)
   total, scoring = [], []
   for _ in range(7):
@@ -118,8 +119,8 @@ def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
       "index_over_train": round(index_rate / train_rate, 3),
       "index_examples": index.num_examples,
       "index_checkpoints": index.num_checkpoints,
-      "canary_recall_at_1": hits / len(data.works),
-      "canary_works": len(data.works),
+      "canary_recall_at_1": hits / len(data.catalogue.works),
+      "canary_works": len(data.catalogue.works),
       "query_ms": round(query_ms, 2),
       "query_ms_100k_extrapolated": round(query_ms - score_ms + score_ms * 100_000 / index.num_examples, 2),
   }

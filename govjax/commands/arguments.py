@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from govjax.core.modes import PROBE_SIGNALS
+from govjax.core.modes import PROBE_DIRECTIONS, PROBE_SIGNALS
 
 __all__ = ["BENCHES", "COMMANDS", "DEFAULT_MANIFEST"]
 
@@ -65,9 +65,14 @@ def add_lookup(subparsers) -> None:
                            f"./{DEFAULT_MANIFEST})")
   parser.add_argument("--workdir", default=None,
                       help="training run directory (audit/per_work.jsonl, provenance/lineage/*.json)")
-  parser.add_argument("--near-copy-threshold", type=float, default=0.45, help="minimum estimated Jaccard")
-  parser.add_argument("--melody-threshold", type=float, default=0.5, help="minimum melody Jaccard to report")
-  parser.add_argument("--exhaustive", action="store_true", help="score every record, not only LSH candidates")
+  parser.add_argument("--near-copy-threshold", type=float, default=0.45, help="minimum estimated Jaccard (text)")
+  parser.add_argument("--copy-threshold", type=float, default=0.5,
+                      help="music near-copy: minimum share of the query found in the record and of the record in it")
+  parser.add_argument("--partial-threshold", type=float, default=0.8,
+                      help="music partial copy: minimum share of the query in the record (or of the record in it)")
+  parser.add_argument("--melody-threshold", type=float, default=0.62,
+                      help="same tune: minimum share of the record's tune matched by one voice of the query")
+  parser.add_argument("--exhaustive", action="store_true", help="align every record, not only the candidates")
   parser.add_argument("--json", action="store_true", help="print the result as JSON")
   parser.set_defaults(target="govjax.commands.lookup:run")
 
@@ -238,11 +243,17 @@ def _bench_routing(parser: argparse.ArgumentParser) -> None:
 def _bench_probe(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--quick", action="store_true", help="small overhead model and a shorter AUC run")
   parser.add_argument("--overhead-steps", type=int, default=20, help="timed steps per variant")
-  parser.add_argument("--num-windows", type=int, default=512, help="training windows of the AUC run")
-  parser.add_argument("--repeated-fraction", type=float, default=0.1, help="fraction of repeated windows")
-  parser.add_argument("--repeat-factor", type=float, default=16.0, help="sampling weight of repeated windows")
-  parser.add_argument("--steps", type=int, default=300, help="training steps of the AUC run")
-  parser.add_argument("--signal", default="loss", choices=PROBE_SIGNALS, help="the probe's signal")
+  parser.add_argument("--models", type=int, default=8, help="half-subset models for the counterfactual labels")
+  parser.add_argument("--pool-works", type=int, default=64, help="songs split into halves (two windows each)")
+  parser.add_argument("--steps", type=int, default=240, help="training steps per model (epochs of equal frequency)")
+  parser.add_argument("--signal", default="representation_entropy", choices=PROBE_SIGNALS, help="the probe's signal")
+  parser.add_argument("--layer", type=int, default=0, help="hidden state of the representation entropy (0 = input)")
+  parser.add_argument("--uncentred", action=argparse.BooleanOptionalAction, default=True,
+                      help="uncentred representation entropy (--no-uncentred: centred)")
+  parser.add_argument("--ema", type=float, default=0.9,
+                      help="the probe's EMA weight over an example's sightings (0 = the last sighting only)")
+  parser.add_argument("--direction", default="high", choices=PROBE_DIRECTIONS,
+                      help="which side of the held-out distribution counts as memorized")
   parser.add_argument("--seed", type=int, default=0)
 
 
@@ -265,8 +276,9 @@ def _bench_lookup(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--edits", type=int, default=3, help="notes changed by the 'edit' transformation")
   parser.add_argument("--seed", type=int, default=0, help="seed for sampling, splits and transformations")
   parser.add_argument("--workers", type=int, default=2, help="parsing processes")
-  parser.add_argument("--near-copy-threshold", type=float, default=0.45, help="near-copy Jaccard threshold")
-  parser.add_argument("--melody-threshold", type=float, default=0.5, help="same-melody Jaccard threshold")
+  parser.add_argument("--copy-threshold", type=float, default=0.5, help="music near-copy coverage threshold")
+  parser.add_argument("--partial-threshold", type=float, default=0.8, help="music partial-copy coverage threshold")
+  parser.add_argument("--melody-threshold", type=float, default=0.62, help="same-tune alignment threshold")
   parser.add_argument("--other-composers", default="palestrina",
                       help="comma-separated music21 corpus composers whose four-voice works are extra distinct-work "
                            "queries against the Bach manifest ('' for none)")

@@ -41,7 +41,7 @@ def _run_manifest(args: argparse.Namespace, out: str) -> dict:
   """The manifest of the run in ``--workdir`` (the training data are rebuilt from its config)."""
   config, config_hash = load_run_config(args.workdir)  # NotARunError / RunFileError name the file at fault
   data = training_data.build_training_data(config)
-  return document_run(out, config, data, training_data.load_works(config), config_hash=config_hash,
+  return document_run(out, config, data.catalogue, training_data.load_works(config), config_hash=config_hash,
                       fingerprint_from=args.fingerprint_from, num_workers=args.workers,
                       name=args.name, version=args.version, url=args.url, date_published=args.date)
 

@@ -40,9 +40,14 @@ from govjax.core.modes import (
     PROBE_SIGNALS,
     ROUTING_MODES,
     Baseline,
+    ClipMode,
     Normaliser,
+    ParamSharding,
+    Precision,
+    ProbeDirection,
     ProbeSignal,
     RoutingMode,
+    SurfaceEnd,
 )
 
 __all__ = [
@@ -68,7 +73,10 @@ class ModelSpec:
   """Transformer shape; the vocabulary comes from the tokenizer.
 
   ``region_width`` adds that many removable MLP hidden units per block (see ``govjax.routing.loss``, mode
-  ``"region"``); 0 = no region.
+  ``"region"``); 0 = no region. ``precision="bfloat16"`` computes in bf16 with float32 master weights (the
+  parameters, gradients and optimizer state stay float32; norms, softmax and the loss in float32); ``remat``
+  recomputes each block's activations in the backward pass instead of storing them (less memory, ~1/3 more
+  compute).
   """
 
   num_layers: PositiveInt = 4
@@ -77,6 +85,8 @@ class ModelSpec:
   context: Annotated[int, Field(ge=2)] = 256
   mlp_ratio: PositiveInt = 4
   region_width: NonNegativeInt = 0
+  precision: Precision = "float32"
+  remat: bool = False
 
   def __post_init__(self):
     if self.width % self.num_heads:
@@ -106,6 +116,10 @@ class GovernanceSpec:
     baseline: "none", "goldfish" (hashed token dropping, ``goldfish_k``/``goldfish_h``) or "dpsgd" (per-example
       clipping ``dp_clip`` and Gaussian noise ``dp_noise``): alternatives a user might pick instead of routing.
     deduplicate: drop near-duplicate training works before batching (the deduplication baseline).
+    clip: "global" (one l2 norm over all parameters, ``grad_clip``) or "per_group" (each depth group clipped on
+      its own to ``grad_clip / sqrt(G)``, so one group's large gradient does not scale the others' updates).
+    surface: which end of the model a routed work's depth counts from: "output" (depth d = the top d groups) or
+      "input" (the bottom d groups; needs routing "per_group" or "exact", which accept any mask).
   """
 
   routing: RoutingMode = "none"
@@ -119,8 +133,13 @@ class GovernanceSpec:
   goldfish_h: PositiveInt = 13
   dp_clip: PositiveFloat = 1.0
   dp_noise: NonNegativeFloat = 0.5
+  clip: ClipMode = "global"
+  surface: SurfaceEnd = "output"
 
   def __post_init__(self):
+    if self.surface == "input" and self.routing not in ("per_group", "exact"):
+      raise ValueError(f"governance.surface='input' needs governance.routing 'per_group' or 'exact' (got "
+                       f"{self.routing!r}): the depth gate routes top segments only")
     if self.baseline != "none" and self.routing != "none":
       raise ValueError(f"governance.baseline={self.baseline!r} is an alternative to routing: use it with "
                        f"governance.routing='none' (got {self.routing!r})")
@@ -166,6 +185,12 @@ class ProbeSpec:
     min_depth: the lowest depth the probe assigns (1 = output head only).
     min_seen: observations of an example before its depth may be lowered.
     adaptive: lower depths (False: only observe and log).
+    direction: which side of the held-out distribution flags an example: ``low`` (below the ``percentile``-th
+      percentile; restored above the ``restore_percentile``-th), ``high`` (above the ``100 - percentile``-th;
+      restored below the ``100 - restore_percentile``-th) or ``both`` (either tail; restored inside both
+      restoring thresholds). Choose it from data (``govjax.probe.monitor.direction_from_heldout``).
+    center: centre the hidden states before the representation entropy (False: the uncentred entropy, the
+      variant the memorization-signal study found informative; see experiments/RESULTS.md).
   """
 
   enabled: bool = False
@@ -179,6 +204,8 @@ class ProbeSpec:
   min_depth: PositiveInt = 1
   min_seen: NonNegativeInt = 2
   adaptive: bool = True
+  direction: ProbeDirection = "low"
+  center: bool = True
 
   def __post_init__(self):
     if self.restore_percentile <= self.percentile:
@@ -210,6 +237,7 @@ class TrainConfig:
   eval_max_batches: PositiveInt = 16
   checkpoint_every: PositiveInt = 200
   max_to_keep: PositiveInt | None = 5
+  param_sharding: ParamSharding = "replicated"
 
   def __post_init__(self):
     if self.governance.routing == "region" and self.model.region_width <= 0:

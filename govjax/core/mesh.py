@@ -1,11 +1,12 @@
 """The device mesh and how govjax's arrays are laid out on it.
 
 A :func:`data_mesh` has two named axes: ``data`` (data parallelism: batches, their ``[B, G]`` group masks and
-per-example metadata are split along it) and ``model`` (size 1 for now: room for sharding large parameters
-later). Parameters, optimizer state and the per-example plugin state (e.g. the adaptive depth, keyed by
-``example_id``) are replicated: every device holds the same copy, and a step's update to the per-example state
-is computed from the all-gathered per-example results (the step's output sharding is replicated, so XLA inserts
-the gather), which keeps every device and every host consistent.
+per-example metadata are split along it) and ``model`` (size 1 unless asked: with parameter sharding a second
+dimension of large parameters is split along it). Parameters, optimizer state and the per-example plugin state
+(e.g. the adaptive depth, keyed by ``example_id``) are either replicated (every device holds the same copy) or
+sharded FSDP-style (:mod:`govjax.train.sharding`); :func:`place` puts a host pytree on the mesh with any
+shardings. Either way a step's update to the per-example state is computed from the gathered per-example results
+of the whole global batch, which keeps every device and every host consistent.
 
 The mesh uses ``AxisType.Auto`` axes, so the existing single-device step code runs unchanged under ``jax.jit``
 with shardings and XLA's partitioner inserts the collectives (the gradient all-reduce, the gathers).
@@ -159,14 +160,31 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
   Works across hosts: each process fills only its own devices from its (identical) host copy.
   """
+  return place(tree, replicated_shardings(mesh, tree))
 
-  def put(x):
+
+def place(tree: Any, shardings: Any) -> Any:
+  """Places a pytree (identical on every process) on a mesh with one sharding per leaf.
+
+  Works across hosts: each process fills only its own devices, each with its slice of the (identical) host copy,
+  so a sharded leaf never exists whole on any device. Arrays already spread over several processes are resharded
+  with ``jax.device_put``.
+
+  Args:
+    tree: pytree of host or single-device arrays (or global arrays).
+    shardings: pytree of ``NamedSharding`` shaped like ``tree``.
+
+  Returns:
+    The pytree of global ``jax.Array``.
+  """
+
+  def put(x, sharding):
     if isinstance(x, jax.Array) and x.is_fully_addressable is False:
-      return jax.device_put(x, replicated(mesh))
+      return jax.device_put(x, sharding)
     host = np.asarray(x)
-    return jax.make_array_from_callback(host.shape, replicated(mesh), lambda index: host[index])
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
-  return jax.tree.map(put, tree)
+  return jax.tree.map(put, tree, shardings)
 
 
 def to_host(tree: Any) -> Any:
@@ -175,8 +193,18 @@ def to_host(tree: Any) -> Any:
   def get(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       if not x.is_fully_replicated:
-        raise ValueError("to_host: array is split across processes; gather it first (output it replicated)")
+        raise ValueError("to_host: array is split across processes; gather it first (output it replicated, or "
+                         "use gather_to_host)")
       return np.asarray(x.addressable_data(0))
     return np.asarray(x)
 
   return jax.tree.map(get, tree)
+
+
+def gather_to_host(tree: Any, mesh: Mesh) -> Any:
+  """A pytree of arrays laid out in any way on ``mesh`` (sharded across processes too) as whole numpy arrays.
+
+  Every process calls it (the gather is a collective); use it for small trees or tests, since each process then
+  holds the whole tree.
+  """
+  return to_host(jax.device_put(tree, replicated_shardings(mesh, tree)))

@@ -6,23 +6,35 @@ Given a query file (MusicXML / MIDI / ABC / Humdrum via music21, an image, or a 
 - tier **2a** ``exact-file``: sha256 of the query bytes equals a record's source sha256;
 - tier **2b** ``exact-content``: the canonical content hash (music: transposition-, tempo- and
   encoding-invariant; text: normalised text; image: decoded pixels) equals a record's;
-- tier **3** ``near-copy``: fingerprint candidates from a datasketch ``MinHashLSH`` over the MinHash signatures
-  (:mod:`govjax.documentation.lsh`), re-ranked by estimated Jaccard similarity; a match needs ``full`` Jaccard
-  >= ``near_copy_threshold`` (images: both perceptual hashes within ``max_hamming`` bits).
+- tier **3** (music): candidates from an inverted index of the voices' interval 4-grams (exact counts, no
+  sampling), then every voice of the query aligned with every voice of each candidate
+  (:mod:`govjax.documentation.melodic_alignment`); with ``query_coverage`` (the share of the query found in
+  the record) and ``record_coverage`` (the share of the record found in the query):
 
-Music records whose highest voice matches (``melody`` Jaccard >= ``melody_threshold``) without a near-copy
-match are reported separately as ``same-melody`` (e.g. another harmonisation of the same chorale tune); they
-do not make ``found`` true. Every match carries the record's tier-1 rights and treatment (excluded with
-reason / depth d / region) and, when a run directory is given, the trained model's audit row
-(``<workdir>/audit/per_work.jsonl``) and how many lineage files of generated outputs
-(``<workdir>/provenance/lineage/*.json``) list it (:mod:`govjax.documentation.run_outputs`), or
-"not available". Each match names the tier that matched as ``matched_by``: ``exact`` (file bytes), ``content``
-(canonical content) or ``fingerprint``.
+  - ``near-copy``: both coverages >= ``copy_threshold`` (an edited, ornamented, re-barred or re-voiced copy,
+    or a re-used setting);
+  - ``partial-copy``: one coverage >= ``partial_threshold`` over at least two voices matched in the same
+    bars (an excerpt, a subset of the voices, or the work with added parts); ``scores`` names the matched
+    voices and bars of both pieces;
+  - ``same-tune``: the record's highest voice (its tune) is matched by one voice of the query over
+    >= ``melody_threshold`` of the longer of the two, without a copy of the setting (e.g. another
+    harmonisation of the same chorale tune, or the tune alone). Reported apart: it does not make ``found``
+    true.
+
+  Text: every record's MinHash signature compared with the query's (one numpy comparison), a match needs
+  estimated Jaccard >= ``near_copy_threshold``; images: both perceptual hashes within ``max_hamming`` bits.
+
+Every match carries the record's tier-1 rights and treatment (excluded with reason / depth d / region) and,
+when a run directory is given, the trained model's audit row (``<workdir>/audit/per_work.jsonl``) and how many
+lineage files of generated outputs (``<workdir>/provenance/lineage/*.json``) list it
+(:mod:`govjax.documentation.run_outputs`), or "not available". Each match names the tier that matched as
+``matched_by``: ``exact`` (file bytes), ``content`` (canonical content), ``alignment`` (music tier 3) or
+``fingerprint`` (text and image tier 3). A music lookup imports neither datasketch nor scipy.
 
 A music query holds at most :data:`MAX_QUERY_NOTES` notes (a chorale has about 250; parsing and fingerprinting
 that many takes a few seconds): MusicXML and MIDI files are counted before music21 parses them, other formats
 (which cannot be counted without parsing) are limited to :data:`MAX_UNCOUNTED_QUERY_BYTES`. A longer query is
-rejected with a :class:`QueryError` naming the limit; look up an excerpt instead (tier 3 reports containment).
+rejected with a :class:`QueryError` naming the limit; look up an excerpt instead (a partial copy).
 
 Example::
 
@@ -40,29 +52,37 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from datasketch import MinHashLSH
 
 from govjax.core.errors import UserError
 from govjax.documentation import image_fingerprint, music_fingerprint, music_notes, text_fingerprint
-from govjax.documentation.lsh import false_positive_bound, query, signature_index
-from govjax.documentation.manifest import Manifest, has_fingerprint, load_manifest, sha256_file
+from govjax.documentation.manifest import Manifest, ManifestError, has_fingerprint, load_manifest, sha256_file
+from govjax.documentation.melodic_alignment import (
+    MIN_PAIR_INTERVALS,
+    Comparison,
+    VoiceSketch,
+    compare,
+    sketches_from_json,
+)
 from govjax.documentation.music_fingerprint import MusicFingerprint, decode_signature
 from govjax.documentation.run_outputs import NOT_AVAILABLE, RunOutputs, load_run_outputs
 
 __all__ = ["MAX_QUERY_NOTES", "MAX_UNCOUNTED_QUERY_BYTES", "LookupResult", "ManifestIndex", "Match",
-           "NOT_AVAILABLE", "QueryError", "check_query_size", "false_positive_bound", "lookup_file",
+           "NOT_AVAILABLE", "QueryError", "check_query_size", "lookup_file",
            "lookup_fingerprint", "query_modality"]
 
-TIERS = {"exact-file": "2a", "exact-content": "2b", "near-copy": "3", "same-melody": "3"}
+TIERS = {"exact-file": "2a", "exact-content": "2b", "near-copy": "3", "partial-copy": "3", "same-tune": "3"}
 MATCHED_BY = {"exact-file": "exact", "exact-content": "content", "near-copy": "fingerprint",
-              "same-melody": "fingerprint"}
-_LEVEL_RANK = {"exact-file": 0, "exact-content": 1, "near-copy": 2, "same-melody": 3}
+              "partial-copy": "alignment", "same-tune": "alignment"}
+_LEVEL_RANK = {"exact-file": 0, "exact-content": 1, "near-copy": 2, "partial-copy": 3, "same-tune": 4}
+GRAM = 4  # intervals per gram of the candidate index
+MIN_PARTIAL_INTERVALS = 24  # a partial copy covers at least this many matched intervals (about two bars of SATB)
 MAX_QUERY_NOTES = 10_000
 MAX_UNCOUNTED_QUERY_BYTES = 512 * 1024
 
 
 class QueryError(UserError, ValueError):
   """A query that cannot be looked up (unknown file type, unparsable or too long file)."""
+
 
 
 
@@ -76,11 +96,13 @@ class Match:
   Attributes:
     work_id: the record's work.
     tier: ``2a``, ``2b`` or ``3``.
-    matched_by: ``exact`` (tier 2a), ``content`` (tier 2b) or ``fingerprint`` (tier 3).
-    level: ``exact-file``, ``exact-content``, ``near-copy`` or ``same-melody``.
-    score: 1.0 for exact tiers; else the estimated Jaccard (``full`` for near-copy, ``melody`` for
-      same-melody; ``1 - hamming/64`` for images).
-    scores: all similarity estimates computed (full / melody Jaccard, containment, Hamming distances).
+    matched_by: ``exact`` (tier 2a), ``content`` (tier 2b), ``alignment`` (music tier 3) or ``fingerprint``
+      (text and image tier 3).
+    level: ``exact-file``, ``exact-content``, ``near-copy``, ``partial-copy`` or ``same-tune``.
+    score: 1.0 for exact tiers; music: the smaller coverage (near-copy), the larger one (partial-copy) or the
+      tune's alignment (same-tune); text: the estimated Jaccard; images: ``1 - hamming/64``.
+    scores: every similarity computed (music: coverages, tune alignment, matched voices and bars; text:
+      Jaccard and containment; images: Hamming distances).
     record: tier-1 summary (title, composer, licence, attribution, rights holder, opt-out, split).
     treatment: the record's tier-1 treatment (status, depth, region, reason, label).
     audit: the trained model's audit row for this work, or "not available".
@@ -102,39 +124,59 @@ class Match:
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
+  def describe_partial(self) -> str:
+    """``query bars a-b = record bars c-d, voices ...`` for a partial copy (empty otherwise)."""
+    voices = self.scores.get("voices") or []
+    if self.level != "partial-copy" or not voices:
+      return ""
+    q = (min(v["query_bars"][0] for v in voices), max(v["query_bars"][1] for v in voices))
+    r = (min(v["record_bars"][0] for v in voices), max(v["record_bars"][1] for v in voices))
+    kind = self.scores.get("partial_kind", "")
+    pairs = ", ".join(f"{v['query_voice'] + 1}->{v['record_voice'] + 1}" for v in voices)
+    return (f"{kind}: query bars {q[0]}-{q[1]} = record bars {r[0]}-{r[1]}; voices (query->record, 1 = highest) "
+            f"{pairs}")
+
 
 @dataclasses.dataclass
 class LookupResult:
   """The answer to one query.
 
   Attributes:
-    query: what was looked up (path, modality, sha256, content hash, fingerprint sizes).
-    found: a match at tier 2a, 2b or near-copy level exists.
+    query: what was looked up (path, modality, sha256, content hash, voices).
+    found: a match at tier 2a, 2b, near-copy or partial-copy level exists.
     matches: those matches, strongest first.
-    same_melody: same-melody-only matches (music), strongest first.
+    same_tune: same-tune-only matches (music), strongest first.
     model: which trained-model inputs were available (``audit``, ``provenance``).
   """
 
   query: dict[str, Any]
   found: bool
   matches: list[Match]
-  same_melody: list[Match]
+  same_tune: list[Match]
   model: dict[str, Any]
+
+  @property
+  def same_melody(self) -> list[Match]:
+    """Former name of :attr:`same_tune`."""
+    return self.same_tune
 
   def to_json(self) -> dict[str, Any]:
     return {"query": self.query, "found": self.found, "matches": [m.to_json() for m in self.matches],
-            "same_melody": [m.to_json() for m in self.same_melody], "model": self.model}
+            "same_tune": [m.to_json() for m in self.same_tune], "model": self.model}
 
   def format(self) -> str:
     """A human-readable report."""
     lines = [f"query: {self.query.get('path', '<in memory>')} ({self.query['modality']})"]
     if not self.found:
-      lines.append("NOT FOUND: no copy or near-copy of this work is documented in the training set.")
-    for match in self.matches + self.same_melody:
+      lines.append("NOT FOUND: no copy, near-copy or partial copy of this work is documented in the training set.")
+    heads = {"partial-copy": "FOUND (partial copy)", "same-tune": "RELATED (same tune, another setting)"}
+    for match in self.matches + self.same_tune:
       rec = match.record
-      head = "FOUND" if match.level != "same-melody" else "RELATED (same melody, different harmonisation)"
-      lines.append(f"{head}: {match.work_id} - {rec.get('title') or ''} ({rec.get('composer') or 'unknown'})")
+      lines.append(f"{heads.get(match.level, 'FOUND')}: {match.work_id} - {rec.get('title') or ''} "
+                   f"({rec.get('composer') or 'unknown'})")
       lines.append(f"  matched by {match.matched_by} (tier {match.tier}, {match.level}), score {match.score:.3f}")
+      if match.describe_partial():
+        lines.append(f"  {match.describe_partial()}")
       lines.append(f"  licence: {rec.get('licence') or 'no rights record'}; attribution: "
                    f"{rec.get('attribution_text') or '-'}; opted out: {rec.get('opted_out')}")
       lines.append(f"  treatment in training: {match.treatment.get('label')}"
@@ -160,22 +202,74 @@ def _record_summary(record: Mapping[str, Any]) -> dict[str, Any]:
           "opted_out": rights.get("opted_out"), "simulated": rights.get("simulated")}
 
 
+def _grams(sketch: VoiceSketch) -> np.ndarray:
+  """Distinct interval ``GRAM``-grams of a voice as int64 codes (7 bits per interval)."""
+  intervals = sketch.intervals.astype(np.int64) + 64
+  if len(intervals) < GRAM:
+    return np.zeros(0, np.int64)
+  codes = np.zeros(len(intervals) - GRAM + 1, np.int64)
+  for k in range(GRAM):
+    codes = (codes << 7) | intervals[k:len(intervals) - GRAM + 1 + k]
+  return np.unique(codes)
+
+
+def _union_grams(sketches: Sequence[VoiceSketch]) -> np.ndarray:
+  """Distinct interval grams of all voices."""
+  grams = [_grams(s) for s in sketches]
+  return np.unique(np.concatenate(grams)) if grams else np.zeros(0, np.int64)
+
+
+def _unmatched(sketches: Sequence[VoiceSketch], matched: set[int]) -> bool:
+  """Whether a voice of some length (at least ``MIN_PAIR_INTERVALS`` intervals) was left unmatched."""
+  return any(i not in matched and len(s.intervals) >= MIN_PAIR_INTERVALS for i, s in enumerate(sketches))
+
+
+class _GramIndex:
+  """Exact inverted index of interval grams: which records hold how many of a query's grams."""
+
+  def __init__(self, grams_per_record: Sequence[np.ndarray]):
+    self.sizes = np.array([len(g) for g in grams_per_record], np.int64)
+    codes = np.concatenate(grams_per_record) if grams_per_record else np.zeros(0, np.int64)
+    owners = np.repeat(np.arange(len(grams_per_record)), self.sizes)
+    order = np.argsort(codes, kind="stable")
+    self.codes, self.owners = codes[order], owners[order]
+
+  def hits(self, query: np.ndarray) -> np.ndarray:
+    """Per record, how many of the (distinct) ``query`` grams it holds."""
+    if not len(query) or not len(self.codes):
+      return np.zeros(len(self.sizes), np.int64)
+    left = np.searchsorted(self.codes, query, "left")
+    right = np.searchsorted(self.codes, query, "right")
+    found = np.concatenate([self.owners[a:b] for a, b in zip(left, right, strict=True) if b > a] or
+                           [np.zeros(0, np.int64)])
+    return np.bincount(found, minlength=len(self.sizes))
+
+
 class ManifestIndex:
-  """Lookup structures over a manifest: hash tables (tier 2) and LSH / Hamming search (tier 3).
+  """Lookup structures over a manifest: hash tables (tier 2), interval-gram index and alignment (music tier 3),
+  LSH (text) and Hamming search (images).
 
   Args:
     manifest: a loaded :class:`~govjax.documentation.manifest.Manifest`.
-    near_copy_threshold: minimum estimated ``full`` Jaccard for a near-copy (music, text).
-    melody_threshold: minimum estimated ``melody`` Jaccard for a same-melody report (music).
+    near_copy_threshold: minimum estimated Jaccard for a text near-copy.
+    melody_threshold: minimum tune alignment for a same-tune report (music).
+    copy_threshold: minimum of both coverages for a music near-copy.
+    partial_threshold: minimum of one coverage for a music partial copy.
     max_hamming: maximum Hamming distance (of 64 bits) of both perceptual hashes for an image match.
+    num_candidates: music records aligned per query: the best by gram coverage and, as many again, the best
+      by the tune's grams.
   """
 
-  def __init__(self, manifest: Manifest, *, near_copy_threshold: float = 0.45, melody_threshold: float = 0.5,
-               max_hamming: int = 10):
+  def __init__(self, manifest: Manifest, *, near_copy_threshold: float = 0.45, melody_threshold: float = 0.62,
+               copy_threshold: float = 0.5, partial_threshold: float = 0.8, max_hamming: int = 10,
+               num_candidates: int = 16):
     self.manifest = manifest
     self.near_copy_threshold = near_copy_threshold
     self.melody_threshold = melody_threshold
+    self.copy_threshold = copy_threshold
+    self.partial_threshold = partial_threshold
     self.max_hamming = max_hamming
+    self.num_candidates = num_candidates
     self.records = {r["work_id"]: r for r in manifest.records}
     self.by_source: dict[str, list[str]] = {}
     self.by_content: dict[tuple[str, str], list[str]] = {}
@@ -186,17 +280,21 @@ class ManifestIndex:
       if tier2.get("content_sha256"):
         key = (record["modality"], tier2["content_sha256"])
         self.by_content.setdefault(key, []).append(record["work_id"])
-    self._music = self._signature_table("music", ("full", "melody", "full_size", "melody_size"))
+    music = [r for r in manifest.records if r["modality"] == "music" and has_fingerprint(r)]
+    self._music_ids = [r["work_id"] for r in music]
+    self._sketches: list[list[VoiceSketch]] = []
+    for record in music:
+      try:
+        self._sketches.append(sketches_from_json(record["tier3"].get("voices", ())))
+      except (ValueError, KeyError, TypeError) as error:
+        raise ManifestError(f"record {record['work_id']!r}: field 'tier3.voices' is malformed ({error})") from error
+    self._grams = _GramIndex([_union_grams(s) for s in self._sketches])
+    self._tune_grams = _GramIndex([_grams(s[0]) if s else np.zeros(0, np.int64) for s in self._sketches])
     self._text = self._signature_table("text", ("signature", "size"))
     images = [r for r in manifest.records if r["modality"] == "image" and has_fingerprint(r)]
     self._image_ids = [r["work_id"] for r in images]
     self._phash = [r["tier3"]["phash"] for r in images]
     self._dhash = [r["tier3"]["dhash"] for r in images]
-    num_perm = manifest.music_config.num_perm
-    self._lsh_full = self._build_lsh(self._music, "full", num_perm, near_copy_threshold)
-    self._lsh_melody = self._build_lsh(self._music, "melody", num_perm, melody_threshold)
-    self._lsh_text = self._build_lsh(self._text, "signature", manifest.text_config.num_perm,
-                                     near_copy_threshold)
 
   def _signature_table(self, modality: str, fields: Sequence[str]) -> dict[str, Any]:
     records = [r for r in self.manifest.records if r["modality"] == modality and has_fingerprint(r)]
@@ -210,27 +308,32 @@ class ManifestIndex:
     table["position"] = {w: i for i, w in enumerate(table["ids"])}
     return table
 
-  @staticmethod
-  def _build_lsh(table: Mapping[str, Any], name: str, num_perm: int, threshold: float) -> MinHashLSH:
-    sizes = table["full_size" if name == "full" else "melody_size" if name == "melody" else "size"]
-    signatures = {work_id: table[name][i] for i, work_id in enumerate(table["ids"]) if sizes[i] > 0}
-    return signature_index(signatures, threshold=threshold, num_perm=num_perm)
-
   def __len__(self) -> int:
     return len(self.records)
 
   def music_candidates(self, fingerprint: MusicFingerprint) -> set[str]:
-    """Work ids the LSH index proposes for a music fingerprint (before re-ranking)."""
-    if not fingerprint.full_size:
-      return set()
-    return query(self._lsh_full, fingerprint.full) | query(self._lsh_melody, fingerprint.melody)
+    """Work ids whose voices are aligned with the query's (before the decision)."""
+    return {self._music_ids[i] for i in self._candidate_rows(list(fingerprint.voices))}
+
+  def _candidate_rows(self, sketches: Sequence[VoiceSketch]) -> list[int]:
+    if not sketches or not self._music_ids:
+      return []
+    query = _union_grams(sketches)
+    hits = self._grams.hits(query)
+    coverage = np.maximum(hits / max(1, len(query)), hits / np.maximum(1, self._grams.sizes))
+    tune_hits = self._tune_grams.hits(query)
+    tune = tune_hits / np.maximum(1, self._tune_grams.sizes)
+    k = self.num_candidates
+    rows = set(np.argsort(-coverage, kind="stable")[:k].tolist()) | set(np.argsort(-tune, kind="stable")[:k].tolist())
+    return sorted(r for r in rows if hits[r] > 0)
 
   # -- matching --------------------------------------------------------------------------------------
 
-  def _match(self, work_id: str, level: str, score: float, scores: dict[str, Any]) -> Match:
+  def _match(self, work_id: str, level: str, score: float, scores: dict[str, Any],
+             matched_by: str | None = None) -> Match:
     record = self.records[work_id]
-    return Match(work_id, TIERS[level], MATCHED_BY[level], level, float(score), scores, _record_summary(record),
-                 dict(record["tier1"]["treatment"]))
+    return Match(work_id, TIERS[level], matched_by or MATCHED_BY[level], level, float(score), scores,
+                 _record_summary(record), dict(record["tier1"]["treatment"]))
 
   def _exact(self, modality: str, source_sha256: str | None, content_sha256: str | None) -> dict[str, Match]:
     found: dict[str, Match] = {}
@@ -241,58 +344,84 @@ class ManifestIndex:
         found[work_id] = self._match(work_id, "exact-content", 1.0, {})
     return found
 
-  def _scores(self, table: Mapping[str, Any], name: str, signature: np.ndarray, candidates: Iterable[str],
-              exhaustive: bool) -> dict[str, float]:
-    ids = table["ids"] if exhaustive else sorted(candidates)
-    if not ids:
+  @staticmethod
+  def _scores(table: Mapping[str, Any], name: str, signature: np.ndarray) -> dict[str, float]:
+    """Estimated Jaccard of ``signature`` with every row of ``table[name]`` (one numpy comparison)."""
+    if not table["ids"]:
       return {}
-    rows = np.array([table["position"][w] for w in ids], np.int64)
-    similarity = (table[name][rows] == signature[None, :]).mean(axis=1)
-    return dict(zip(ids, similarity.tolist(), strict=True))
+    similarity = (table[name] == signature[None, :]).mean(axis=1)
+    return dict(zip(table["ids"], similarity.tolist(), strict=True))
+
+  def classify(self, comparison: Comparison, query: Sequence[VoiceSketch],
+               record: Sequence[VoiceSketch]) -> str | None:
+    """The music tier-3 level of a comparison (``near-copy``, ``partial-copy``, ``same-tune``) or None.
+
+    A near-copy has both coverages >= ``copy_threshold``, the smaller at least 3/4 of the larger, and voices
+    left unmatched on neither side or on both (an edited voice); a partial copy has one coverage >=
+    ``partial_threshold`` over at least two voices (or one inner voice alone) and
+    :data:`MIN_PARTIAL_INTERVALS` intervals; same tune: the record's highest voice matched over >=
+    ``melody_threshold``.
+
+    Args:
+      comparison: :func:`~govjax.documentation.melodic_alignment.compare` of the query and the record.
+      query, record: the voice sketches compared.
+    """
+    pairs = comparison.pairs
+    matched = sum(p.matched for p in pairs)
+    low = min(comparison.query_coverage, comparison.record_coverage)
+    high = max(comparison.query_coverage, comparison.record_coverage)
+    extra_query = _unmatched(query, {p.query_voice for p in pairs})
+    extra_record = _unmatched(record, {p.record_voice for p in pairs})
+    if (len(pairs) >= min(2, len(query), len(record)) and low >= self.copy_threshold and low >= 0.75 * high
+        and extra_query == extra_record):
+      return "near-copy"
+    inner_voice = len(pairs) == 1 and len(query) == 1 and pairs[0].record_voice != 0
+    if (len(pairs) >= 2 or inner_voice) and matched >= MIN_PARTIAL_INTERVALS and high >= self.partial_threshold:
+      return "partial-copy"
+    if comparison.melody >= self.melody_threshold:
+      return "same-tune"
+    return None
 
   def search_music(self, fingerprint: MusicFingerprint, *, source_sha256: str | None = None,
                    exhaustive: bool = False) -> tuple[list[Match], list[Match]]:
-    """``(matches, same_melody)`` for a music fingerprint (see the module docstring).
+    """``(matches, same_tune)`` for a music fingerprint (see the module docstring).
 
     Args:
-      fingerprint: the query's fingerprint (computed with ``manifest.music_config``).
+      fingerprint: the query's fingerprint (its voice sketches; MinHash signatures are not used).
       source_sha256: sha256 of the query file bytes, for tier 2a.
-      exhaustive: score every record instead of the LSH candidates (exact recall of the thresholds).
+      exhaustive: align every record instead of the gram index's candidates.
     """
     found = self._exact("music", source_sha256, fingerprint.content_sha256)
-    table = self._music
-    full = self._scores(table, "full", fingerprint.full, query(self._lsh_full, fingerprint.full)
-                        if fingerprint.full_size else (), exhaustive and fingerprint.full_size > 0)
-    melody = self._scores(table, "melody", fingerprint.melody, query(self._lsh_melody, fingerprint.melody)
-                          if fingerprint.melody_size else (), exhaustive and fingerprint.melody_size > 0)
-    for work_id in set(full) | set(melody):
+    sketches = list(fingerprint.voices)
+    rows = range(len(self._music_ids)) if exhaustive and sketches else self._candidate_rows(sketches)
+    for row in rows:
+      work_id = self._music_ids[row]
       if work_id in found:
         continue
-      i = table["position"][work_id]
-      if work_id not in full:
-        full[work_id] = float(np.mean(table["full"][i] == fingerprint.full))
-      if work_id not in melody:
-        melody[work_id] = float(np.mean(table["melody"][i] == fingerprint.melody))
-      valid_full = fingerprint.full_size > 0 and table["full_size"][i] > 0
-      valid_melody = fingerprint.melody_size > 0 and table["melody_size"][i] > 0
-      scores = {"full_jaccard": full[work_id] if valid_full else 0.0,
-                "melody_jaccard": melody[work_id] if valid_melody else 0.0,
-                "containment": music_fingerprint.estimate_containment(
-                    full[work_id] if valid_full else 0.0, fingerprint.full_size, int(table["full_size"][i]))}
-      if scores["full_jaccard"] >= self.near_copy_threshold:
-        found[work_id] = self._match(work_id, "near-copy", scores["full_jaccard"], scores)
-      elif scores["melody_jaccard"] >= self.melody_threshold:
-        found[work_id] = self._match(work_id, "same-melody", scores["melody_jaccard"], scores)
+      record = self._sketches[row]
+      comparison = compare(sketches, record, min_melody=self.melody_threshold)
+      level = self.classify(comparison, sketches, record)
+      if level is None:
+        continue
+      scores = comparison.to_json()
+      if level == "near-copy":
+        score = min(comparison.query_coverage, comparison.record_coverage)
+      elif level == "partial-copy":
+        score = max(comparison.query_coverage, comparison.record_coverage)
+        scores["partial_kind"] = ("part of the work" if comparison.query_coverage >= self.partial_threshold
+                                  else "the work within a larger piece")
+      else:
+        score = comparison.melody
+      found[work_id] = self._match(work_id, level, score, scores, "alignment")
     return self._split(found)
 
   def search_text(self, fingerprint: text_fingerprint.TextFingerprint, *, source_sha256: str | None = None,
                   exhaustive: bool = False) -> tuple[list[Match], list[Match]]:
-    """``(matches, [])`` for a text fingerprint."""
+    """``(matches, [])`` for a text fingerprint (every record scored; ``exhaustive`` is accepted for symmetry)."""
     found = self._exact("text", source_sha256, fingerprint.content_sha256)
     if fingerprint.size:
       table = self._text
-      scores = self._scores(table, "signature", fingerprint.signature,
-                            query(self._lsh_text, fingerprint.signature), exhaustive)
+      scores = self._scores(table, "signature", fingerprint.signature)
       for work_id, jaccard in scores.items():
         size = int(table["size"][table["position"][work_id]])
         if work_id not in found and size and jaccard >= self.near_copy_threshold:
@@ -317,7 +446,7 @@ class ManifestIndex:
   @staticmethod
   def _split(found: Mapping[str, Match]) -> tuple[list[Match], list[Match]]:
     ordered = sorted(found.values(), key=lambda m: (_LEVEL_RANK[m.level], -m.score, m.work_id))
-    return [m for m in ordered if m.level != "same-melody"], [m for m in ordered if m.level == "same-melody"]
+    return [m for m in ordered if m.level != "same-tune"], [m for m in ordered if m.level == "same-tune"]
 
 
 # --------------------------------------------------------------------------------------------- queries
@@ -388,7 +517,7 @@ def lookup_fingerprint(index: ManifestIndex, modality: str, fingerprint: Any, *,
       manifest's fingerprint parameters.
     source_sha256: sha256 of the query file's bytes (tier 2a), if any.
     workdir: a run directory (or its loaded :class:`RunOutputs`) for audit and provenance information.
-    exhaustive: score every record instead of the LSH candidates.
+    exhaustive: align (music) or score (text) every record instead of the candidates.
     query_info: extra fields for ``result.query`` (e.g. the path).
 
   Returns:
@@ -397,8 +526,7 @@ def lookup_fingerprint(index: ManifestIndex, modality: str, fingerprint: Any, *,
   if modality == "music":
     matches, same = index.search_music(fingerprint, source_sha256=source_sha256, exhaustive=exhaustive)
     info = {"content_sha256": fingerprint.content_sha256, "num_notes": fingerprint.num_notes,
-            "num_voices": fingerprint.num_voices, "full_size": fingerprint.full_size,
-            "melody_size": fingerprint.melody_size}
+            "num_voices": fingerprint.num_voices, "voice_notes": [v.num_notes for v in fingerprint.voices]}
   elif modality == "text":
     matches, same = index.search_text(fingerprint, source_sha256=source_sha256, exhaustive=exhaustive)
     info = {"content_sha256": fingerprint.content_sha256, "num_words": fingerprint.num_words}
@@ -423,7 +551,7 @@ def lookup_file(path: str | os.PathLike, index: ManifestIndex | Manifest | str |
     path: the query: a music file (MusicXML, MIDI, ABC, Humdrum, ...), an image or a text file.
     index: a :class:`ManifestIndex`, a loaded manifest, or a manifest path.
     workdir: a training run directory with audit / provenance outputs (optional).
-    exhaustive: score every record instead of the LSH candidates.
+    exhaustive: align (music) or score (text) every record instead of the candidates.
 
   Returns:
     :class:`LookupResult`.
@@ -447,7 +575,7 @@ def lookup_file(path: str | os.PathLike, index: ManifestIndex | Manifest | str |
       if len(note_list.notes) > MAX_QUERY_NOTES:
         raise QueryError(f"{path}: {len(note_list.notes):,} notes; a lookup query may hold at most "
                          f"{MAX_QUERY_NOTES:,} (MAX_QUERY_NOTES): look up an excerpt of the work instead")
-      fingerprint = music_fingerprint.fingerprint_notes(note_list, index.manifest.music_config)
+      fingerprint = music_fingerprint.fingerprint_notes(note_list, index.manifest.music_config, minhash=False)
     elif modality == "text":
       fingerprint = text_fingerprint.fingerprint_text_file(path, index.manifest.text_config)
     else:

@@ -24,9 +24,9 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
-from datasketch import LeanMinHash, MinHashLSH
 
 from govjax.core.intervals import clopper_pearson
 
@@ -54,12 +54,14 @@ def choose_bands(num_perm: int, threshold: float, *, min_probability: float = 0.
   return num_perm, 1
 
 
-def as_minhash(signature: np.ndarray, *, seed: int = 1) -> LeanMinHash:
+def as_minhash(signature: np.ndarray, *, seed: int = 1) -> Any:
   """A stored signature (uint32 ``[num_perm]``) as a datasketch ``LeanMinHash``.
 
   Raises:
     ValueError: an empty or non-1-D signature.
   """
+  from datasketch import LeanMinHash  # noqa: PLC0415 (datasketch imports scipy, 0.5 s; a music lookup needs none)
+
   signature = np.asarray(signature)
   if signature.ndim != 1 or signature.size == 0:
     raise ValueError(f"a signature must be a non-empty 1-D array, got shape {signature.shape}")
@@ -67,7 +69,7 @@ def as_minhash(signature: np.ndarray, *, seed: int = 1) -> LeanMinHash:
 
 
 def signature_index(signatures: Mapping[str, np.ndarray], *, threshold: float,
-                    num_perm: int | None = None) -> MinHashLSH:
+                    num_perm: int | None = None) -> Any:
   """A ``MinHashLSH`` over ``key -> signature`` with the banding of :func:`choose_bands`.
 
   The index compares hash values band by band only, so the MinHash seed of the signatures does not matter to
@@ -81,6 +83,8 @@ def signature_index(signatures: Mapping[str, np.ndarray], *, threshold: float,
   Returns:
     The index; query it with :func:`query`.
   """
+  from datasketch import MinHashLSH  # noqa: PLC0415 (datasketch imports scipy, 0.5 s; a music lookup needs none)
+
   if num_perm is None:
     num_perm = len(next(iter(signatures.values()))) if signatures else 128
   lsh = MinHashLSH(num_perm=num_perm, params=choose_bands(num_perm, threshold))
@@ -89,7 +93,7 @@ def signature_index(signatures: Mapping[str, np.ndarray], *, threshold: float,
   return lsh
 
 
-def query(lsh: MinHashLSH, signature: np.ndarray) -> set[str]:
+def query(lsh: Any, signature: np.ndarray) -> set[str]:
   """Keys of ``lsh`` sharing at least one band with ``signature``.
 
   Raises:
@@ -100,7 +104,7 @@ def query(lsh: MinHashLSH, signature: np.ndarray) -> set[str]:
   return set(lsh.query(as_minhash(signature)))
 
 
-def candidate_pairs(lsh: MinHashLSH,
+def candidate_pairs(lsh: Any,
                     signatures: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]) -> set[tuple[str, str]]:
   """All pairs of keys of ``lsh`` sharing a band (sorted key pairs), from the signatures inserted.
 

@@ -3,21 +3,24 @@
 A score is reduced to its sounding notes, split into monophonic *voices* (:mod:`govjax.documentation.music_notes`,
 whose names are re-exported here), and described three ways:
 
-- **canonical content** (tier 2b): the sorted, de-duplicated ``(onset, pitch, duration)`` list with onsets
-  measured from the first note, pitches from the lowest pitch and times in units of the median note duration.
-  It is the same for a MusicXML file, its MIDI re-encoding, a transposed copy and a time-scaled copy. Voices
-  are deliberately left out, so that splitting or merging tracks does not change it.
+- **canonical content** (tier 2b): the sorted, de-duplicated ``(onset, pitch)`` pairs with onsets measured
+  from the first note in units of the median gap between distinct onsets and pitches from the lowest pitch.
+  It is the same for a MusicXML file, its MIDI re-encoding, a transposed copy, a time-scaled copy and the
+  same notes split into other tracks or merged into one (tied notes are merged first; voices, unison doublings
+  and durations, which a one-track MIDI cannot keep apart, are left out).
+- **voice sketches** (tier 3, :mod:`govjax.documentation.melodic_alignment`): per voice, its pitch intervals,
+  the ratio class of consecutive inter-onset intervals of that voice alone, and its bars. The lookup aligns
+  them: partial copies (excerpts, voice subsets, added parts), edited or ornamented copies, and the same tune
+  in another setting.
 - **melodic shingles**: per voice, the sequence of tokens ``(pitch interval to the next note, class of the
   inter-onset interval relative to the median duration)`` (``round(2 * log2(ioi / median))``: transposition-
   and tempo-invariant); its ``ngram``-grams are the shingles.
 - **harmonic shingles**: at every onset, the sounding pitch classes relative to the bass plus the bass motion
   (mod 12) to the next onset; ``harmonic_ngram``-grams of these.
 
-Two MinHash signatures (datasketch) summarise them: ``melody`` (the melodic shingles of the highest voice, for
-"same melody", e.g. Bach's re-harmonisations of one chorale tune) and ``full`` (every voice's melodic
-shingles plus the harmonic shingles, for "near-copy"). A few changed notes change only the shingles that
-contain them, so the Jaccard similarity degrades gracefully; the benchmark (``govjax bench lookup``) measures
-recall and false positives on the Bach chorales.
+Two MinHash signatures (datasketch) summarise the shingles: ``melody`` (the highest voice) and ``full`` (every
+voice's melodic shingles plus the harmonic shingles); the manifest's duplicate report compares them. A lookup
+query needs only the content hash and the sketches (``fingerprint_notes(..., minhash=False)``).
 
 Example:
   >>> from music21 import corpus
@@ -40,9 +43,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-import datasketch
 import numpy as np
 
+from govjax.documentation.melodic_alignment import (
+    VoiceSketch,
+    sketches_from_json,
+    sketches_to_json,
+    voice_sketches,
+)
 from govjax.documentation.music_notes import (
     MUSIC_SUFFIXES,
     MusicParseError,
@@ -64,7 +72,7 @@ __all__ = [
     "notes_from_tokens", "parse_music_file", "score_from_notes", "shingle_sets",
 ]
 
-SCHEME_NAME = "govjax-music-minhash-v1"
+SCHEME_NAME = "govjax-music-minhash-v2"  # v2: onset-grid content hash, per-voice sketches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +103,8 @@ class FingerprintConfig:
     data = dict(data)
     scheme = data.pop("scheme", SCHEME_NAME)
     if scheme != SCHEME_NAME:
-      raise ValueError(f"music fingerprint scheme {scheme!r} is not supported (expected {SCHEME_NAME!r})")
+      raise ValueError(f"music fingerprint scheme {scheme!r} is not supported (expected {SCHEME_NAME!r}): "
+                       "rebuild the manifest with `govjax manifest`")
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - fields
     if unknown:
@@ -115,6 +124,7 @@ class MusicFingerprint:
     full_size: number of distinct shingles behind ``full``.
     num_notes: notes fingerprinted.
     num_voices: voices found.
+    voices: per-voice sketches, highest voice first (:mod:`govjax.documentation.melodic_alignment`).
   """
 
   content_sha256: str
@@ -124,19 +134,20 @@ class MusicFingerprint:
   full_size: int
   num_notes: int
   num_voices: int
+  voices: tuple[VoiceSketch, ...] = ()
 
   def to_json(self) -> dict[str, Any]:
     """JSON-able dict; signatures as base64 of little-endian uint32 (684 characters for 128 permutations)."""
     return {"content_sha256": self.content_sha256, "melody": encode_signature(self.melody),
             "melody_size": self.melody_size, "full": encode_signature(self.full), "full_size": self.full_size,
-            "num_notes": self.num_notes, "num_voices": self.num_voices}
+            "num_notes": self.num_notes, "num_voices": self.num_voices, "voices": sketches_to_json(self.voices)}
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any]) -> MusicFingerprint:
     return cls(content_sha256=str(data["content_sha256"]), melody=decode_signature(data["melody"]),
                melody_size=int(data["melody_size"]), full=decode_signature(data["full"]),
                full_size=int(data["full_size"]), num_notes=int(data["num_notes"]),
-               num_voices=int(data["num_voices"]))
+               num_voices=int(data["num_voices"]), voices=tuple(sketches_from_json(data.get("voices", ()))))
 
 
 # ----------------------------------------------------------------------------------------------- signatures
@@ -177,6 +188,8 @@ def minhash_signature(shingles: Iterable[bytes], *, num_perm: int = 128, seed: i
   Raises:
     RuntimeError: the installed datasketch does not offer ``scheme`` (pin datasketch >= 2.0).
   """
+  import datasketch  # noqa: PLC0415 (datasketch imports scipy, 0.5 s; a lookup query needs no MinHash)
+
   try:
     minhash = datasketch.MinHash(num_perm=num_perm, seed=seed, scheme=scheme)
   except TypeError as error:  # datasketch < 2.0 has no scheme argument (and hashes differently)
@@ -261,24 +274,28 @@ def shingle_sets(note_list: NoteList,
   return per_voice[top], full
 
 
+def _onset_unit(onsets: Sequence[Fraction]) -> Fraction:
+  """The median gap between consecutive distinct onsets (1 for a single onset): the time unit of the content."""
+  distinct = sorted(set(onsets))
+  gaps = [b - a for a, b in zip(distinct, distinct[1:], strict=False)]
+  return statistics.median_low(gaps) if gaps else Fraction(1)
+
+
 def canonical_content(notes: Sequence[Note]) -> bytes:
   """The canonical encoding behind tier 2b (see the module docstring); ``b""`` for no notes.
 
-  Unisons (two voices on the same pitch at the same onset) are kept once, with the longer duration, because
-  one-track encodings merge them.
+  The distinct ``(onset, pitch)`` pairs, onsets from the first onset in units of the median gap between
+  distinct onsets, pitches from the lowest. Durations are left out: a one-track encoding cannot hold two
+  voices' overlapping notes of one pitch (the second note-on cuts the first), and the voices, whose unisons a
+  merged track keeps once, are left out too; the onset grid is the same for the parts and their merge.
   """
   if not notes:
     return b""
-  merged: dict[tuple[Fraction, int], Fraction] = {}
-  for n in notes:
-    key = (n.onset, n.pitch)
-    merged[key] = max(merged.get(key, Fraction(0)), n.duration)
   origin = min(n.onset for n in notes)
   lowest = min(n.pitch for n in notes)
-  unit = _median_duration(notes)
-  rows = sorted(((onset - origin) / unit, pitch - lowest, duration / unit)
-                for (onset, pitch), duration in merged.items())
-  return "\n".join(f"{o} {p} {d}" for o, p, d in rows).encode("ascii")
+  unit = _onset_unit([n.onset for n in notes])
+  rows = sorted({((n.onset - origin) / unit, n.pitch - lowest) for n in notes})
+  return "\n".join(f"{o} {p}" for o, p in rows).encode("ascii")
 
 
 def content_sha256(notes: Sequence[Note]) -> str:
@@ -289,23 +306,28 @@ def content_sha256(notes: Sequence[Note]) -> str:
 # ---------------------------------------------------------------------------------------- fingerprints
 
 
-def fingerprint_notes(note_list: NoteList, config: FingerprintConfig | None = None) -> MusicFingerprint:
+def fingerprint_notes(note_list: NoteList, config: FingerprintConfig | None = None, *,
+                      minhash: bool = True) -> MusicFingerprint:
   """The :class:`MusicFingerprint` of a note list.
 
   Args:
     note_list: from :func:`notes_from_score`, :func:`notes_from_file` or :func:`notes_from_tokens`.
     config: fingerprint parameters (must match the manifest's when comparing).
+    minhash: compute the MinHash signatures (False: empty signatures of size 0, for a lookup query, which
+      aligns the voice sketches and needs none).
 
   Returns:
     The fingerprint.
   """
   config = config or FingerprintConfig()
-  melody, full = shingle_sets(note_list, config)
+  melody, full = shingle_sets(note_list, config) if minhash else (set(), set())
+  empty = np.zeros(0, np.uint32)
   sign = lambda s: minhash_signature(s, num_perm=config.num_perm, seed=config.seed,
-                                     scheme=config.minhash_scheme)
+                                     scheme=config.minhash_scheme) if minhash else empty
   return MusicFingerprint(content_sha256=content_sha256(note_list.notes), melody=sign(melody),
                           melody_size=len(melody), full=sign(full), full_size=len(full),
-                          num_notes=len(note_list.notes), num_voices=note_list.num_voices)
+                          num_notes=len(note_list.notes), num_voices=note_list.num_voices,
+                          voices=tuple(voice_sketches(note_list)))
 
 
 def fingerprint_score(score: Any, config: FingerprintConfig | None = None) -> MusicFingerprint:

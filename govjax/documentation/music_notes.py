@@ -1,10 +1,11 @@
 """Sounding notes of symbolic music, from music21 scores, files or govjax tokens, split into monophonic voices.
 
-A score is reduced to its sounding notes: ties merged, chords contributing all their pitches, grace notes,
-unpitched notes and zero-length notes counted in ``NoteList.skipped`` (nothing dropped silently). There is one
-voice per part; a polyphonic part (e.g. a one-track MIDI of all four voices) is split by pitch rank among the
-notes sounding at each onset. Times are exact fractions of a quarter note (snapped to 1/960, MIDI-tick
-exactness). These notes feed the fingerprints of :mod:`govjax.documentation.music_fingerprint`.
+A score is reduced to its sounding notes: tied notes merged (per pitch, chord members too), chords contributing
+all their pitches, grace notes, unpitched notes and zero-length notes counted in ``NoteList.skipped`` (nothing
+dropped silently). There is one voice per part; a polyphonic part (e.g. a one-track MIDI of all four voices) is
+split into as many voices as notes sound at once, each note going to the free voice nearest its previous pitch.
+Times are exact fractions of a quarter note (snapped to 1/960, MIDI-tick exactness); bar starts are kept for
+naming bars. These notes feed the fingerprints of :mod:`govjax.documentation.music_fingerprint`.
 
 Example:
   >>> from music21 import corpus
@@ -18,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import os
 import pathlib
 import zipfile
@@ -57,11 +60,19 @@ class NoteList:
     notes: every note, sorted by (voice, onset, pitch).
     num_voices: number of voices (parts after splitting polyphonic parts).
     skipped: counts of skipped items by kind (``grace``, ``unpitched``, ``zero_duration``).
+    bar_offsets: onsets of the bars (quarter notes) when the source has measures, else empty.
   """
 
   notes: tuple[Note, ...]
   num_voices: int
   skipped: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  bar_offsets: tuple[Fraction, ...] = ()
+
+  def bar_of(self, onset: Fraction) -> int:
+    """1-based bar number of an onset (from ``bar_offsets``; bars of 4 quarter notes when there are none)."""
+    if not self.bar_offsets:
+      return int(onset // 4) + 1
+    return max(1, bisect.bisect_right(self.bar_offsets, onset))
 
 
 
@@ -73,39 +84,135 @@ def _fraction(value: Any) -> Fraction:
 
 
 _Event = tuple[Fraction, int, Fraction]  # (onset, pitch, duration)
+_MAX_CONTINUITY_VOICES = 8  # above this many simultaneous notes, voices are split by pitch rank only
 
 
-def _split_polyphonic(events: list[_Event]) -> list[list[_Event]]:
-  """Splits one part's notes into monophonic voices by pitch rank among the notes sounding at each onset."""
-  events = sorted(events, key=lambda e: (e[0], -e[1]))
-  overlapping = any(b[0] < a[0] + a[2] for a, b in zip(events, events[1:], strict=False))
-  if not overlapping:
-    return [events]
+def _merge_ties(events: list[tuple[Fraction, int, Fraction, bool, bool]]) -> list[_Event]:
+  """Merges tied notes: a note tied forward and the next note of the same pitch starting where it ends.
+
+  Args:
+    events: ``(onset, pitch, duration, tied_to_next, tied_from_previous)`` of one part (chord members each).
+
+  Returns:
+    ``(onset, pitch, duration)`` events, a tied chain as one note.
+  """
+  merged: list[list] = []
+  open_ties: dict[tuple[int, Fraction], int] = {}  # (pitch, end) -> index of a note tied forward
+  for onset, pitch, duration, to_next, from_previous in sorted(events, key=lambda e: (e[0], e[1])):
+    index = open_ties.pop((pitch, onset), None)
+    if index is not None and from_previous:
+      merged[index][2] += duration
+    else:
+      index = len(merged)
+      merged.append([onset, pitch, duration])
+    if to_next:
+      open_ties[(pitch, merged[index][0] + merged[index][2])] = index
+  return [(o, p, d) for o, p, d in merged]
+
+
+def _rank_split(events: list[_Event]) -> list[list[_Event]]:
+  """Voices by pitch rank among the notes sounding at each onset (the first guess of :func:`_split_polyphonic`)."""
   voices: dict[int, list] = {}
   active: list[_Event] = []
   for event in events:
-    onset = event[0]
-    active = [a for a in active if a[0] + a[2] > onset]
+    active = [a for a in active if a[0] + a[2] > event[0]]
     active.append(event)
     rank = sum(1 for a in active if a[1] > event[1])
     voices.setdefault(rank, []).append(event)
   return [voices[k] for k in sorted(voices)]
 
 
+def _split_polyphonic(events: list[_Event]) -> list[list[_Event]]:
+  """Splits one part's notes into monophonic voices, highest first.
+
+  The number of voices is the most notes sounding at once. Notes starting together go, highest to lowest, to
+  voices that are free at that onset in voice order, choosing among them the assignment nearest to each
+  voice's previous pitch (its median pitch under a pitch-rank split before its first note), with a penalty for
+  crossing a held note of a neighbouring voice. So a voice that rests, or two voices that meet in a unison
+  (one note in a merged track), leaves the other voices on their own lines. Parts with more than
+  :data:`_MAX_CONTINUITY_VOICES` simultaneous notes are split by pitch rank.
+  """
+  events = sorted(events, key=lambda e: (e[0], -e[1]))
+  overlapping = any(b[0] < a[0] + a[2] for a, b in zip(events, events[1:], strict=False))
+  if not overlapping:
+    return [events]
+  ranked = _rank_split(events)
+  if len(ranked) > _MAX_CONTINUITY_VOICES:
+    return ranked
+  count = len(ranked)
+  prior = [float(np.median([e[1] for e in voice])) for voice in ranked]
+  last: list[float] = list(prior)
+  busy_until: list[Fraction] = [Fraction(-1)] * count
+  held: list[int | None] = [None] * count
+  voices: list[list[_Event]] = [[] for _ in range(count)]
+  position = 0
+  while position < len(events):
+    onset = events[position][0]
+    group = []
+    while position < len(events) and events[position][0] == onset:
+      group.append(events[position])
+      position += 1
+    free = [v for v in range(count) if busy_until[v] <= onset]
+    if len(free) < len(group):  # equal-pitch doubles: more notes than voices; extra ones open new voices
+      extra = len(group) - len(free)
+      for _ in range(extra):
+        prior.append(float(group[-1][1]))
+        last.append(float(group[-1][1]))
+        busy_until.append(Fraction(-1))
+        held.append(None)
+        voices.append([])
+      free += list(range(count, count + extra))
+      count += extra
+    best, best_cost = None, None
+    for chosen in itertools.combinations(free, len(group)):
+      cost = 0.0
+      for event, voice in zip(group, chosen, strict=True):
+        cost += abs(event[1] - last[voice])
+        for other in range(count):
+          if held[other] is not None and busy_until[other] > onset and (
+              (other < voice and event[1] > held[other]) or (other > voice and event[1] < held[other])):
+            cost += 12.0
+      if best_cost is None or cost < best_cost:
+        best, best_cost = chosen, cost
+    for event, voice in zip(group, best, strict=True):
+      voices[voice].append(event)
+      last[voice] = float(event[1])
+      held[voice] = event[1]
+      busy_until[voice] = event[0] + event[2]
+  return [v for v in voices if v]
+
+
+def _tie_flags(note: Any) -> tuple[bool, bool]:
+  """``(tied to the next note, tied from the previous note)`` of one note (a chord member or a note)."""
+  tie = getattr(note, "tie", None)
+  kind = getattr(tie, "type", None)
+  return kind in ("start", "continue"), kind in ("stop", "continue")
+
+
+def _bar_offsets(parts: Sequence[Any]) -> tuple[Fraction, ...]:
+  """Offsets (quarter notes) at which the bars of the first part with measures start."""
+  for part in parts:
+    measures = list(part.getElementsByClass(music21.stream.Measure))
+    if measures:
+      return tuple(sorted({_fraction(part.elementOffset(m)) for m in measures}))
+  return ()
+
+
 def notes_from_score(score: Any) -> NoteList:
-  """Extracts the sounding notes of a music21 stream, one voice per part (polyphonic parts split by rank).
+  """Extracts the sounding notes of a music21 stream, one voice per part (polyphonic parts split into voices).
 
   Args:
     score: a ``music21.stream.Score`` (or any stream; a stream without parts is one part).
 
   Returns:
-    :class:`NoteList`; chords contribute all their pitches, ties are merged.
+    :class:`NoteList`; chords contribute all their pitches; tied notes are merged per pitch (chord members
+    too), so a one-track encoding gives the same notes as the parts it merges.
   """
   parts = list(getattr(score, "parts", []) or []) or [score]
   skipped = {"grace": 0, "unpitched": 0, "zero_duration": 0}
   voices: list[list[_Event]] = []
   for part in parts:
-    flat = part.stripTies().flatten()
+    flat = part.flatten()
     events = []
     for element in flat.notes:
       if isinstance(element, music21.note.Unpitched | music21.percussion.PercussionChord):
@@ -119,14 +226,15 @@ def notes_from_score(score: Any) -> NoteList:
         skipped["zero_duration"] += 1
         continue
       onset = _fraction(flat.elementOffset(element))
-      for pitch in element.pitches:
-        events.append((onset, int(round(pitch.ps)), duration))
+      members = list(element.notes) if isinstance(element, music21.chord.Chord) else [element]
+      for member in members:
+        events.append((onset, int(round(member.pitch.ps)), duration, *_tie_flags(member)))
     if events:
-      voices.extend(_split_polyphonic(events))
+      voices.extend(_split_polyphonic(_merge_ties(events)))
   notes = [Note(v, onset, pitch, duration)
            for v, events in enumerate(voices) for onset, pitch, duration in events]
   return NoteList(tuple(sorted(notes, key=lambda n: (n.voice, n.onset, n.pitch))), len(voices),
-                  {k: v for k, v in skipped.items() if v})
+                  {k: v for k, v in skipped.items() if v}, _bar_offsets(parts))
 
 
 def notes_from_tokens(tokens: Sequence[int] | np.ndarray, *, steps_per_quarter: int = 4) -> NoteList:

@@ -154,7 +154,7 @@ def build_run_manifest(out_dir: str | os.PathLike, data: Any, *, other_works: Se
 
   Args:
     out_dir: output directory (``<workdir>/manifest``).
-    data: the run's training data (``TrainingData`` or any object with ``works``, ``heldout_works``,
+    data: the run's works (``govjax.train.data.WorkCatalogue`` or any object with ``works``, ``heldout_works``,
       ``records``, ``per_work_depth``, ``per_work_region``, ``num_groups`` and optionally ``treatments``,
       the policy's decision per work considered for training).
     other_works: works (objects or dicts with tokens / source_path) of the records that are neither training
@@ -244,7 +244,7 @@ def document_run(out_dir: str | os.PathLike, config: Any, data: Any, works_by_sp
   Args:
     out_dir: output directory (``<workdir>/manifest``).
     config: the run's ``TrainConfig`` (:func:`load_run_config`).
-    data: its training data (``govjax.train.data.build_training_data(config)``).
+    data: its works (``govjax.train.data.build_training_data(config).catalogue``).
     works_by_split: the dataset's works by split (``govjax.train.data.load_works(config)``): the content of
       the works that are neither trained nor held out; the run's canaries are added from ``config.canaries``.
     config_hash: the run's config hash (default: computed from ``config``).

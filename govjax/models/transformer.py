@@ -39,6 +39,7 @@ from govjax.routing.groups import transformer_group_rules
 __all__ = ["Block", "MLP", "RegionMLP", "Transformer", "TransformerConfig", "count_params", "drop_region"]
 
 Gate = Callable[[int, jax.Array], jax.Array]
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,10 @@ class TransformerConfig:
     region_width: extra MLP hidden units per block forming a removable *region* (0 = none). The region's
       output is added to the MLP output, scaled per example by the ``region`` argument of
       :meth:`Transformer.__call__`, and can be dropped at generation time (:func:`drop_region`).
+    dtype: compute dtype, ``"float32"`` or ``"bfloat16"``. Parameters are float32 either way (master weights:
+      gradients and optimizer state stay float32); with bf16 the matmuls and the residual stream run in bf16,
+      layer-norm statistics in float32, and the logits are returned in float32.
+    remat: recompute each block's activations in the backward pass (``nnx.remat``) instead of storing them.
   """
 
   vocab_size: int
@@ -64,6 +69,8 @@ class TransformerConfig:
   context: int
   mlp_ratio: int = 4
   region_width: int = 0
+  dtype: str = "float32"
+  remat: bool = False
 
   def __post_init__(self):
     for name in ("vocab_size", "num_layers", "width", "num_heads", "context", "mlp_ratio"):
@@ -74,6 +81,13 @@ class TransformerConfig:
       raise ValueError(f"TransformerConfig.width={self.width} is not divisible by num_heads={self.num_heads}")
     if not isinstance(self.region_width, int) or isinstance(self.region_width, bool) or self.region_width < 0:
       raise ValueError(f"TransformerConfig.region_width must be an int >= 0, got {self.region_width!r}")
+    if self.dtype not in DTYPES:
+      raise ValueError(f"TransformerConfig.dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+
+  @property
+  def compute_dtype(self):
+    """The ``jnp`` compute dtype."""
+    return DTYPES[self.dtype]
 
   @property
   def num_groups(self) -> int:
@@ -84,9 +98,9 @@ class TransformerConfig:
 class MLP(nnx.Module):
   """Two-layer GELU MLP."""
 
-  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-    self.up = nnx.Linear(width, hidden, rngs=rngs)
-    self.down = nnx.Linear(hidden, width, rngs=rngs)
+  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    self.up = nnx.Linear(width, hidden, dtype=dtype, rngs=rngs)
+    self.down = nnx.Linear(hidden, width, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.down(jax.nn.gelu(self.up(x)))
@@ -99,9 +113,9 @@ class RegionMLP(nnx.Module):
   be switched off per example.
   """
 
-  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-    self.up = nnx.Linear(width, hidden, rngs=rngs)
-    self.down = nnx.Linear(hidden, width, use_bias=False, rngs=rngs)
+  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    self.up = nnx.Linear(width, hidden, dtype=dtype, rngs=rngs)
+    self.down = nnx.Linear(hidden, width, use_bias=False, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.down(jax.nn.gelu(self.up(x)))
@@ -127,21 +141,30 @@ class Block(nnx.Module):
   """
 
   def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
-    self.attn_norm = nnx.LayerNorm(config.width, rngs=rngs)
+    dtype = config.compute_dtype
+    self.remat = config.remat
+    self.attn_norm = nnx.LayerNorm(config.width, dtype=dtype, rngs=rngs)
     self.attn = nnx.MultiHeadAttention(
         num_heads=config.num_heads,
         in_features=config.width,
         qkv_features=config.width,
         out_features=config.width,
         decode=False,
+        dtype=dtype,
         rngs=rngs,
     )
-    self.mlp_norm = nnx.LayerNorm(config.width, rngs=rngs)
-    self.mlp = MLP(config.width, config.mlp_ratio * config.width, rngs=rngs)
+    self.mlp_norm = nnx.LayerNorm(config.width, dtype=dtype, rngs=rngs)
+    self.mlp = MLP(config.width, config.mlp_ratio * config.width, dtype=dtype, rngs=rngs)
     if config.region_width:
-      self.region = RegionMLP(config.width, config.region_width, rngs=rngs)
+      self.region = RegionMLP(config.width, config.region_width, dtype=dtype, rngs=rngs)
 
   def __call__(self, h: jax.Array, region: jax.Array | float | None = None) -> jax.Array:
+    if self.remat:  # the backward pass recomputes the block's activations from its input
+      return nnx.remat(Block.forward)(self, h, region)
+    return self.forward(h, region)
+
+  def forward(self, h: jax.Array, region: jax.Array | float | None = None) -> jax.Array:
+    """The block without rematerialisation (what ``__call__`` runs, under ``nnx.remat`` when configured)."""
     causal = nnx.make_causal_mask(jnp.ones(h.shape[:-1], dtype=jnp.int32))
     x = self.attn_norm(h)
     h = h + self.attn(x, x, x, mask=causal, deterministic=True)
@@ -165,11 +188,12 @@ class Transformer(nnx.Module):
 
   def __init__(self, config: TransformerConfig, *, rngs: nnx.Rngs):
     self.config = config
-    self.embed = nnx.Embed(config.vocab_size, config.width, rngs=rngs)
-    self.pos_embed = nnx.Embed(config.context, config.width, rngs=rngs)
+    dtype = config.compute_dtype
+    self.embed = nnx.Embed(config.vocab_size, config.width, dtype=dtype, rngs=rngs)
+    self.pos_embed = nnx.Embed(config.context, config.width, dtype=dtype, rngs=rngs)
     self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
-    self.final_norm = nnx.LayerNorm(config.width, rngs=rngs)
-    self.unembed = nnx.Linear(config.width, config.vocab_size, rngs=rngs)
+    self.final_norm = nnx.LayerNorm(config.width, dtype=dtype, rngs=rngs)
+    self.unembed = nnx.Linear(config.width, config.vocab_size, dtype=dtype, rngs=rngs)
 
   def embed_tokens(self, tokens: jax.Array) -> jax.Array:
     """Group 0: token plus position embeddings, ``[B, L] int -> [B, L, D]``."""
@@ -179,8 +203,8 @@ class Transformer(nnx.Module):
     return self.embed(tokens) + self.pos_embed(jnp.arange(length))
 
   def head(self, h: jax.Array) -> jax.Array:
-    """Last group: final norm and unembedding, ``[B, L, D] -> [B, L, V]`` logits."""
-    return self.unembed(self.final_norm(h))
+    """Last group: final norm and unembedding, ``[B, L, D] -> [B, L, V]`` logits (float32)."""
+    return self.unembed(self.final_norm(h)).astype(jnp.float32)
 
   @property
   def num_groups(self) -> int:

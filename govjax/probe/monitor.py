@@ -13,6 +13,12 @@ almost all unseen music: it loses one depth group each time it is seen, down to 
 above ``high`` it regains one group per sighting, up to full depth. Between the two it keeps its depth
 (hysteresis). Before the first calibration the thresholds are ``-inf`` / ``+inf`` and nothing changes.
 
+The side is ``ProbeSpec.direction``: ``low`` (above), ``high`` (flagged above the ``100 - percentile``-th
+percentile ``upper``, restored below the ``100 - restore_percentile``-th ``upper_restore``) or ``both``. Which
+side memorized examples fall on is a property of the data, not of the statistic's name: the memorization-signal
+study found it differs between statistics and settings, so :func:`direction_from_heldout` chooses it from windows
+known to be memorized and never-trained windows of a calibration split (disjoint from any audit).
+
 The plugin's depth combines with the incoming (policy) mask by minimum: row ``b`` may reach group ``g`` iff the
 policy allows it and ``g >= G - depth[example_id[b]]``.
 
@@ -39,6 +45,7 @@ import numpy as np
 from flax import nnx
 
 from govjax.core.config import ProbeSpec
+from govjax.core.intervals import clopper_pearson
 from govjax.probe.stats import STATISTICS, example_statistics, statistic_index
 
 
@@ -52,6 +59,8 @@ class ProbeState(NamedTuple):
     low: float32 ``[3]`` lowering thresholds (``-inf`` before calibration).
     high: float32 ``[3]`` restoring thresholds (``+inf`` before calibration).
     calibrations: int32 scalar, number of calibrations so far.
+    upper: float32 ``[3]`` lowering thresholds on the high side (``+inf`` before calibration).
+    upper_restore: float32 ``[3]`` restoring thresholds on the high side (``-inf`` before calibration).
   """
 
   ema: jax.Array
@@ -60,19 +69,21 @@ class ProbeState(NamedTuple):
   low: jax.Array
   high: jax.Array
   calibrations: jax.Array
+  upper: jax.Array | None = None
+  upper_restore: jax.Array | None = None
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "layer"))
-def _batch_statistics(graphdef, params, tokens, *, layer):
+@functools.partial(jax.jit, static_argnames=("graphdef", "layer", "center"))
+def _batch_statistics(graphdef, params, tokens, *, layer, center):
   model = nnx.merge(graphdef, params)
   logits, hidden = model(tokens, return_hidden=True)
-  return example_statistics(logits, tokens, hidden[layer])
+  return example_statistics(logits, tokens, hidden[layer], center=center)
 
 
-def batch_statistics(model: nnx.Module, tokens, *, layer: int = -1) -> jax.Array:
+def batch_statistics(model: nnx.Module, tokens, *, layer: int = -1, center: bool = True) -> jax.Array:
   """The probe's statistics ``[B, 3]`` of ``tokens`` ``[B, T]`` under ``model`` (one forward pass)."""
   graphdef, params = nnx.split(model, nnx.Param)
-  return _batch_statistics(graphdef, params, jnp.asarray(tokens, jnp.int32), layer=layer)
+  return _batch_statistics(graphdef, params, jnp.asarray(tokens, jnp.int32), layer=layer, center=center)
 
 
 class ProbePlugin:
@@ -107,6 +118,8 @@ class ProbePlugin:
         low=jnp.full((n,), -jnp.inf, jnp.float32),
         high=jnp.full((n,), jnp.inf, jnp.float32),
         calibrations=jnp.zeros((), jnp.int32),
+        upper=jnp.full((n,), jnp.inf, jnp.float32),
+        upper_restore=jnp.full((n,), -jnp.inf, jnp.float32),
     )
 
   def _row_depth(self, state: ProbeState, example_id: jax.Array) -> jax.Array:
@@ -142,7 +155,7 @@ class ProbePlugin:
     spec = self.spec
     tokens = batch["tokens"]
     stats = example_statistics(aux["logits"], tokens, aux["hidden"][spec.layer],
-                               per_example_loss=aux.get("per_example_loss"))
+                               per_example_loss=aux.get("per_example_loss"), center=spec.center)
     stats = jax.lax.stop_gradient(stats)
     num = state.depth.shape[0]
     ids = jnp.asarray(batch["example_id"])
@@ -156,8 +169,19 @@ class ProbePlugin:
     seen_new = seen + 1
     k = self.signal_index
     signal = new[:, k]
-    flagged = valid & (seen_new >= spec.min_seen) & (signal < state.low[k])
-    restore = valid & (signal > state.high[k])
+    flag_low, restore_low = signal < state.low[k], signal > state.high[k]
+    if state.upper is None:  # a state from before the high side existed
+      flag_high, restore_high = jnp.zeros_like(flag_low), jnp.ones_like(restore_low)
+    else:
+      flag_high, restore_high = signal > state.upper[k], signal < state.upper_restore[k]
+    if spec.direction == "low":
+      flag, back = flag_low, restore_low
+    elif spec.direction == "high":
+      flag, back = flag_high, restore_high
+    else:
+      flag, back = flag_low | flag_high, restore_low & restore_high
+    flagged = valid & (seen_new >= spec.min_seen) & flag
+    restore = valid & back
     depth = state.depth[safe]
     if spec.adaptive:
       depth_new = jnp.where(flagged, jnp.maximum(depth - 1, spec.min_depth),
@@ -193,27 +217,41 @@ class ProbePlugin:
     Returns:
       The state with new ``low`` / ``high`` (unchanged when there were no held-out rows).
     """
-    values = calibration_statistics(model, eval_batches, layer=self.spec.layer,
+    values = calibration_statistics(model, eval_batches, layer=self.spec.layer, center=self.spec.center,
                                     max_batches=self.spec.calibration_batches)
     if values.shape[0] == 0:
       return state
     low, high = thresholds(values, self.spec.percentile, self.spec.restore_percentile)
-    return state._replace(low=jnp.asarray(low), high=jnp.asarray(high), calibrations=state.calibrations + 1)
+    upper_restore, upper = thresholds(values, 100.0 - self.spec.restore_percentile, 100.0 - self.spec.percentile)
+    return state._replace(low=jnp.asarray(low), high=jnp.asarray(high), calibrations=state.calibrations + 1,
+                          upper=jnp.asarray(upper), upper_restore=jnp.asarray(upper_restore))
 
   def evidence(self, state: ProbeState) -> np.ndarray:
-    """Per-example memorization score (higher = more memorized): minus the EMA of the signal; NaN if unseen."""
+    """Per-example memorization score (higher = more memorized); NaN if unseen.
+
+    ``low``: minus the EMA of the signal; ``high``: the EMA; ``both``: its distance from the middle of the
+    calibrated band (``(low + upper) / 2``, in units of the band's width; the EMA itself before calibration).
+    """
     ema = np.asarray(state.ema[:, self.signal_index], np.float64)
-    return np.where(np.asarray(state.seen) > 0, -ema, np.nan)
+    if self.spec.direction == "low":
+      score = -ema
+    elif self.spec.direction == "high":
+      score = ema
+    else:
+      low = float(state.low[self.signal_index])
+      upper = float(state.upper[self.signal_index]) if state.upper is not None else np.inf
+      score = np.abs(ema - (low + upper) / 2) / (upper - low) if np.isfinite(low) and np.isfinite(upper) else ema
+    return np.where(np.asarray(state.seen) > 0, score, np.nan)
 
 
 def calibration_statistics(model: nnx.Module, batches: Iterable[dict], *, layer: int = -1,
-                           max_batches: int | None = None) -> np.ndarray:
+                           max_batches: int | None = None, center: bool = True) -> np.ndarray:
   """Statistics ``[n, 3]`` of the rows (weight > 0) of up to ``max_batches`` batches."""
   rows = []
   for index, batch in enumerate(batches):
     if max_batches is not None and index >= max_batches:
       break
-    stats = np.asarray(batch_statistics(model, batch["tokens"], layer=layer))
+    stats = np.asarray(batch_statistics(model, batch["tokens"], layer=layer, center=center))
     weight = np.asarray(batch.get("weight", np.ones(stats.shape[0], np.float32)))
     rows.append(stats[weight > 0])
   return np.concatenate(rows) if rows else np.zeros((0, len(STATISTICS)), np.float32)
@@ -231,6 +269,38 @@ def thresholds(values: np.ndarray, percentile: float, restore_percentile: float)
   low = np.where(np.isnan(low), -np.inf, low)
   high = np.where(np.isnan(high), np.inf, high)
   return low.astype(np.float32), high.astype(np.float32)
+
+
+def direction_from_heldout(memorized, heldout, *, percentile: float = 5.0, level: float = 0.95) -> dict:
+  """Which tail of the held-out distribution memorized examples fall into more often than held-out ones do.
+
+  The held-out values set the two tails (below the ``percentile``-th and above the ``100 - percentile``-th
+  percentile; each holds ``percentile``% of held-out windows by construction). A side is chosen when the share
+  of memorized windows in that tail has an exact (Clopper-Pearson) lower bound above ``percentile``%.
+
+  Args:
+    memorized: values of the statistic on windows known to be memorized (e.g. counterfactually, on a
+      calibration split).
+    heldout: values on never-trained windows of the same split.
+    percentile: the tail size.
+    level: the interval's coverage.
+
+  Returns:
+    ``{"direction": "low" | "high" | "both" | "none", "share_low", "share_high", "ci_low", "ci_high"}``.
+  """
+  memorized = np.asarray(memorized, np.float64)
+  memorized = memorized[np.isfinite(memorized)]
+  heldout = np.asarray(heldout, np.float64)
+  if memorized.size == 0 or heldout.size == 0:
+    raise ValueError("direction_from_heldout needs memorized and held-out values")
+  lo, hi = np.percentile(heldout, [percentile, 100.0 - percentile])
+  n_low, n_high = int(np.sum(memorized < lo)), int(np.sum(memorized > hi))
+  ci_low = clopper_pearson(n_low, memorized.size, level=level)
+  ci_high = clopper_pearson(n_high, memorized.size, level=level)
+  sides = [name for name, ci in (("low", ci_low), ("high", ci_high)) if ci[0] > percentile / 100.0]
+  direction = "both" if len(sides) == 2 else sides[0] if sides else "none"
+  return {"direction": direction, "share_low": n_low / memorized.size, "share_high": n_high / memorized.size,
+          "ci_low": ci_low, "ci_high": ci_high}
 
 
 def depth_histogram(state: ProbeState, num_groups: int) -> dict[int, int]:

@@ -25,12 +25,26 @@ Example:
   >>> logits = jnp.zeros((1, 3, 8)); tokens = jnp.array([[3, 4, 5]])
   >>> round(float(predictive_entropy(logits, tokens)[0]), 4)   # uniform over 8: log 8
   2.0794
+  >>> round(float(min_k_logprob(logits, tokens, fraction=0.5)[0]), 4)   # every token at -log 8
+  -2.0794
+  >>> round(float(attention_entropy(jnp.full((1, 1, 2, 2), 0.5))[0]), 4)   # [B, H, Tq, Tk], uniform over 2
+  0.6931
+
+Further statistics for the memorization-signal study (:mod:`govjax.probe.signals`): **min-k% log-probability**
+(Shi et al. 2023: the mean of the lowest ``k``% token log-probabilities; high = member), **attention entropy**
+(mean entropy of the attention distributions of a block, over heads and query positions), the **zlib ratio**
+(Carlini et al. 2021: loss in bits per token over the zlib-compressed size in bits per token; computed on the
+host) and a **length-normalised** representation entropy (divided by ``log(min(n, D))``, its maximum for ``n``
+valid tokens).
 """
 
 from __future__ import annotations
 
+import zlib
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from govjax.core.losses import PAD_ID, per_example_next_token_loss
 
@@ -59,7 +73,7 @@ def predictive_entropy(logits: jax.Array, tokens: jax.Array) -> jax.Array:
 
 
 def representation_entropy(hidden: jax.Array, weights: jax.Array | None = None, *, center: bool = True,
-                           eps: float = 1e-12) -> jax.Array:
+                           normalize: bool = False, eps: float = 1e-12) -> jax.Array:
   """Order-2 Renyi entropy of each row's normalised squared singular-value spectrum.
 
   Args:
@@ -67,10 +81,12 @@ def representation_entropy(hidden: jax.Array, weights: jax.Array | None = None, 
     weights: optional ``[B, T]`` 0/1 token weights (e.g. :func:`token_weights`); rows of ``H`` with weight 0
       are dropped (zeroed after centring).
     center: subtract each row's mean hidden vector over its weighted tokens first.
+    normalize: divide by ``log(min(n, D))`` with ``n`` the row's weighted tokens (so rows of different lengths
+      compare; the value is then in [0, 1]).
     eps: guards the division for an all-zero matrix (whose entropy is reported as 0).
 
   Returns:
-    float32 ``[B]``, between 0 (rank one) and ``log(min(T, D))`` (flat spectrum).
+    float32 ``[B]``, between 0 (rank one) and ``log(min(T, D))`` (flat spectrum); in [0, 1] with ``normalize``.
   """
   h = hidden.astype(jnp.float32)
   if weights is None:
@@ -88,11 +104,86 @@ def representation_entropy(hidden: jax.Array, weights: jax.Array | None = None, 
   trace = jnp.trace(gram, axis1=1, axis2=2)
   frob2 = jnp.sum(gram * gram, axis=(1, 2))
   purity = frob2 / jnp.maximum(trace * trace, eps)
-  return jnp.where(trace > eps, jnp.maximum(-jnp.log(jnp.maximum(purity, eps)), 0.0), 0.0)
+  entropy = jnp.where(trace > eps, jnp.maximum(-jnp.log(jnp.maximum(purity, eps)), 0.0), 0.0)
+  if normalize:
+    count = w[..., 0].sum(axis=1)
+    entropy = entropy / jnp.maximum(jnp.log(jnp.minimum(count, float(width))), eps)
+  return entropy
+
+
+def min_k_logprob(logits: jax.Array, tokens: jax.Array, *, fraction: float = 0.2) -> jax.Array:
+  """Mean of the lowest ``fraction`` of each row's scored next-token log-probabilities (min-k% prob).
+
+  Args:
+    logits: ``[B, T, V]``.
+    tokens: ``[B, T]`` int (PAD targets are not scored).
+    fraction: the share ``k`` of the scored tokens averaged (at least one token).
+
+  Returns:
+    float32 ``[B]`` (<= 0; high = confidently predicted everywhere, the member side).
+  """
+  logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+  target = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+  weights = (tokens[:, 1:] != PAD_ID).astype(jnp.float32)
+  ordered = jnp.sort(jnp.where(weights > 0, target, jnp.inf), axis=1)
+  count = weights.sum(axis=1)
+  keep = jnp.maximum(jnp.ceil(fraction * count), 1.0)
+  take = (jnp.arange(ordered.shape[1])[None, :] < keep[:, None]) & jnp.isfinite(ordered)
+  return jnp.where(take, ordered, 0.0).sum(axis=1) / jnp.maximum(take.sum(axis=1), 1)
+
+
+def attention_entropy(attention: jax.Array, query_weights: jax.Array | None = None) -> jax.Array:
+  """Mean entropy (nats) of attention distributions, over heads and (weighted) query positions.
+
+  Args:
+    attention: ``[B, H, Tq, Tk]`` attention weights (each ``[..., Tk]`` row sums to one).
+    query_weights: optional ``[B, Tq]`` 0/1 weights of the query positions.
+
+  Returns:
+    float32 ``[B]``.
+  """
+  a = attention.astype(jnp.float32)
+  entropy = -jnp.sum(jnp.where(a > 0, a * jnp.log(jnp.maximum(a, 1e-30)), 0.0), axis=-1).mean(axis=1)
+  if query_weights is None:
+    return entropy.mean(axis=-1)
+  w = query_weights.astype(jnp.float32)
+  return (entropy * w).sum(axis=-1) / jnp.maximum(w.sum(axis=-1), 1.0)
+
+
+def zlib_bits_per_token(tokens) -> np.ndarray:
+  """Size of each row's non-PAD tokens compressed by zlib (level 9), in bits per token (host side, numpy).
+
+  Args:
+    tokens: ``[B, T]`` ints below 256.
+
+  Returns:
+    float64 ``[B]``.
+  """
+  tokens = np.asarray(tokens)
+  if tokens.size and (tokens.min() < 0 or tokens.max() > 255):
+    raise ValueError("zlib_bits_per_token needs token ids in [0, 255]")
+  out = np.zeros(tokens.shape[0])
+  for row, values in enumerate(tokens):
+    values = values[values != PAD_ID].astype(np.uint8)
+    out[row] = 8.0 * len(zlib.compress(values.tobytes(), 9)) / max(values.size, 1)
+  return out
+
+
+def zlib_ratio(loss_nats, tokens) -> np.ndarray:
+  """Carlini et al.'s zlib ratio: the model's loss in bits per token over the zlib size in bits per token.
+
+  Args:
+    loss_nats: ``[B]`` mean next-token loss (nats).
+    tokens: ``[B, T]`` the rows.
+
+  Returns:
+    float64 ``[B]``; low = the model finds the row easier than its compressibility says (the member side).
+  """
+  return np.asarray(loss_nats, np.float64) / np.log(2.0) / np.maximum(zlib_bits_per_token(tokens), 1e-9)
 
 
 def example_statistics(logits: jax.Array, tokens: jax.Array, hidden: jax.Array | None = None, *,
-                       per_example_loss: jax.Array | None = None) -> jax.Array:
+                       per_example_loss: jax.Array | None = None, center: bool = True) -> jax.Array:
   """All three statistics of a batch, stacked in the order of :data:`STATISTICS`.
 
   Args:
@@ -100,6 +191,7 @@ def example_statistics(logits: jax.Array, tokens: jax.Array, hidden: jax.Array |
     tokens: ``[B, T]`` int.
     hidden: ``[B, T, D]`` hidden states of the probed layer, or None (representation entropy is then NaN).
     per_example_loss: ``[B]`` when the loss function already computed it (else it is computed here).
+    center: centre the hidden states before the representation entropy (False: uncentred).
 
   Returns:
     float32 ``[B, 3]``.
@@ -110,7 +202,7 @@ def example_statistics(logits: jax.Array, tokens: jax.Array, hidden: jax.Array |
   if hidden is None:
     rep = jnp.full(pred.shape, jnp.nan, jnp.float32)
   else:
-    rep = representation_entropy(hidden, token_weights(tokens))
+    rep = representation_entropy(hidden, token_weights(tokens), center=center)
   return jnp.stack([per_example_loss.astype(jnp.float32), pred, rep], axis=-1)
 
 

@@ -101,7 +101,7 @@ def work_entry(work: Any, *, depth: int | None, record: Any = None, licence: str
 
 
 def work_entries(data: Any) -> list[dict]:
-  """:func:`work_entry` for every training work of a ``TrainingData`` (``records``, ``per_work_depth`` and
+  """:func:`work_entry` for every training work of a ``WorkCatalogue`` (``records``, ``per_work_depth`` and
   ``per_work_region`` are used when the data has them)."""
   records = getattr(data, "records", None) or {}
   depth = getattr(data, "per_work_depth", None)

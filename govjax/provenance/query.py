@@ -51,6 +51,9 @@ from govjax.data.tokenizer import NUM_VOICES, PAD
 from govjax.provenance.featurize import Featurizer, checkpoint_preconditioner, normalize_rows
 from govjax.provenance.index import InfluenceIndex
 
+__all__ = ["AGGREGATIONS", "MAX_TRACE_TOKENS", "Attribution", "NonFiniteScoresError", "TraceInputError", "Tracer",
+           "aggregate_per_work", "check_output_tokens", "influence_scores", "top_k", "windows"]
+
 AGGREGATIONS = ("sum", "mean", "max")
 # The longest output a trace scores: 4,096 frames (256 measures of 4/4 on the 16th-note grid). Scoring costs one
 # gradient per context window and checkpoint: at this bound the demo model (context 128, 3 checkpoints, 384

@@ -516,12 +516,12 @@ class TrainingExamples:
                work_index=np.asarray([found[i][1] for i in ids], np.int64))
 
   @classmethod
-  def from_training_data(cls, data: Any, *, max_steps: int | None = None):
-    """Collects every example of a :class:`govjax.train.data.TrainingData` by reading ``data.train[s]``.
+  def from_batches_by_step(cls, data: Any, *, max_steps: int | None = None):
+    """Collects every example of a :class:`govjax.train.data.TrainBatches` by reading ``data.train[s]``.
 
     Batches are epoch permutations, so about ``N / batch_size + 1`` steps cover all ``N`` examples.
     """
-    n = int(data.num_train_examples)
+    n = int(data.num_examples)
     limit = max_steps if max_steps is not None else 100 * n + 10
 
     def batches():

@@ -46,18 +46,18 @@ __all__ = ["index_run", "load_tracer", "training_examples", "windows"]
 
 
 def training_examples(data: Any) -> TrainingExamples:
-  """Every training window of a ``TrainingData`` in example-id order.
+  """Every training window of a ``govjax.train.data.TrainingData`` in example-id order.
 
-  Uses ``data.window_table`` and the works' tokens when the data has them (exact, no batching); otherwise
-  collects the windows from ``data.train[s]`` batches.
+  Uses ``data.catalogue.window_table`` and the works' tokens when the catalogue has them (exact, no batching);
+  otherwise collects the windows from the ``data.batches.train[s]`` batches.
   """
-  table = getattr(data, "window_table", None)
+  table = data.catalogue.window_table
   if table is None:
-    return TrainingExamples.from_training_data(data)
+    return TrainingExamples.from_batches_by_step(data.batches)
   n = len(table)
   tokens = np.zeros((n, table.context), np.int32)
   for i in range(n):
-    work = data.works[int(table.work_index[i])]
+    work = data.catalogue.works[int(table.work_index[i])]
     source = np.asarray(work["tokens"] if isinstance(work, dict) else work.tokens)
     piece = source[int(table.start[i]): int(table.start[i]) + table.context]
     tokens[i, : piece.size] = piece
@@ -119,7 +119,7 @@ def index_run(
   start = time.perf_counter()
   index = build_index(
       featurizer, checkpoints, {"tokens": examples.tokens}, record.masks, example_work=examples.work_index,
-      works=work_entries(data),
+      works=work_entries(data.catalogue),
       metadata={"run": {"workdir": str(workdir), "config_hash": run.config_hash, "name": run.config.name},
                 "context": int(run.model_config.context), "routing": record.report},
       progress=progress)

@@ -37,6 +37,9 @@ from govjax.core.text import terminal_safe
 from govjax.rights.policy import MISSING_RULE, NO_RECORD, Policy, PolicyError
 from govjax.rights.records import RightsRecord
 
+__all__ = ["ExcludedWork", "ExclusionReport", "GovernedWorks", "PolicyDecisions", "apply_policy", "batch_mask",
+    "batch_region", "depth_mask", "exclude_works", "govern_works"]
+
 
 @dataclasses.dataclass(frozen=True)
 class ExcludedWork:

@@ -73,6 +73,10 @@ from govjax.core.config import load_python_config
 from govjax.core.errors import ConfigError, UserError
 from govjax.rights.records import RightsRecord
 
+__all__ = ["CONSTRAINED_REASON", "MISSING_RULE", "NAMED_POLICIES", "NO_RECORD", "Condition", "Policy", "PolicyError",
+    "Rule", "Treatment", "default_policy", "exclude_restricted_policy", "include_all_policy", "load_policy",
+    "policy_from_dict", "policy_to_json", "resolve_depth", "sink_policy"]
+
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 NO_RECORD = "<no record>"
 MISSING_RULE = "missing-record"

@@ -70,6 +70,10 @@ from govjax.rights import licences, optout
 from govjax.rights.licences import LicenceTerms, Ternary, Use
 from govjax.rights.optout import Permission
 
+__all__ = ["CONTENT_CLASSES", "DECISIVE_FIELDS", "FIELDS", "ContentClass", "Problem", "RecordValidationError",
+    "RightsRecord", "ValidationReport", "load_records", "parse_record", "read_records", "record_to_json",
+    "records_from_csv", "records_from_jsonl", "records_to_csv", "records_to_jsonl", "save_records", "validate_rows"]
+
 ContentClass = Literal["structural", "specific"]
 CONTENT_CLASSES: tuple[str, ...] = ("structural", "specific")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

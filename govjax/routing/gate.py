@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 Gate = Callable[[int, jax.Array], jax.Array]
-MODES = ("plain", "depth", "per_group")
+MODES = ("none", "depth", "per_group")
 
 
 def _per_example(scale: jax.Array, like: jax.Array) -> jax.Array:
@@ -406,7 +406,7 @@ def routed_apply(model: Any, x: Any, group_mask: jax.Array, *, mode: str = "dept
       :class:`~govjax.models.transformer.Transformer`).
     x: the model input (e.g. ``[B, T]`` tokens), leading axis ``B``.
     group_mask: ``[B, G]`` float mask, ``G`` = ``model.num_groups``.
-    mode: ``"depth"`` (:func:`depth_gate`; exact for depth masks), ``"per_group"`` (any mask) or ``"plain"``
+    mode: ``"depth"`` (:func:`depth_gate`; exact for depth masks), ``"per_group"`` (any mask) or ``"none"``
       (no routing).
     gate: an extra gate composed after the routing one (e.g. region adapters).
     return_hidden: also return the outputs of groups ``0 .. G - 2`` (the residual streams).
@@ -428,7 +428,7 @@ def routed_apply(model: Any, x: Any, group_mask: jax.Array, *, mode: str = "dept
   num_groups, rules = routing_spec(model, where="routed_apply")
   batch = batch_size_of(x, where="routed_apply")
   mask = check_group_mask(group_mask, num_groups, batch_size=batch, where="routed_apply", checked=checked)
-  if mode != "plain":
+  if mode != "none":
     check_routable(model, x, **call_kwargs)
   if mode == "per_group":
     return _per_group(model, x, mask, num_groups, rules, gate, return_hidden, None, call_kwargs)

@@ -39,6 +39,8 @@ from typing import Any
 import jax
 from flax import nnx
 
+from govjax.core.trees import path_key
+
 __all__ = [
     "GroupCoverageError", "Rules", "SharedParameterError", "check_group_ids", "check_shared_parameters",
     "depth_groups", "group_count", "group_leaves", "group_sizes", "is_region_path", "is_rules", "leaf_paths",
@@ -62,18 +64,11 @@ class SharedParameterError(ValueError):
   """
 
 
-def _key_name(key: Any) -> str:
-  for attr in ("key", "idx", "name"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
 def path_string(path: Sequence[Any]) -> str:
-  """``'/'``-joined name of a pytree key path (as from ``jax.tree_util.tree_flatten_with_path``).
+  """``'/'``-joined name of a pytree key path: :func:`govjax.core.trees.path_key` (one spelling everywhere).
 
-  Also accepts the plain tuples of ``nnx.to_flat_state`` (e.g. ``('blocks', 0, 'mlp', 'up', 'kernel')``). A
-  trailing ``.value`` attribute (the payload of an ``nnx.Variable``) is dropped.
+  Accepts JAX key entries (``jax.tree_util.tree_flatten_with_path``) and the plain tuples of
+  ``nnx.to_flat_state`` (e.g. ``('blocks', 0, 'mlp', 'up', 'kernel')``); a trailing ``.value`` is dropped.
 
   Args:
     path: sequence of jax key entries or of plain str/int keys.
@@ -81,10 +76,7 @@ def path_string(path: Sequence[Any]) -> str:
   Returns:
     The path as ``"blocks/0/mlp/up/kernel"``.
   """
-  path = list(path)
-  if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
-    path = path[:-1]
-  return "/".join(_key_name(k) for k in path)
+  return path_key(path)
 
 
 def is_region_path(name: str) -> bool:

@@ -10,7 +10,7 @@ bound Linen model). The loss of one example is the next-token loss of ``batch["t
 ``example_loss(outputs, batch) -> [B]`` with the model input taken from ``batch[inputs]`` (or ``inputs(batch)``);
 it must treat rows independently. The gradient of the returned loss with respect to the parameters is, per mode:
 
-- ``"plain"``: no routing, ``sum_b g_b / B`` (the mask is only counted).
+- ``"none"``: no routing, ``sum_b g_b / B`` (the mask is only counted).
 - ``"depth"``: the in-model depth gate (:func:`govjax.routing.gate.depth_gate`), loss weighted by the mask's top
   column. Gives the ``"batch"`` aggregate ``sum_b mask[b, g] * g_b / B`` for every row whose non-zero entries form
   a top segment (depth masks, soft or not); in a row with a zero above a non-zero, every group below the highest
@@ -39,14 +39,14 @@ it must treat rows independently. The gradient of the returned loss with respect
   (``N = sum_b mask[b, g] * (1 - region[b])``) and region parameters (``N = sum_b mask[b, g] * region[b]``),
   because the optimizer only sees the mask; global-norm clipping still couples both (it sees all parameters).
 
-``"depth"``, ``"per_group"`` and ``"plain"`` produce the ``"batch"`` aggregate; for ``"contributors"`` chain
+``"depth"``, ``"per_group"`` and ``"none"`` produce the ``"batch"`` aggregate; for ``"contributors"`` chain
 :func:`govjax.routing.transforms.normalise_by_contributors` before the optimizer (as
 :func:`govjax.train.governance.governance_components` does).
 
 A training step with these losses: compute ``(loss, aux), grads`` with ``jax.value_and_grad`` (or
 ``nnx.value_and_grad``), then ``tx.update(grads, opt_state, params, group_mask=mask)`` with the same mask, where
 ``tx`` starts with :func:`~govjax.routing.transforms.normalise_by_contributors` for the ``"contributors"``
-normaliser in ``"depth"`` / ``"per_group"`` / ``"plain"`` mode (``"exact"`` and ``"region"`` normalise inside the
+normaliser in ``"depth"`` / ``"per_group"`` / ``"none"`` mode (``"exact"`` and ``"region"`` normalise inside the
 loss).
 
 Example:
@@ -80,6 +80,7 @@ import jax
 import jax.numpy as jnp
 
 from govjax.core.losses import per_example_next_token_loss
+from govjax.core.modes import ROUTING_MODES
 from govjax.routing.gate import batch_size_of, depth_loss_weights, routed_apply, weighted_per_group_forward
 from govjax.routing.groups import is_region_path, leaf_paths
 from govjax.routing.masks import check_group_mask
@@ -89,7 +90,7 @@ from govjax.routing.transforms import NORMALISERS, exact_routed_grads
 __all__ = ["ExampleLoss", "LOSS_MODES", "LossFn", "make_routed_loss", "next_token_example_loss", "region_masks",
            "routed_loss"]
 
-LOSS_MODES = ("plain", "depth", "per_group", "exact", "region")
+LOSS_MODES = ROUTING_MODES  # the config's spelling: core.modes.RoutingMode
 LossFn = Callable[..., tuple[jax.Array, dict]]
 ExampleLoss = Callable[[Any, dict], jax.Array]
 Inputs = str | Callable[[dict], Any]
@@ -131,7 +132,7 @@ def _split_out(out: Any, return_hidden: bool) -> tuple[jax.Array, Any]:
 
 def _gated_loss(model, batch, group_mask, *, mode: str, return_hidden: bool, example_loss: ExampleLoss,
                 inputs: Inputs, checked: bool):
-  """``"plain"``, ``"depth"`` and ``"per_group"``: routing in the forward pass, batch-normalised gradient."""
+  """``"none"``, ``"depth"`` and ``"per_group"``: routing in the forward pass, batch-normalised gradient."""
   x = _model_inputs(batch, inputs)
   logits, hidden = _split_out(routed_apply(model, x, group_mask, mode=mode, return_hidden=return_hidden,
                                            checked=checked), return_hidden)

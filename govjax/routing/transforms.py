@@ -64,17 +64,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from govjax.core.modes import NORMALISERS
 from govjax.routing.groups import check_group_ids, group_count, group_leaves, resolve_group_ids
 from govjax.routing.masks import check_group_mask
 
 __all__ = [
-    "FreezeGroupsState", "NORMALISERS", "NormaliseByContributorsState", "RoutedAggregateState",
-    "RoutedMultiStepsState", "contributor_counts", "exact_routed_grads", "freeze_groups_without_contributors",
+    "ClipByGroupNormState", "FreezeGroupsState", "NORMALISERS", "NormaliseByContributorsState",
+    "RoutedAggregateState", "RoutedMultiStepsState", "clip_by_group_norm", "contributor_counts",
+    "exact_routed_grads", "freeze_groups_without_contributors",
     "group_normalisers", "normalise_by_contributors", "per_example_routed_aggregate", "routed_multi_steps",
     "routed_optimizer", "routed_sum", "scale_groups",
 ]
 
-NORMALISERS = ("batch", "contributors")
 MISSING_MASK_HINT = (
     " (e.g. tx.update(grads, state, params, group_mask=mask), or nnx.Optimizer.update(model, grads, "
     "group_mask=mask)). flax.training.train_state.TrainState.apply_gradients cannot pass it: call "
@@ -526,5 +527,60 @@ def routed_multi_steps(inner: optax.GradientTransformation, group_ids: Any, ever
     counts = jnp.where(emitted, jnp.zeros_like(counts), counts)
     rows = jnp.where(emitted, jnp.zeros_like(rows), rows)
     return new_updates, RoutedMultiStepsState(inner_state, counts, rows)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class ClipByGroupNormState(NamedTuple):
+  """:func:`clip_by_group_norm` keeps no state."""
+
+
+def _group_norms(tree: Any, group_ids: Any, num_groups: int) -> jax.Array:
+  """``[G]`` l2 norm of the leaves of each group (0 for a group without leaves)."""
+  ids = group_leaves(resolve_group_ids(group_ids, tree))
+  squares = jnp.zeros((num_groups,), jnp.float32)
+  for leaf, g in zip(jax.tree.leaves(tree), ids, strict=True):
+    squares = squares.at[g].add(jnp.sum(jnp.square(leaf.astype(jnp.float32))))
+  return jnp.sqrt(squares)
+
+
+def clip_by_group_norm(group_ids: Any, max_norm: float, *,
+                       num_groups: int | None = None) -> optax.GradientTransformationExtraArgs:
+  """Clips each depth group's gradient to l2 norm ``max_norm`` on its own (``optax.clip_by_global_norm`` per group).
+
+  With one global norm, a large gradient in one group (e.g. the output head fitting restricted works that reach
+  only the surface) scales down every other group's update in the same step; per group, it scales only its own.
+  ``max_norm / sqrt(G)`` per group bounds the global norm by ``max_norm``, so a global clip at ``max_norm`` after
+  it never acts (how :func:`govjax.train.governance.routing_components` chains it).
+
+  Args:
+    group_ids: pytree of int groups matching the gradients, or group rules.
+    max_norm: the largest l2 norm a group's gradient keeps.
+    num_groups: ``G`` when it exceeds the largest group named; default from ``group_ids``.
+
+  Returns:
+    A stateless transform; extra arguments (``group_mask``, ...) are accepted and ignored.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> tx = clip_by_group_norm({"low": 0, "high": 1}, 1.0)
+    >>> out, _ = tx.update({"low": jnp.array([3.0, 4.0]), "high": jnp.array([0.3, 0.4])}, tx.init(None))
+    >>> out["low"].tolist(), out["high"].tolist()
+    ([0.6000000238418579, 0.800000011920929], [0.30000001192092896, 0.4000000059604645])
+  """
+  if not max_norm > 0:
+    raise ValueError(f"max_norm must be > 0, got {max_norm}")
+  count = group_count(group_ids, num_groups)
+
+  def init_fn(params):
+    del params
+    return ClipByGroupNormState()
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    ids = resolve_group_ids(group_ids, updates)
+    norms = _group_norms(updates, ids, count)
+    scale = jnp.where(norms > max_norm, max_norm / jnp.where(norms > 0, norms, 1.0), 1.0)
+    return _map_with_groups(lambda u, g: u * scale[g].astype(u.dtype), updates, ids), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -141,11 +141,11 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
     t0 = time.perf_counter()
 
     works_by_split = load_works(run_config)
-    manifest = document_run(out / "manifest", run_config, data, works_by_split, fingerprint_from="tokens",
+    manifest = document_run(out / "manifest", run_config, data.catalogue, works_by_split, fingerprint_from="tokens",
                             name=f"govjax-{study.name}")
     test_works = works_by_split["test"]
     rng = np.random.default_rng(0)
-    specific = [w for w in data.works if work_kind(w.work_id) == "work"]
+    specific = [w for w in data.catalogue.works if work_kind(w.work_id) == "work"]
     chosen = [specific[i] for i in sorted(rng.choice(len(specific), min(study.lookup_works, len(specific)),
                                                      replace=False))]
     lookup = lookup_check(out / "manifest", chosen, test_works[: study.lookup_works], out / "lookup",

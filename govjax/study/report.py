@@ -46,6 +46,22 @@ def _plt():
   return plt
 
 
+def _save(fig, ax, path: pathlib.Path, *, xlabel: str | None = None, ylabel: str | None = None,
+          title: str | None = None, legend: bool = False) -> None:
+  """Labels ``ax``, writes ``fig`` to ``path`` (PNG, 110 dpi) and closes it."""
+  if xlabel is not None:
+    ax.set_xlabel(xlabel)
+  if ylabel is not None:
+    ax.set_ylabel(ylabel)
+  if title is not None:
+    ax.set_title(title)
+  if legend:
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  _plt().close(fig)
+
+
 def _fmt(value, digits: int = 3):
   if value is None:
     return "n/a"
@@ -72,13 +88,8 @@ def figure_extraction_curve(runs: list[dict], path: pathlib.Path) -> pathlib.Pat
   if not drawn:
     plt.close(fig)
     return None
-  ax.set_xlabel("training step")
-  ax.set_ylabel("k-prefix extraction rate (restricted works)")
-  ax.set_title("Extraction over training (dashed: planted canaries)")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, ax, path, xlabel="training step", ylabel="k-prefix extraction rate (restricted works)",
+        title="Extraction over training (dashed: planted canaries)", legend=True)
   return path
 
 
@@ -93,12 +104,9 @@ def figure_pareto(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
   for nll, mem, name in points:
     ax.scatter(nll, mem)
     ax.annotate(name, (nll, mem), fontsize=7, xytext=(3, 3), textcoords="offset points")
-  ax.set_xlabel("held-out NLL per token (lower = more useful)")
-  ax.set_ylabel("token match of greedy continuations\n(restricted works; lower = less memorized)")
-  ax.set_title("Utility vs memorization")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, ax, path, xlabel="held-out NLL per token (lower = more useful)",
+        ylabel="token match of greedy continuations\n(restricted works; lower = less memorized)",
+        title="Utility vs memorization")
   return path
 
 
@@ -125,13 +133,8 @@ def figure_probe(runs: list[dict], path: pathlib.Path) -> tuple[pathlib.Path | N
     aucs[run["run"]] = probe_auc(rows)
     ax.scatter([r["probe_loss"] for r in rows], [r.get("extraction_rate") or 0 for r in rows], s=10,
                label=f"{run['run']} (AUC {_fmt(aucs[run['run']], 2)})")
-  ax.set_xlabel("probe: per-example loss EMA at the end of training")
-  ax.set_ylabel("extraction rate (audit)")
-  ax.set_title("Probe validity")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, ax, path, xlabel="probe: per-example loss EMA at the end of training", ylabel="extraction rate (audit)",
+        title="Probe validity", legend=True)
   return path, aucs
 
 
@@ -149,12 +152,8 @@ def figure_provenance(runs: list[dict], path: pathlib.Path) -> pathlib.Path | No
     ax.bar(np.arange(len(depths)) + i * width, values, width, label=run["run"])
   ax.set_xticks(np.arange(len(depths)) + width * (len(traced) - 1) / 2, [f"depth {d}" for d in depths])
   ax.set_ylim(0, 1.05)
-  ax.set_ylabel("recall@1 (source work ranked first)")
-  ax.set_title("Provenance: tracing reproduced windows")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, ax, path, ylabel="recall@1 (source work ranked first)", title="Provenance: tracing reproduced windows",
+        legend=True)
   return path
 
 
@@ -167,12 +166,9 @@ def figure_lookup(lookup: dict | None, path: pathlib.Path) -> pathlib.Path | Non
   fig, ax = plt.subplots(figsize=(6.4, 3.6))
   ax.bar(names, [lookup["by_transformation"][n] for n in names])
   ax.set_ylim(0, 1.05)
-  ax.set_ylabel("fraction found")
-  ax.set_title(f"Lookup robustness (false positives: {lookup.get('false_positives', 'n/a')})")
   plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, ax, path, ylabel="fraction found",
+        title=f"Lookup robustness (false positives: {lookup.get('false_positives', 'n/a')})")
   return path
 
 
@@ -277,12 +273,8 @@ def figure_privacy_utility(evidence: dict, path: pathlib.Path) -> pathlib.Path |
       ax.annotate(f"eps {value['epsilon']['mean']:.3g}", (value["val_nll"]["mean"], value["mia_auc_works"]["mean"]),
                   fontsize=7, xytext=(4, 4), textcoords="offset points")
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-  ax.set_xlabel("validation NLL (nats/token; lower = more useful)")
-  ax.set_ylabel("membership AUC per work")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, ax, path, xlabel="validation NLL (nats/token; lower = more useful)", ylabel="membership AUC per work",
+        legend=True)
   return path
 
 

@@ -32,9 +32,9 @@ import numpy as np
 from govjax.audit.panel import audit_panel
 from govjax.audit.run import audit_run
 from govjax.baselines.dpsgd import privacy_spent
-from govjax.core.checkpoint import Checkpoints
 from govjax.core.config import config_hash
 from govjax.core.ids import work_kind
+from govjax.core.rundir import RunDir
 from govjax.provenance.featurize import FeatureConfig
 from govjax.provenance.lineage import build_lineage, write_lineage
 from govjax.provenance.runs import index_run, load_tracer
@@ -120,21 +120,22 @@ def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, pr
   index_s = time.perf_counter() - start
   tracer = load_tracer(workdir, index=index)
   rng = np.random.default_rng(seed)
-  table = data.window_table
-  candidates = np.flatnonzero(np.array([work_kind(data.works[int(w)].work_id) != "structural"
+  catalogue = data.catalogue
+  table = catalogue.window_table
+  candidates = np.flatnonzero(np.array([work_kind(catalogue.works[int(w)].work_id) != "structural"
                                         for w in table.work_index]))
   chosen = rng.choice(candidates, size=min(study.trace_outputs, candidates.size), replace=False)
   hits, rows = [], []
   works = index.works if hasattr(index, "works") else None
   for n, example_id in enumerate(chosen):
-    tokens = data.window_tokens(int(example_id))
+    tokens = catalogue.window_tokens(int(example_id))
     attribution = tracer.attribute({"tokens": tokens[None, :]}, top=5, aggregation="max")
     source = int(table.work_index[example_id])
     top1 = int(attribution.proponents[0])
     hits.append(top1 == source)
-    depth = int(data.per_work_depth[source])
-    rows.append({"example_id": int(example_id), "work_id": data.works[source].work_id, "depth": depth,
-                 "top1": data.works[top1].work_id, "hit": bool(top1 == source)})
+    depth = int(catalogue.per_work_depth[source])
+    rows.append({"example_id": int(example_id), "work_id": catalogue.works[source].work_id, "depth": depth,
+                 "top1": catalogue.works[top1].work_id, "hit": bool(top1 == source)})
     if n < 3 and works is not None:
       lineage = build_lineage(attribution, works, top=5,
                               output={"kind": "training window", "example_id": int(example_id)})
@@ -145,7 +146,7 @@ def _trace_recall(workdir: pathlib.Path, data, study: StudyConfig, seed: int, pr
     by_depth[str(depth)] = {"recall_at_1": float(np.mean(sel)), "n": len(sel)}
   _say(progress, f"    traced {len(rows)} windows: recall@1 {np.mean(hits):.2f} (index {index_s:.1f} s)")
   return {"recall_at_1": float(np.mean(hits)) if hits else None, "by_depth": by_depth, "rows": rows,
-          "index_s": index_s, "num_examples": int(data.num_train_examples)}
+          "index_s": index_s, "num_examples": int(data.batches.num_examples)}
 
 
 def _id_hash(work_id: str) -> str:
@@ -229,8 +230,7 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
   works = study_works(study, config)
   data = training_data.build_training_data(config, works=works)
   result = train(config, workdir, data=data, progress=train_progress)
-  with Checkpoints(workdir / "checkpoints", max_to_keep=None) as ckpts:
-    steps = ckpts.all_steps()
+  steps = RunDir(workdir).checkpoint_steps()
   curve = []
   if study.curve_steps is None or study.curve_steps:
     for step in [s for s in steps if study.curve_steps is None or s in study.curve_steps]:
@@ -260,13 +260,13 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
       "run": spec.name, "method": spec.method, "label": METHODS[spec.method].label, "seed": spec.seed,
       "knob": list(spec.knob), "workdir": str(workdir.relative_to(out)), "val_nll": result.val_nll,
       "config_hash": config_hash(config),
-      "train_wall_s": result.wall_s, "steps": int(result.state.step), "data_report": data.report,
+      "train_wall_s": result.wall_s, "steps": int(result.state.step), "data_report": data.catalogue.report,
       "memorization": memorization, "curve": curve, "panel": panel,
       "samples": [str(p.relative_to(out)) for p in sample_paths],
   }
   if config.governance.baseline == "dpsgd":
     entry["privacy"] = privacy_spent(noise_multiplier=config.governance.dp_noise,
-                                     sample_rate=config.batch_size / data.num_train_examples,
+                                     sample_rate=config.batch_size / data.batches.num_examples,
                                      steps=config.num_steps, delta=study.dp_delta)
   probe = _probe_summary(result, panel)
   if probe is not None:
@@ -281,23 +281,23 @@ def run_panel(study: StudyConfig, workdir: pathlib.Path, data, works: dict[str, 
   """The panel audit (:func:`govjax.audit.panel.audit_panel`) of a run's final checkpoint."""
   model, _, _ = restore_model(workdir)
   chorales = [w for w in works["train"] if work_kind(w.work_id) == "work"]
+  catalogue, canaries = data.catalogue, data.canaries
   info = {}
-  for work in chorales + list(data.heldout_works):
-    record = data.records.get(work.work_id)
-    treatment = data.treatments.get(work.work_id, {})
+  for work in chorales + list(catalogue.heldout_works):
+    record = catalogue.records.get(work.work_id)
+    treatment = catalogue.treatments.get(work.work_id, {})
     info[work.work_id] = {"licence_class": record.licence_class if record else "unknown",
                           "action": treatment.get("action"), "depth": treatment.get("depth")}
-  canaries = getattr(data, "canaries", None)
-  kinds = getattr(data, "canary_kinds", None)
+  kinds = canaries.kinds if canaries is not None and canaries.kinds is not None else []
+  repetitions = canaries.repetitions if canaries is not None else []
   ids = [f"{'chorale' if k == 'chorale' else 'random'}/r{r}/{i}" for i, (k, r) in
-         enumerate(zip(kinds if kinds is not None else [], data.canary_repetitions if canaries is not None else [],
-                       strict=True))]
-  return audit_panel(model, train_works=chorales, trained_ids={w.work_id for w in data.works},
-                     heldout_works=data.heldout_works, context=data.context, k=study.audit_k, m=study.audit_m,
-                     windows_per_work=study.audit_max_windows_per_work, work_info=info, canaries=canaries,
-                     canary_ids=ids, canary_kinds=kinds if kinds is not None else (),
-                     canary_repetitions=data.canary_repetitions if canaries is not None else (),
-                     random_references=getattr(data, "canary_references", None), canary_m=study.canary_m,
+         enumerate(zip(kinds, repetitions, strict=True))]
+  return audit_panel(model, train_works=chorales, trained_ids={w.work_id for w in catalogue.works},
+                     heldout_works=catalogue.heldout_works, context=catalogue.context, k=study.audit_k,
+                     m=study.audit_m, windows_per_work=study.audit_max_windows_per_work, work_info=info,
+                     canaries=None if canaries is None else canaries.tokens, canary_ids=ids, canary_kinds=kinds,
+                     canary_repetitions=repetitions,
+                     random_references=None if canaries is None else canaries.references, canary_m=study.canary_m,
                      decode_per_split=study.decode_per_split)
 
 
@@ -307,11 +307,11 @@ def _probe_summary(result, panel) -> dict | None:
   if "probe" not in extras:
     return None
   state = extras["probe"]
-  table = result.data.window_table
+  table = result.data.catalogue.window_table
   ema = np.asarray(state.ema)
   depth = np.asarray(state.depth)
   per_work = {}
-  for w, work in enumerate(result.data.works):
+  for w, work in enumerate(result.data.catalogue.works):
     mine = np.flatnonzero(np.asarray(table.work_index) == w)
     if mine.size:
       per_work[work.work_id] = {"probe_loss": float(ema[mine, 0].mean()), "min_depth": int(depth[mine].min())}
@@ -321,7 +321,7 @@ def _probe_summary(result, panel) -> dict | None:
       extraction.setdefault(row["work_id"], []).append(float(row["exact"]))
   rows = [{"work_id": w, "extraction_rate": float(np.mean(v)), **per_work[w]} for w, v in extraction.items()
           if w in per_work]
-  counts = np.bincount(depth, minlength=result.data.num_groups + 1)
+  counts = np.bincount(depth, minlength=result.data.catalogue.num_groups + 1)
   return {"per_work": rows, "depth_counts": {str(d): int(c) for d, c in enumerate(counts)}}
 
 

@@ -6,13 +6,14 @@ scenario, applies the policy (excluded works are removed *before* windows are cu
 is identical to training on a dataset without them), and serves the batch for step ``s`` as ``train[s]``.
 
 Per-work treatment arrays are aligned with ``works`` (the batches' ``work_index``), so the loop turns a batch into
-its ``[B, G]`` group mask with :meth:`TrainingData.group_mask` (a gather, no Python per row).
+its ``[B, G]`` group mask with :meth:`TrainBatches.group_mask` (a gather, no Python per row).
 
 Example (needs ``govjax prepare chorales --max-works 12``)::
 
     from govjax.core.config import load_config
     data = build_training_data(load_config("experiments/configs/tiny.py"))
-    data.train[0]["tokens"].shape, data.group_mask(data.train[0]).shape
+    batches = data.batches
+    batches.train[0]["tokens"].shape, batches.group_mask(batches.train[0]).shape
     # -> ((8, 64), (8, 4))
 """
 
@@ -40,8 +41,8 @@ SPLITS = ("train", "validation", "test")
 
 
 @dataclasses.dataclass
-class TrainingData:
-  """Everything the loop (and the audit, provenance and documentation tools) need from the data side.
+class TrainBatches:
+  """What the train loop needs: batches by step, evaluation streams and the per-batch group mask.
 
   Attributes:
     train: random access by step: ``train[s]`` is the batch dict for step ``s`` (``tokens`` int32 ``[B, T]``,
@@ -49,43 +50,20 @@ class TrainingData:
       epoch.
     validation: ``validation(max_batches)`` yields eval batches (``tokens``, ``weight``, ...), or None.
     vocab_size: tokenizer vocabulary size.
-    works: the training works after exclusion, in ``work_index`` order.
-    per_work_depth: int32 ``[len(works)]`` allowed depth of each training work (``num_groups`` = full depth).
+    num_examples: number of training windows (``example_id`` in ``[0, num_examples)``).
+    per_work_depth: int32 ``[W]`` allowed depth of each training work (``num_groups`` = full depth), in
+      ``work_index`` order.
     num_groups: the model's depth groups.
-    num_train_examples: number of training windows (``example_id`` in ``[0, num_train_examples)``).
-    report: JSON-able report (counts of kept, excluded and skipped works, with reasons).
-    per_work_region: int32 ``[len(works)]``: 1 where the work is routed to the removable region, else 0.
-    heldout_works: validation-split works (never trained on): the baseline of the audits.
     calibration: like ``validation``, on test-split works that give no canary: the probe's calibration, disjoint
       from the validation NLL's works and from the audit's non-members.
-    records: ``work_id -> RightsRecord`` for every work considered (excluded ones included).
-    window_table: ``govjax.data.loader.WindowTable`` of the training windows (row = ``example_id``).
-    context: window length in tokens.
-    treatments: ``work_id -> {"action", "depth", "region", "rule", "reason"}`` for every work considered.
-    canaries: int32 ``[C, T]`` the distinct planted canaries (None without canaries).
-    canary_repetitions: int ``[C]`` copies of each canary planted.
-    canary_references: int32 ``[R, T]`` never-planted sequences of the canaries' distribution (exposure).
-    canary_kinds: str ``[C]``, ``"random"`` or ``"chorale"`` (in-distribution: held-out chorale windows).
   """
 
   train: Any
   validation: Callable[[int], Iterable[dict]] | None
   vocab_size: int
-  works: list
+  num_examples: int
   per_work_depth: np.ndarray
   num_groups: int
-  num_train_examples: int
-  report: dict
-  per_work_region: np.ndarray | None = None
-  heldout_works: list = dataclasses.field(default_factory=list)
-  records: dict = dataclasses.field(default_factory=dict)
-  window_table: Any = None
-  context: int | None = None
-  treatments: dict = dataclasses.field(default_factory=dict)
-  canaries: np.ndarray | None = None
-  canary_repetitions: np.ndarray | None = None
-  canary_references: np.ndarray | None = None
-  canary_kinds: np.ndarray | None = None
   calibration: Callable[[int], Iterable[dict]] | None = None
 
   def group_mask(self, batch: dict) -> np.ndarray:
@@ -93,6 +71,35 @@ class TrainingData:
     depth = self.per_work_depth[np.asarray(batch["work_index"])]
     groups = np.arange(self.num_groups)[None, :]
     return (groups >= self.num_groups - depth[:, None]).astype(np.float32)
+
+
+@dataclasses.dataclass
+class WorkCatalogue:
+  """What the audit, documentation and provenance need: which works were trained, how, and their windows.
+
+  Attributes:
+    works: the training works after exclusion, in ``work_index`` order.
+    per_work_depth: int32 ``[len(works)]`` allowed depth of each training work.
+    num_groups: the model's depth groups.
+    report: JSON-able report (counts of kept, excluded and skipped works, with reasons).
+    per_work_region: int32 ``[len(works)]``: 1 where the work is routed to the removable region, else 0.
+    heldout_works: validation-split works (never trained on): the baseline of the audits.
+    records: ``work_id -> RightsRecord`` for every work considered (excluded ones included).
+    treatments: ``work_id -> {"action", "depth", "region", "rule", "reason"}`` for every work considered.
+    window_table: ``govjax.data.loader.WindowTable`` of the training windows (row = ``example_id``), or None.
+    context: window length in tokens.
+  """
+
+  works: list
+  per_work_depth: np.ndarray
+  num_groups: int
+  report: dict = dataclasses.field(default_factory=dict)
+  per_work_region: np.ndarray | None = None
+  heldout_works: list = dataclasses.field(default_factory=list)
+  records: dict = dataclasses.field(default_factory=dict)
+  treatments: dict = dataclasses.field(default_factory=dict)
+  window_table: Any = None
+  context: int | None = None
 
   def window_tokens(self, example_id: int) -> np.ndarray:
     """The tokens of training window ``example_id`` (PAD-filled past the end of its work)."""
@@ -103,6 +110,38 @@ class TrainingData:
     piece = np.asarray(work.tokens)[start:start + table.context]
     out[:piece.size] = piece
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PlantedCanaries:
+  """The distinct canaries planted in a run, for the exposure and extraction audits.
+
+  Attributes:
+    tokens: int32 ``[C, T]`` the distinct planted canaries.
+    repetitions: int ``[C]`` copies of each canary planted.
+    references: int32 ``[R, T]`` never-planted sequences of the canaries' distribution (exposure).
+    kinds: str ``[C]``, ``"random"`` or ``"chorale"`` (in-distribution: held-out chorale windows).
+  """
+
+  tokens: np.ndarray
+  repetitions: np.ndarray
+  references: np.ndarray | None = None
+  kinds: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class TrainingData:
+  """A run's data side, in the three parts its users need.
+
+  Attributes:
+    batches: :class:`TrainBatches` (the train loop).
+    catalogue: :class:`WorkCatalogue` (audit, documentation, provenance, sampling).
+    canaries: :class:`PlantedCanaries`, or None when the run plants none.
+  """
+
+  batches: TrainBatches
+  catalogue: WorkCatalogue
+  canaries: PlantedCanaries | None = None
 
 
 class RegionBatches:
@@ -220,26 +259,21 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
       "exclusion": exclusion,
       "deduplication": None if dedup_report is None else dedup_report.to_dict(),
   }
-  canary_fields = {}
+  planted = None
   if canaries:
-    planted = canary_table(spec, canary_sources)
-    canary_fields = {"canaries": planted.tokens, "canary_repetitions": planted.repetitions,
-                     "canary_references": reference_tokens(spec, 1000), "canary_kinds": planted.kinds}
-  return TrainingData(
+    table_of = canary_table(spec, canary_sources)
+    planted = PlantedCanaries(tokens=table_of.tokens, repetitions=table_of.repetitions,
+                              references=reference_tokens(spec, 1000), kinds=table_of.kinds)
+  batches_part = TrainBatches(
       train=RegionBatches(batches, region),
       validation=validation if heldout else None,
       calibration=eval_batches(calibration_works) if calibration_works else None,
       vocab_size=VOCAB_SIZE,
-      works=list(kept),
+      num_examples=len(table),
       per_work_depth=depth,
       num_groups=num_groups,
-      num_train_examples=len(table),
-      report=report,
-      per_work_region=region,
-      heldout_works=list(heldout),
-      records=by_id,
-      window_table=table,
-      context=context,
-      treatments=treatments,
-      **canary_fields,
   )
+  catalogue = WorkCatalogue(works=list(kept), per_work_depth=depth, num_groups=num_groups, report=report,
+                            per_work_region=region, heldout_works=list(heldout), records=by_id,
+                            treatments=treatments, window_table=table, context=context)
+  return TrainingData(batches=batches_part, catalogue=catalogue, canaries=planted)

@@ -14,8 +14,10 @@
 number of contributing rows or by the batch size; ``freeze_empty_groups`` wraps clip + AdamW so that groups with
 no contributor in a step get no update and keep their moments. For ``"depth"``/``"per_group"`` the normaliser is a
 transform in front of the optimizer; ``"exact"`` applies it in the routed aggregate, ``"region"`` inside the loss.
-``governance.baseline="dpsgd"`` is per-example gradients and :func:`~govjax.baselines.dpsgd.dp_aggregate` in front
-of the optimizer: the same train step, so it also runs data-parallel.
+``governance.clip="per_group"`` clips each depth group's gradient on its own (after the normaliser) instead of
+relying on the one global norm alone. ``governance.baseline="dpsgd"`` is per-example gradients and
+:func:`~govjax.baselines.dpsgd.dp_aggregate` in front of the optimizer: the same train step, so it also runs
+data-parallel.
 
 Example:
   >>> from govjax.core.config import TrainConfig
@@ -42,6 +44,7 @@ from govjax.probe.monitor import make_probe_plugin
 from govjax.routing.groups import transformer_group_rules
 from govjax.routing.loss import make_routed_loss
 from govjax.routing.transforms import (
+  clip_by_group_norm,
   freeze_groups_without_contributors,
   normalise_by_contributors,
   per_example_routed_aggregate,
@@ -116,13 +119,16 @@ def routing_components(config: TrainConfig, *, microbatch: int = 8) -> Governanc
   """
   spec = config.governance
   routing = spec.routing
-  if routing == "none":
-    tx, _ = make_optimizer(config)
-    return GovernanceComponents(routing, plain_loss, tx)
   rules = transformer_group_rules(config.model.num_layers)
+  # Per-group clipping at grad_clip / sqrt(G) bounds the global norm by grad_clip: the global clip after it is inert.
+  clip = ((clip_by_group_norm(rules, config.grad_clip / config.model.num_groups ** 0.5),)
+          if spec.clip == "per_group" else ())
+  if routing == "none":
+    tx, _ = make_optimizer(config, before=clip)
+    return GovernanceComponents(routing, plain_loss, tx)
   wrap = (lambda inner: freeze_groups_without_contributors(inner, rules)) if spec.freeze_empty_groups else None
   if routing == "exact":  # per-example gradients, reduced by the routed aggregate (normaliser included)
-    tx, _ = make_optimizer(config, before=(per_example_routed_aggregate(rules, normaliser=spec.normaliser),),
+    tx, _ = make_optimizer(config, before=(per_example_routed_aggregate(rules, normaliser=spec.normaliser), *clip),
                            wrap=wrap)
     return GovernanceComponents(routing, plain_loss, tx, gradients=per_example_gradients(microbatch))
   if routing in ("depth", "per_group"):
@@ -131,5 +137,5 @@ def routing_components(config: TrainConfig, *, microbatch: int = 8) -> Governanc
   else:  # region: the normaliser is applied inside the loss, separately for base and region parameters
     before = ()
     loss_fn = make_routed_loss(routing, normaliser=spec.normaliser, microbatch=microbatch, rules=rules)
-  tx, _ = make_optimizer(config, before=before, wrap=wrap)
+  tx, _ = make_optimizer(config, before=(*before, *clip), wrap=wrap)
   return GovernanceComponents(routing, loss_fn, tx)

@@ -12,12 +12,13 @@ hold in the mesh, :func:`govjax.core.mesh.process_rows`) and passes them to
 :func:`govjax.core.mesh.shard_batch`. :func:`host_train_dataset` builds this with grain from the works so a
 host reads (windows) only its rows: its element ``s`` equals rows ``[p * b, (p + 1) * b)`` of
 ``make_train_dataset(...)[s]``. :class:`HostBatches` slices any random-access global dataset (e.g.
-``TrainingData.train``) the same way. The prepared TFDS data source is shared (same files, e.g. on a network
+``TrainBatches.train``) the same way. The prepared TFDS data source is shared (same files, e.g. on a network
 filesystem or copied to every host); every host builds the same window table from it.
 
-Checkpoints. Every process calls :meth:`govjax.core.checkpoint.Checkpoints.save` with the replicated state
-(Orbax writes each array once and coordinates the processes); :func:`restore_on_one_device` reads such a
-checkpoint back onto a single device (e.g. for evaluation on a laptop) and :func:`restore_on_mesh` onto a mesh.
+Checkpoints. Every process calls :meth:`govjax.core.checkpoint.Checkpoints.save` with the state, replicated or
+sharded (Orbax writes each array, or each shard, once and coordinates the processes);
+:func:`restore_on_one_device` reads such a checkpoint back onto a single device (e.g. for evaluation on a laptop)
+and :func:`restore_on_mesh` onto a mesh, replicated or sharded.
 
 Example:
   >>> import numpy as np
@@ -178,9 +179,18 @@ def single_device_like(state: Any, device: jax.Device | None = None) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), state)
 
 
-def mesh_like(state: Any, mesh: Mesh) -> Any:
-  """Abstract arrays shaped like ``state``, replicated over ``mesh`` (the restore target of a multi-device run)."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=replicated(mesh)), state)
+def mesh_like(state: Any, mesh: Mesh, shardings: Any = None) -> Any:
+  """Abstract arrays shaped like ``state`` on ``mesh`` (the restore target of a multi-device run).
+
+  Args:
+    state: a pytree with the right structure, shapes and dtypes.
+    mesh: the mesh.
+    shardings: a pytree of shardings shaped like ``state`` (e.g. from
+      :func:`govjax.train.sharding.state_shardings`); replicated when None.
+  """
+  if shardings is None:
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=replicated(mesh)), state)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), state, shardings)
 
 
 def restore_on_one_device(directory: str | pathlib.Path, like: Any, *, step: int | None = None,
@@ -200,8 +210,12 @@ def restore_on_one_device(directory: str | pathlib.Path, like: Any, *, step: int
     return ckpts.restore(single_device_like(like, device), step=step)
 
 
-def restore_on_mesh(directory: str | pathlib.Path, like: Any, mesh: Mesh, *,
-                    step: int | None = None) -> tuple[Any, Mapping]:
-  """Restores a checkpoint replicated over ``mesh`` (resuming a multi-device run; every process calls it)."""
+def restore_on_mesh(directory: str | pathlib.Path, like: Any, mesh: Mesh, *, step: int | None = None,
+                    shardings: Any = None) -> tuple[Any, Mapping]:
+  """Restores a checkpoint onto ``mesh`` (resuming a multi-device run; every process calls it).
+
+  The layout is ``shardings`` (e.g. FSDP, :func:`govjax.train.sharding.state_shardings`; each process reads only
+  its slices) or replicated when None, whatever layout the checkpoint was written from.
+  """
   with Checkpoints(directory, max_to_keep=None, read_only=True) as ckpts:
-    return ckpts.restore(mesh_like(like, mesh), step=step)
+    return ckpts.restore(mesh_like(like, mesh, shardings), step=step)

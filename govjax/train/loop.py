@@ -2,7 +2,7 @@
 
 ``train(config, workdir)`` builds (or takes) the training data, restores the latest checkpoint in
 ``workdir/checkpoints`` if there is one, and runs until ``config.num_steps``. The batch for step ``s`` is
-``data.train[s]`` and the step's randomness is ``fold_in(rng, s)``, so a run interrupted and resumed produces
+``data.batches.train[s]`` and the step's randomness is ``fold_in(rng, s)``, so a run interrupted and resumed produces
 bitwise the same parameters as one run straight through. Metrics go to ``workdir/metrics.jsonl``; the routing log
 (which example trained at which depth, per step) to ``workdir/routing_log.jsonl``.
 
@@ -38,7 +38,7 @@ from govjax.core.mesh import process_rows
 from govjax.core.rundir import ROUTING_LOG, RunDir
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.models.transformer import drop_region
-from govjax.train.data import TrainingData, build_training_data
+from govjax.train.data import TrainBatches, TrainingData, build_training_data
 from govjax.train.governance import governance_components
 from govjax.train.parallel_step import place_state, sharded_train_step
 from govjax.train.step import TrainState, create_train_state, make_eval_step
@@ -46,7 +46,7 @@ from govjax.train.step import TrainState, create_train_state, make_eval_step
 DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
 
 
-def calibrate_plugins(plugins, extras: dict, graphdef, params, data: TrainingData, step: int,
+def calibrate_plugins(plugins, extras: dict, graphdef, params, data: TrainBatches, step: int,
                       max_batches: int) -> dict:
   """Runs ``plugin.calibrate`` for plugins that have one and are due at ``step`` (0 and every
   ``calibrate_every`` steps), on the calibration batches (validation batches when the data have none); returns the
@@ -56,7 +56,7 @@ def calibrate_plugins(plugins, extras: dict, graphdef, params, data: TrainingDat
     return hasattr(plugin, "calibrate") and (step == 0 or (every > 0 and step % every == 0))
 
   due = [p for p in plugins if is_due(p)]
-  source = getattr(data, "calibration", None) or data.validation  # disjoint from val NLL and audit non-members
+  source = data.calibration or data.validation  # disjoint from val NLL and audit non-members
   if not due or source is None:
     return extras
   model = nnx.merge(graphdef, params)
@@ -125,8 +125,9 @@ def train(
     progress: show a progress bar with loss and step time.
     on_step: optional callback ``(step, batch, group_mask, metrics)`` after every step.
     mesh: a ``jax.sharding.Mesh`` with a ``data`` axis (``govjax.core.mesh.data_mesh``): train data-parallel
-      on it, the state replicated and each process feeding its rows of the global batch (the result equals the
-      single-device run). Only process 0 writes the run's JSON files; Orbax coordinates the checkpoints.
+      on it, the state replicated or sharded (``config.param_sharding``) and each process feeding its rows of the
+      global batch (the result equals the single-device run). Only process 0 writes the run's JSON files; Orbax
+      coordinates the checkpoints.
 
   Returns:
     A :class:`TrainResult`.
@@ -143,16 +144,17 @@ def train(
     if data is None:
       data = build_training_data(config)
     components = governance_components(config)
-    extras = {p.name: p.init(data.num_train_examples) for p in components.plugins}
+    extras = {p.name: p.init(data.batches.num_examples) for p in components.plugins}
     graphdef, state, tx, schedule = create_train_state(
-        config, vocab_size=data.vocab_size, tx=components.tx, extras=extras)
+        config, vocab_size=data.batches.vocab_size, tx=components.tx, extras=extras)
     if mesh is None:
       train_step = components.train_step(graphdef)
       rows = None
     else:
-      state = place_state(state, mesh)
+      state = place_state(state, mesh, config.param_sharding)
       train_step = sharded_train_step(graphdef, tx, components.loss_fn, components.plugins, mesh,
-                                      gradients=components.gradients)
+                                      gradients=components.gradients, state_like=state,
+                                      param_sharding=config.param_sharding)
       rows = process_rows(mesh, config.batch_size)
     eval_step = make_eval_step(graphdef)
     end = config.num_steps if stop_at is None else min(stop_at, config.num_steps)
@@ -165,15 +167,15 @@ def train(
     # Validated: now the run directory is written (the logs cut back to the restored step: each step logged once).
     logs = stack.enter_context(run.open_logs(start, enabled=is_main))
     if is_main:
-      run.write_record(config.to_dict(), config_hash=chash, vocab_size=int(data.vocab_size))
-      run.write_data_report(data.report)
+      run.write_record(config.to_dict(), config_hash=chash, vocab_size=int(data.batches.vocab_size))
+      run.write_data_report(data.catalogue.report)
     ckpts = run.checkpoints(read_only=False, max_to_keep=config.max_to_keep)
     if resumed is not None:
       run.set_aside(faults)
 
     def save(step: int) -> None:
       meta = {"step": step, "learning_rate": float(schedule(step)), "config_hash": chash,
-              "routing_log": ROUTING_LOG, "num_examples": int(data.num_train_examples)}
+              "routing_log": ROUTING_LOG, "num_examples": int(data.batches.num_examples)}
       ckpts.save(state, meta, step=step)
 
     bar = tqdm(total=end, initial=start, disable=not (progress and is_main), desc="train", unit="step",
@@ -182,13 +184,13 @@ def train(
     try:
       for step in range(start, end):
         if components.plugins:
-          extras = calibrate_plugins(components.plugins, state.extras, graphdef, state.params, data, step,
+          extras = calibrate_plugins(components.plugins, state.extras, graphdef, state.params, data.batches, step,
                                      config.eval_max_batches)
           if extras is not state.extras:
             state = state._replace(extras=extras)
         t0 = time.perf_counter()
-        batch = data.train[step]
-        group_mask = data.group_mask(batch)
+        batch = data.batches.train[step]
+        group_mask = data.batches.group_mask(batch)
         device_batch = {k: v for k, v in batch.items() if k in DEVICE_KEYS}
         if rows is not None:
           device_batch = {k: np.asarray(v)[rows[0]:rows[1]] for k, v in device_batch.items()}
@@ -211,8 +213,8 @@ def train(
         if on_step is not None:
           on_step(step + 1, batch, group_mask, _jsonable(metrics))
         done = step + 1
-        if data.validation is not None and (done % config.eval_every == 0 or done == end):
-          val_nll = evaluate_nll(eval_step, state.params, data.validation(config.eval_max_batches))
+        if data.batches.validation is not None and (done % config.eval_every == 0 or done == end):
+          val_nll = evaluate_nll(eval_step, state.params, data.batches.validation(config.eval_max_batches))
           record["val_nll"] = val_nll
         logs.metrics(record)
         bar.set_postfix(loss=f"{loss:.3f}", step_s=f"{step_s:.3f}")
@@ -222,8 +224,8 @@ def train(
           save(done)
     finally:
       bar.close()
-    if val_nll is None and data.validation is not None:
-      val_nll = evaluate_nll(eval_step, state.params, data.validation(config.eval_max_batches))
+    if val_nll is None and data.batches.validation is not None:
+      val_nll = evaluate_nll(eval_step, state.params, data.batches.validation(config.eval_max_batches))
   jax.block_until_ready(state.params)
   return TrainResult(state=state, graphdef=graphdef, val_nll=val_nll, steps_run=max(end - start, 0),
                      wall_s=time.perf_counter() - start_time, data=data)

@@ -1,11 +1,13 @@
-"""The governed train step, data-parallel over a device mesh, equal to the single-device step.
+"""The governed train step, data-parallel over a device mesh (state replicated or sharded), equal to one device.
 
 :func:`sharded_train_step` wraps :func:`govjax.train.step.make_train_step` (the same loss, optimizer chain and
 step plugins) in a ``jax.jit`` with shardings: the batch and its ``[B, G]`` group mask are split along the mesh's
-``data`` axis, the train state (parameters, optimizer state, plugin state in ``extras``) and the metrics are
-replicated. XLA's partitioner turns the batch-mean loss into per-device partial sums plus an all-reduce of the
-gradient, so the update is the one the single-device step computes for the same global batch (up to the order
-of floating-point additions). Per-example plugin state (keyed by ``example_id``) is updated from the gathered
+``data`` axis, the metrics are replicated, and the train state (parameters, optimizer state, plugin state in
+``extras``) is replicated or, with ``param_sharding="fsdp"``, split over the mesh (:mod:`govjax.train.sharding`:
+each device holds a slice; XLA gathers a parameter where it is used and reduce-scatters its gradient).
+XLA's partitioner turns the batch-mean loss into per-device partial sums plus an all-reduce of the gradient, so
+the update is the one the single-device step computes for the same global batch (up to the order of
+floating-point additions). Per-example plugin state (keyed by ``example_id``) is updated from the gathered
 per-example results of the whole global batch, so every device and every host holds the same copy.
 
 On several hosts every process calls the step with the same replicated state and only its own rows of the batch
@@ -38,22 +40,30 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from govjax.core.mesh import DATA_AXIS, data_mesh, replicate, replicated, shard_batch, shard_rows
+from govjax.core.mesh import DATA_AXIS, data_mesh, place, replicate, replicated, shard_batch, shard_rows
 from govjax.train.gradients import GradientStrategy
+from govjax.train.sharding import MIN_ELEMENTS, state_shardings
 from govjax.train.step import LossFn, StepPlugin, TrainState, make_train_step, plain_loss
 
 
-def place_state(state: TrainState, mesh: Mesh) -> TrainState:
-  """Replicates a train state (identical on every process) over the mesh.
+def place_state(state: TrainState, mesh: Mesh, param_sharding: str = "replicated", *,
+                min_elements: int = MIN_ELEMENTS) -> TrainState:
+  """Puts a train state (identical on every process) on the mesh, replicated or sharded.
 
   Args:
     state: a :class:`~govjax.train.step.TrainState` (host or single-device arrays).
     mesh: the mesh.
+    param_sharding: ``"replicated"`` or ``"fsdp"`` (parameters, optimizer and plugin state split over the mesh,
+      see :mod:`govjax.train.sharding`).
+    min_elements: leaves with fewer elements stay replicated under ``"fsdp"``.
 
   Returns:
-    The state with every leaf a replicated global ``jax.Array``.
+    The state with every leaf a global ``jax.Array`` laid out as :func:`~govjax.train.sharding.state_shardings`
+    says.
   """
-  return replicate(state, mesh)
+  if param_sharding == "replicated":
+    return replicate(state, mesh)
+  return place(state, state_shardings(state, mesh, param_sharding, min_elements=min_elements))
 
 
 def _on_mesh(x: Any, mesh: Mesh) -> bool:
@@ -80,6 +90,9 @@ def sharded_train_step(
     *,
     gradients: GradientStrategy | None = None,
     donate: bool = True,
+    state_like: TrainState | None = None,
+    param_sharding: str = "replicated",
+    min_elements: int = MIN_ELEMENTS,
 ) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict]]:
   """Builds ``step(state, batch, group_mask) -> (state, metrics)`` running data-parallel on ``mesh``.
 
@@ -92,9 +105,14 @@ def sharded_train_step(
     gradients: the gradient strategy (:mod:`govjax.train.gradients`; batch gradients when None): DP-SGD and the
       exact router run data-parallel like every other method.
     donate: donate the input state's buffers.
+    state_like: a train state (concrete or abstract) whose structure gives the state's shardings; needed with
+      ``param_sharding="fsdp"``.
+    param_sharding: ``"replicated"`` or ``"fsdp"`` (:mod:`govjax.train.sharding`): the layout of parameters,
+      optimizer and plugin state, kept from step to step.
+    min_elements: leaves with fewer elements stay replicated under ``"fsdp"`` (as for :func:`place_state`).
 
   Returns:
-    The step. ``state`` must be replicated on the mesh (:func:`place_state`); ``batch`` (dict of ``[B, ...]``)
+    The step. ``state`` must be on the mesh with the same layout (:func:`place_state`); ``batch`` (dict of ``[B, ...]``)
     and ``group_mask`` ``[B, G]`` may be global arrays from :func:`~govjax.core.mesh.shard_batch` or host
     arrays holding this process's rows (the whole batch on one host). Metrics are those of ``make_train_step``,
     replicated (``per_example_loss`` and ``group_mask`` cover the global batch).
@@ -105,11 +123,18 @@ def sharded_train_step(
   inner = make_train_step(graphdef, tx, loss_fn, gradients=gradients, plugins=plugins, donate=False)
   rows = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
   same = replicated(mesh)
+  if param_sharding == "replicated":
+    layout = same
+  elif state_like is None:
+    raise ValueError(f"sharded_train_step: param_sharding={param_sharding!r} needs state_like (the train state or "
+                     "its abstract shapes) to lay the state out")
+  else:
+    layout = state_shardings(state_like, mesh, param_sharding, min_elements=min_elements)
 
   def step(state: TrainState, batch: dict, group_mask: jax.Array) -> tuple[TrainState, dict]:
     return inner(state, batch, group_mask)
 
-  jitted = jax.jit(step, in_shardings=(same, rows, rows), out_shardings=(same, same),
+  jitted = jax.jit(step, in_shardings=(layout, rows, rows), out_shardings=(layout, same),
                    donate_argnums=(0,) if donate else ())
 
   def run(state: TrainState, batch: Any, group_mask: Any) -> tuple[TrainState, dict]:
@@ -122,4 +147,5 @@ def sharded_train_step(
 
   run.jitted = jitted
   run.mesh = mesh
+  run.state_shardings = layout
   return run

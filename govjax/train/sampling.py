@@ -112,7 +112,7 @@ def prompts_from_works(works, *, num_samples: int, prompt_frames: int) -> list[t
   """The opening ``prompt_frames`` frames (at least one) of works, cycling through them.
 
   Args:
-    works: works with ``work_id`` and ``tokens`` (e.g. ``TrainingData.heldout_works``).
+    works: works with ``work_id`` and ``tokens`` (e.g. ``WorkCatalogue.heldout_works``).
     num_samples: number of prompts (``>= 1``).
     prompt_frames: frames per prompt.
 
@@ -193,7 +193,7 @@ def sample_run(workdir, *, num_samples: int = 4, num_frames: int = 64, prompt_fr
   model, config, _ = restore_model(workdir, step=step)
   if data is None:
     data = training_data.build_training_data(config)
-  works = data.heldout_works or data.works
+  works = data.catalogue.heldout_works or data.catalogue.works
   prompts = prompts_from_works(works, num_samples=num_samples, prompt_frames=prompt_frames)
   return sample_model(model, prompts, num_frames=num_frames, seed=seed, temperature=temperature)
 

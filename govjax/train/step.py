@@ -66,6 +66,8 @@ def model_config(config: TrainConfig, vocab_size: int) -> TransformerConfig:
       context=spec.context,
       mlp_ratio=spec.mlp_ratio,
       region_width=spec.region_width,
+      dtype=spec.precision,
+      remat=spec.remat,
   )
 
 

@@ -1,7 +1,6 @@
 """Auditing a run directory (checkpoint written from the shared tiny run) and the CLI command."""
 
 import json
-import types
 
 import numpy as np
 
@@ -11,6 +10,7 @@ from govjax.core.checkpoint import Checkpoints
 from govjax.core.config import config_hash
 from govjax.data.loader import Work, build_window_table
 from govjax.rights.records import parse_record
+from govjax.train.data import PlantedCanaries, TrainingData, WorkCatalogue
 from tests.audit.memorize import CONTEXT, tiny_run
 
 
@@ -29,11 +29,12 @@ def _fake_data():
   for w in works[2:] + heldout:
     records[w.work_id] = parse_record({"work_id": w.work_id, "licence": "CC0-1.0"})
   del records["train/3"]
-  return types.SimpleNamespace(
+  catalogue = WorkCatalogue(
       works=works, heldout_works=heldout, records=records, context=CONTEXT, num_groups=4,
       per_work_depth=np.array([4, 4, 1, 4, 4], np.int32), per_work_region=np.array([0, 0, 1, 0, 0], np.int32),
-      window_table=build_window_table(works, context=CONTEXT, stride=CONTEXT),
-      canaries=run.fixed[:2], canary_repetitions=[60, 60])
+      window_table=build_window_table(works, context=CONTEXT, stride=CONTEXT))
+  return TrainingData(batches=None, catalogue=catalogue,
+                      canaries=PlantedCanaries(tokens=run.fixed[:2], repetitions=np.array([60, 60])))
 
 
 def _write_run(workdir):

@@ -78,8 +78,8 @@ def test_probe_calibration_is_disjoint_from_validation_and_canary_sources():
   def windows(works):
     return {w.tokens[s:s + 32].tobytes() for w in works for s in range(0, len(w.tokens) - 31, 4)}
 
-  calibration = [row for batch in data.calibration(100) for row, weight in zip(batch["tokens"], batch["weight"],
+  calibration = [row for batch in data.batches.calibration(100) for row, weight in zip(batch["tokens"], batch["weight"],
                                                                                 strict=True) if weight > 0]
   assert calibration and all(row.tobytes() in windows(rest) for row in calibration)
   assert not windows(rest) & (windows(sources) | windows(validation))
-  assert all(row.tobytes() in windows(sources) for row in data.canaries)  # canaries: the other part of test
+  assert all(row.tobytes() in windows(sources) for row in data.canaries.tokens)  # canaries: the other part of test

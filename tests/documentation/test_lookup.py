@@ -15,6 +15,7 @@ import pytest
 from govjax.documentation import lookup
 from govjax.documentation import manifest as mfst
 from govjax.documentation import music_fingerprint as mf
+from govjax.documentation import music_transforms as mt
 
 DOCUMENTED = ("bach/bwv66.6", "bach/bwv10.7", "bach/bwv101.7", "bach/bwv26.6")
 
@@ -85,9 +86,58 @@ def test_edited_copy_matches_at_tier_3_even_via_lsh_and_exhaustive(index, tmp_pa
   path = _write([dataclasses.replace(n, pitch=n.pitch - 3) for n in notes], tmp_path / "edited.mid", "midi")
   for exhaustive in (False, True):
     match = _only(lookup.lookup_file(path, index, exhaustive=exhaustive), "bach/bwv26.6")
-    assert (match.tier, match.matched_by, match.level) == ("3", "fingerprint", "near-copy")
-    assert 0.45 <= match.score < 1.0
-    assert match.scores["containment"] >= match.score
+    assert (match.tier, match.matched_by, match.level) == ("3", "alignment", "near-copy")
+    assert 0.5 <= match.score < 1.0
+    assert min(match.scores["query_coverage"], match.scores["record_coverage"]) == pytest.approx(match.score, abs=1e-4)
+    assert len(match.scores["voices"]) == 4
+
+
+def _music_query(index, notes):
+  voices = sorted({n.voice for n in notes})
+  renumber = {v: i for i, v in enumerate(voices)}
+  note_list = mf.NoteList(tuple(dataclasses.replace(n, voice=renumber[n.voice]) for n in notes), len(voices))
+  return lookup.lookup_fingerprint(index, "music", mf.fingerprint_notes(note_list, minhash=False))
+
+
+def test_partial_copies_are_found_with_their_bars_and_voices(index):
+  notes = _notes("bach/bwv101.7")
+  rng = random.Random(0)
+  excerpt = [n for n in notes if 16 <= n.onset < 32]
+  for query, kind in ((excerpt, "part of the work"), (mt.voice_subset(notes, 2, rng), "part of the work"),
+                      (mt.add_parts(mt.transpose(notes, 2), 2, rng), "the work within a larger piece")):
+    result = _music_query(index, query)
+    match = _only(result, "bach/bwv101.7")
+    assert (match.level, match.tier, match.scores["partial_kind"]) == ("partial-copy", "3", kind)
+    assert kind in match.describe_partial() and "FOUND (partial copy)" in result.format()
+  match = _only(_music_query(index, excerpt), "bach/bwv101.7")
+  bars = match.scores["voices"][0]["record_bars"]
+  assert 4 <= bars[0] <= bars[1] <= 10, bars  # 4/4 with a pickup: onsets 16-32 are bars 5-9
+  assert "record bars" in match.describe_partial()
+
+
+def test_ten_percent_edits_ornaments_and_a_new_meter_are_near_copies(index):
+  notes = _notes("bach/bwv26.6")
+  rng = random.Random(3)
+  for query in (mt.edit_pitches(notes, 0.1, rng), mt.ornament(notes, 0.5, rng), mt.change_meter(notes)):
+    match = _only(_music_query(index, query), "bach/bwv26.6")
+    assert match.level == "near-copy"
+
+
+def test_same_tune_in_another_setting_is_related_not_found(index):
+  soprano = [n for n in _notes("bach/bwv66.6") if n.voice == 0]
+  lower = [n for n in _notes("bach/bwv104.6") if n.voice > 0]
+  result = _music_query(index, soprano + lower)
+  assert not result.found
+  assert [m.work_id for m in result.same_tune] == ["bach/bwv66.6"]
+  assert result.same_tune[0].level == "same-tune" and result.same_tune[0].score == 1.0
+  assert "RELATED (same tune, another setting)" in result.format()
+  assert result.same_melody == result.same_tune
+
+
+def test_one_track_midi_matches_at_tier_2b(index, tmp_path):
+  path = _write(mt.merge_tracks(_notes("bach/bwv26.6")), tmp_path / "one_track.mid", "midi")
+  match = _only(lookup.lookup_file(path, index), "bach/bwv26.6")
+  assert match.level == "exact-content"
 
 
 def test_excluded_work_reports_its_exclusion(index):

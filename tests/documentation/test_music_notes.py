@@ -1,4 +1,4 @@
-"""Sounding notes: tokens give the tokenizer's notes, polyphonic parts split by rank, skips counted, round trip."""
+"""Sounding notes: tokens, voices of polyphonic parts, tied chords merged, bars, skips counted, round trip."""
 
 from __future__ import annotations
 
@@ -66,3 +66,35 @@ def test_unparsable_file_is_named(tmp_path):
   (tmp_path / "broken.mid").write_bytes(b"not midi")
   with pytest.raises(mn.MusicParseError, match="broken.mid: music21 cannot parse it"):
     mn.notes_from_file(tmp_path / "broken.mid")
+
+
+def test_tied_chord_members_are_merged_per_pitch():
+  part = music21.stream.Part()
+  first = music21.chord.Chord([60, 64, 67], quarterLength=2)
+  second = music21.chord.Chord([60, 65, 67], quarterLength=2)
+  for member, kind in zip(first.notes, ("start", None, "start"), strict=True):
+    member.tie = music21.tie.Tie(kind) if kind else None
+  for member, kind in zip(second.notes, ("stop", None, "stop"), strict=True):
+    member.tie = music21.tie.Tie(kind) if kind else None
+  part.insert(0, first)
+  part.insert(2, second)
+  score = music21.stream.Score()
+  score.insert(0, part)
+  notes = mn.notes_from_score(score)
+  assert sorted((n.onset, n.pitch, n.duration) for n in notes.notes) == [
+      (0, 60, 4), (0, 64, 2), (0, 67, 4), (2, 65, 2)]
+
+
+def test_a_resting_voice_does_not_shift_the_others():
+  # three voices; the middle one rests at beat 1, so pitch rank alone would put the lowest voice in the middle
+  score = _stream([[(0, [72, 64, 48], 1), (1, [71, 50], 1), (2, [72, 65, 52], 1)]])
+  notes = mn.notes_from_score(score)
+  voices = {v: [n.pitch for n in notes.notes if n.voice == v] for v in range(notes.num_voices)}
+  assert voices == {0: [72, 71, 72], 1: [64, 65], 2: [48, 50, 52]}
+
+
+def test_bars_are_named_from_the_measures(chorale):
+  notes = mn.notes_from_score(chorale)
+  assert notes.bar_offsets[:2] == (0, 1)  # a one-beat pickup
+  assert notes.bar_of(Fraction(0)) == 1 and notes.bar_of(Fraction(1)) == 2 and notes.bar_of(Fraction(5)) == 3
+  assert mn.NoteList((), 0).bar_of(Fraction(9)) == 3

@@ -135,7 +135,8 @@ def test_cli_manifest_from_workdir_then_lookup(tmp_path, monkeypatch):
   config = train_config.TrainConfig(data_dir=str(tmp_path / "not-prepared"))
   (workdir / "config.json").write_text(json.dumps({"config": config.to_dict(), "config_hash": "0123abcd"}))
   data = _training_data()
-  monkeypatch.setattr(train_data, "build_training_data", lambda cfg: data, raising=False)
+  monkeypatch.setattr(train_data, "build_training_data", lambda cfg: types.SimpleNamespace(catalogue=data),
+                      raising=False)
   dataset = {"train": [_work(w) for w in TRAIN + (EXCLUDED_WITH_CONTENT, EXCLUDED_WITHOUT_CONTENT)],
              "validation": [_work(w) for w in HELDOUT], "test": []}
   monkeypatch.setattr(train_data, "load_works", lambda cfg: dataset)
@@ -220,15 +221,16 @@ def test_manifest_of_real_training_data():
   splits = {"train": [_work(w) for w in TRAIN + (EXCLUDED_WITH_CONTENT,)], "validation": [_work(HELDOUT[0])],
             "test": [_work(EXCLUDED_WITHOUT_CONTENT)]}
   data = build_training_data(config, works=splits)
+  catalogue = data.catalogue
   records = run_manifest.run_treatments(
-      works=data.works, records=data.records, per_work_depth=data.per_work_depth, num_groups=data.num_groups,
-      per_work_region=data.per_work_region, heldout_works=data.heldout_works, reasons=data.treatments,
-      considered=set(data.treatments))
-  for i, work in enumerate(data.works):
-    assert records[work.work_id]["depth"] == int(data.per_work_depth[i])
-    assert records[work.work_id]["reason"].startswith(data.treatments[work.work_id]["reason"])
+      works=catalogue.works, records=catalogue.records, per_work_depth=catalogue.per_work_depth,
+      num_groups=catalogue.num_groups, per_work_region=catalogue.per_work_region,
+      heldout_works=catalogue.heldout_works, reasons=catalogue.treatments, considered=set(catalogue.treatments))
+  for i, work in enumerate(data.catalogue.works):
+    assert records[work.work_id]["depth"] == int(data.catalogue.per_work_depth[i])
+    assert records[work.work_id]["reason"].startswith(data.catalogue.treatments[work.work_id]["reason"])
   assert records[HELDOUT[0]]["status"] == records[EXCLUDED_WITHOUT_CONTENT]["status"] == "not-trained"
-  excluded = {w for w, t in data.treatments.items() if not t["include"]}
+  excluded = {w for w, t in data.catalogue.treatments.items() if not t["include"]}
   assert {w for w, t in records.items() if t["status"] == "excluded"} == excluded
 
 
@@ -250,8 +252,8 @@ def test_document_run_fingerprints_every_work_of_real_training_data(tmp_path):
   splits = {"train": [_work(w) for w in TRAIN + (EXCLUDED_WITH_CONTENT,)], "validation": [_work(HELDOUT[0])],
             "test": [_work(EXCLUDED_WITHOUT_CONTENT)]}
   data = build_training_data(config, works=splits)
-  assert EXCLUDED_WITH_CONTENT not in {w.work_id for w in data.works}
-  summary = run_manifest.document_run(tmp_path / "manifest", config, data, splits, config_hash="feed",
+  assert EXCLUDED_WITH_CONTENT not in {w.work_id for w in data.catalogue.works}
+  summary = run_manifest.document_run(tmp_path / "manifest", config, data.catalogue, splits, config_hash="feed",
                                       date_published="2025-01-01")
   assert summary["num_works"] == 7 and summary["without_content"] == [] and summary["notes"] == []
   assert summary["fingerprint_sources"] == {"from_source": 5, "from_tokens": 2, "without_content": 0}

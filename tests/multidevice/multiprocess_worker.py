@@ -30,17 +30,17 @@ def main(port: str, process_id: str, out: str) -> None:
   data = tiny_data()
   components = governed_components(config)
   plugin = AdaptiveDepthPlugin(num_groups=3)
-  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.vocab_size, tx=components.tx,
-                                              extras={plugin.name: plugin.init(data.num_train_examples)})
+  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.batches.vocab_size, tx=components.tx,
+                                              extras={plugin.name: plugin.init(data.batches.num_examples)})
   mesh = data_mesh()
   assert process_rows(mesh, config.batch_size) == (4 * int(process_id), 4 * int(process_id) + 4)
-  local = HostBatches(data.train)
+  local = HostBatches(data.batches.train)
   step = sharded_train_step(graphdef, tx, components.loss_fn, (plugin,), mesh)
   state = place_state(state, mesh)
   losses = []
   for s in range(STEPS):
     batch = local[s]
-    state, metrics = step(state, batch, data.group_mask(batch))
+    state, metrics = step(state, batch, data.batches.group_mask(batch))
     losses.append(float(to_host(metrics["loss"])))
   host = to_host(state)
   if int(process_id) == 0:

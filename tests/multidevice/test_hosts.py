@@ -20,13 +20,13 @@ def test_checkpoint_of_4_device_run_restores_on_one_device(tmp_path):
   config = tiny_config()
   data = tiny_data()
   plugin = AdaptiveDepthPlugin(num_groups=3)
-  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.vocab_size,
-                                              extras={plugin.name: plugin.init(data.num_train_examples)})
+  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.batches.vocab_size,
+                                              extras={plugin.name: plugin.init(data.batches.num_examples)})
   mesh = data_mesh(4)
   step = sharded_train_step(graphdef, tx, plugins=(plugin,), mesh=mesh)
   par = place_state(state, mesh)
   for s in range(2):
-    par, _ = step(par, data.train[s], data.group_mask(data.train[s]))
+    par, _ = step(par, data.batches.train[s], data.batches.group_mask(data.batches.train[s]))
   with Checkpoints(tmp_path / "ckpt") as ckpts:
     ckpts.save(par, {"step": 2})
   device = jax.devices()[3]
@@ -41,10 +41,10 @@ def test_checkpoint_of_4_device_run_restores_on_one_device(tmp_path):
 
 def test_host_slices_reassemble_the_global_batch():
   data = tiny_data()
-  hosts = [HostBatches(data.train, process_index=p, process_count=2) for p in range(2)]
+  hosts = [HostBatches(data.batches.train, process_index=p, process_count=2) for p in range(2)]
   for s in (0, 5):
-    glued = {k: np.concatenate([h[s][k] for h in hosts]) for k in data.train[s]}
-    for k, v in data.train[s].items():
+    glued = {k: np.concatenate([h[s][k] for h in hosts]) for k in data.batches.train[s]}
+    for k, v in data.batches.train[s].items():
       np.testing.assert_array_equal(glued[k], v)
   assert process_rows(data_mesh(4), 8) == (0, 8)  # one process holds every row
 

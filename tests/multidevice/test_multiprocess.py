@@ -44,12 +44,12 @@ def test_two_processes_with_gloo_agree_with_one_process(tmp_path):
   data = tiny_data()
   components = governed_components(config)
   plugin = AdaptiveDepthPlugin(num_groups=3)
-  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.vocab_size, tx=components.tx,
-                                              extras={plugin.name: plugin.init(data.num_train_examples)})
+  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.batches.vocab_size, tx=components.tx,
+                                              extras={plugin.name: plugin.init(data.batches.num_examples)})
   step = make_train_step(graphdef, tx, components.loss_fn, plugins=(plugin,), donate=False)
   losses = []
   for s in range(STEPS):
-    state, metrics = step(state, data.train[s], data.group_mask(data.train[s]))
+    state, metrics = step(state, data.batches.train[s], data.batches.group_mask(data.batches.train[s]))
     losses.append(float(metrics["loss"]))
   got = np.load(out)
   np.testing.assert_allclose(got["losses"], losses, rtol=1e-5)

@@ -18,8 +18,9 @@ STEPS = 4
 def _run_both(config, plugins):
   data = tiny_data()
   components = governance_components(config)
-  extras = {p.name: p.init(data.num_train_examples) for p in plugins}
-  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.vocab_size, tx=components.tx, extras=extras)
+  extras = {p.name: p.init(data.batches.num_examples) for p in plugins}
+  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.batches.vocab_size, tx=components.tx,
+                                              extras=extras)
   single = make_train_step(graphdef, tx, components.loss_fn, gradients=components.gradients, plugins=plugins,
                            donate=False)
   mesh = data_mesh(4)
@@ -27,8 +28,8 @@ def _run_both(config, plugins):
   ref, par = state, place_state(state, mesh)
   ref_metrics, par_metrics = [], []
   for s in range(STEPS):
-    batch = data.train[s]
-    mask = data.group_mask(batch)
+    batch = data.batches.train[s]
+    mask = data.batches.group_mask(batch)
     ref, m1 = single(ref, batch, mask)
     if s % 2:  # host arrays (this process's rows) or global arrays already on the mesh
       batch, mask = shard_batch(batch, mesh), shard_rows(mask, mesh)
@@ -77,9 +78,9 @@ def test_sharded_per_example_strategies_equal_single_device(governance):
 def test_batch_not_divisible_by_devices_is_refused():
   config = tiny_config()
   data = tiny_data()
-  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.vocab_size)
+  graphdef, state, tx, _ = create_train_state(config, vocab_size=data.batches.vocab_size)
   mesh = data_mesh(4)
   step = sharded_train_step(graphdef, tx, mesh=mesh)
-  batch = {k: v[:6] for k, v in data.train[0].items()}
+  batch = {k: v[:6] for k, v in data.batches.train[0].items()}
   with pytest.raises(ValueError, match="not divisible"):
-    step(place_state(state, mesh), batch, data.group_mask(batch))
+    step(place_state(state, mesh), batch, data.batches.group_mask(batch))

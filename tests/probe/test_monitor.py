@@ -5,7 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from govjax.probe.monitor import ProbeSpec, calibration_statistics, make_probe_plugin, thresholds
+from govjax.probe.monitor import (
+    ProbeSpec,
+    calibration_statistics,
+    direction_from_heldout,
+    make_probe_plugin,
+    thresholds,
+)
 from govjax.probe.stats import STATISTICS
 from tests.audit.memorize import NUM_FIXED, tiny_run
 
@@ -111,3 +117,41 @@ def test_probe_entropy_lower_on_memorized_set():
     assert ema[:NUM_FIXED, column].max() < heldout[:, column].min()
   evidence = run.plugin.evidence(run.state.extras["probe"])
   assert evidence[:NUM_FIXED].min() > np.nanmax(evidence[NUM_FIXED:])
+
+
+def test_direction_high_flags_the_upper_tail_and_both_either_tail():
+  for direction, expected in (("low", [3, 4, 4]), ("high", [4, 4, 3]), ("both", [3, 4, 3])):
+    spec = ProbeSpec(enabled=True, signal="loss", ema=0.0, min_seen=1, direction=direction)
+    plugin = make_probe_plugin(spec, num_groups=4)
+    state = plugin.init(3)
+    assert state.upper[0] == np.inf and state.upper_restore[0] == -np.inf  # uncalibrated: nothing flagged
+    state = state._replace(low=jnp.array([1.0, -jnp.inf, -jnp.inf]), high=jnp.array([2.0, jnp.inf, jnp.inf]),
+                           upper_restore=jnp.array([3.0, -jnp.inf, -jnp.inf]),
+                           upper=jnp.array([4.0, jnp.inf, jnp.inf]))
+    batch = {"tokens": jnp.ones((3, 4), jnp.int32), "example_id": jnp.array([0, 1, 2])}
+    state, _ = plugin.update(state, batch, _aux_with_loss([0.5, 2.5, 5.0]), jnp.int32(0))
+    np.testing.assert_array_equal(state.depth, expected, err_msg=direction)
+    evidence = plugin.evidence(state)
+    if direction == "high":
+      assert evidence[2] > evidence[1] > evidence[0]
+    elif direction == "both":
+      assert evidence[1] < min(evidence[0], evidence[2])
+
+
+def test_calibration_sets_the_upper_thresholds():
+  run = tiny_run()
+  batch = {"tokens": run.heldout}
+  values = calibration_statistics(run.model, [batch])
+  state = run.plugin.calibrate(run.plugin.init(3), run.model, [batch])
+  np.testing.assert_allclose(state.upper, np.nanpercentile(values, 95.0, axis=0), rtol=1e-5)
+  np.testing.assert_allclose(state.upper_restore, np.nanpercentile(values, 80.0, axis=0), rtol=1e-5)
+
+
+def test_direction_from_heldout_finds_the_side_the_data_shows():
+  rng = np.random.default_rng(0)
+  heldout = rng.normal(size=2000)
+  assert direction_from_heldout(rng.normal(2.5, 1.0, 200), heldout)["direction"] == "high"
+  assert direction_from_heldout(rng.normal(-2.5, 1.0, 200), heldout)["direction"] == "low"
+  assert direction_from_heldout(rng.normal(0.0, 4.0, 400), heldout)["direction"] == "both"
+  out = direction_from_heldout(rng.normal(size=300), heldout)
+  assert out["direction"] == "none" and out["ci_low"][0] <= 0.05 <= out["ci_low"][1] + 0.05

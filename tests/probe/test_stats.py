@@ -59,3 +59,55 @@ def test_example_statistics_columns():
   assert np.isnan(np.asarray(stats.example_statistics(logits, tokens))[:, 2]).all()
   with pytest.raises(ValueError, match="unknown probe statistic"):
     stats.statistic_index("nope")
+
+
+def test_min_k_logprob_averages_the_lowest_share_of_scored_tokens():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 6, 5)).astype(np.float32)
+  tokens = rng.integers(1, 5, size=(2, 6))
+  tokens[1, 4:] = 0
+  got = np.asarray(stats.min_k_logprob(logits, tokens, fraction=0.4))
+  z = logits - logits.max(-1, keepdims=True)
+  logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  for row, scored in ((0, 5), (1, 3)):
+    target = np.sort([logp[row, t, tokens[row, t + 1]] for t in range(scored)])
+    keep = int(np.ceil(0.4 * scored))
+    np.testing.assert_allclose(got[row], target[:keep].mean(), rtol=1e-5)
+
+
+def test_attention_entropy_uniform_and_one_hot():
+  uniform = np.full((1, 2, 3, 4), 0.25, np.float32)
+  one_hot = np.zeros((1, 2, 3, 4), np.float32)
+  one_hot[..., 0] = 1.0
+  np.testing.assert_allclose(stats.attention_entropy(uniform), [np.log(4)], rtol=1e-6)
+  np.testing.assert_allclose(stats.attention_entropy(one_hot), [0.0], atol=1e-6)
+  mixed = np.concatenate([uniform[:, :, :1], one_hot[:, :, 1:]], axis=2)
+  np.testing.assert_allclose(stats.attention_entropy(mixed, np.array([[1.0, 0.0, 0.0]])), [np.log(4)], rtol=1e-6)
+
+
+def test_zlib_size_is_lower_for_repetitive_rows_and_ratio_divides_loss():
+  repetitive = np.tile([3, 4], 32)
+  varied = np.random.default_rng(0).integers(3, 80, 64)
+  bits = stats.zlib_bits_per_token(np.stack([repetitive, varied]))
+  assert bits[0] < bits[1] / 3
+  np.testing.assert_allclose(stats.zlib_ratio([np.log(2.0), np.log(2.0)], np.stack([repetitive, varied])),
+                             1.0 / bits, rtol=1e-9)
+
+
+def test_normalized_representation_entropy_is_in_unit_interval():
+  h = np.random.default_rng(0).normal(size=(2, 8, 4)).astype(np.float32)
+  weights = np.ones((2, 8), np.float32)
+  weights[1, 6:] = 0
+  raw = np.asarray(stats.representation_entropy(h, weights, center=False))
+  norm = np.asarray(stats.representation_entropy(h, weights, center=False, normalize=True))
+  np.testing.assert_allclose(norm, raw / np.log(4), rtol=1e-5)  # min(n, D) = 4 for both rows
+  assert ((norm >= 0) & (norm <= 1 + 1e-6)).all()
+
+
+def test_example_statistics_uncentred_representation_entropy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 4, 5)).astype(np.float32)
+  tokens = rng.integers(1, 5, size=(2, 4))
+  hidden = rng.normal(1.0, 1.0, size=(2, 4, 3)).astype(np.float32)
+  out = np.asarray(stats.example_statistics(logits, tokens, hidden, center=False))
+  np.testing.assert_allclose(out[:, 2], stats.representation_entropy(hidden, center=False), rtol=1e-6)

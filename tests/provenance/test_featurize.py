@@ -52,7 +52,7 @@ def test_depth_mask_zeroes_untrained_groups(tiny_run):
   run = RunCheckpoints(tiny_run.workdir)
   ckpt = run.load(8)
   feat = transformer_featurizer(run.graphdef, num_layers=1, config=FeatureConfig(k=64, microbatch=8))
-  tokens = np.asarray([tiny_run.data.train[0]["tokens"][i] for i in range(4)])
+  tokens = np.asarray([tiny_run.data.batches.train[0]["tokens"][i] for i in range(4)])
   # depth 3 (all groups), depth 2, depth 1 (output head only), depth 0 (never trained).
   mask = np.array([[1, 1, 1], [0, 1, 1], [0, 0, 1], [0, 0, 0]], np.float32)
   per_group = feat(ckpt.params, {"tokens": tokens}, mask, per_group=True)

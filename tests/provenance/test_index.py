@@ -60,12 +60,12 @@ def test_missing_index_and_shape_errors(tmp_path):
 
 def test_run_index(tiny_run):
   index = InfluenceIndex.load(tiny_run.workdir / INDEX_DIR)
-  n = tiny_run.data.num_train_examples
+  n = tiny_run.data.batches.num_examples
   assert index.features.shape == (3, n, 256)
   assert index.steps.tolist() == [8, 16, 24]
-  assert [w["work_id"] for w in index.works] == [w["work_id"] for w in tiny_run.data.works]
-  assert [w["depth"] for w in index.works] == tiny_run.data.per_work_depth.tolist()
-  np.testing.assert_array_equal(index.example_depth, tiny_run.data.per_work_depth[index.example_work])
+  assert [w["work_id"] for w in index.works] == [w["work_id"] for w in tiny_run.data.catalogue.works]
+  assert [w["depth"] for w in index.works] == tiny_run.data.catalogue.per_work_depth.tolist()
+  np.testing.assert_array_equal(index.example_depth, tiny_run.data.catalogue.per_work_depth[index.example_work])
   # self-influence is the learning-rate weighted squared feature norm (features are not normalised here).
   expected = sum(lr * (f.astype(np.float64) ** 2).sum(axis=1)
                  for lr, f in zip(index.learning_rates, index.features, strict=True))

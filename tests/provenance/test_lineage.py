@@ -34,7 +34,7 @@ def test_build_lineage_duties():
 
 
 def test_trace_command_writes_sidecar(tiny_run, capsys):
-  work = tiny_run.data.works[3]
+  work = tiny_run.data.catalogue.works[3]
   output = tiny_run.workdir / "generated.npy"
   np.save(output, work["tokens"])
   assert cli.main(["trace", "--workdir", str(tiny_run.workdir), "--input", str(output), "--top", "3",
@@ -44,6 +44,6 @@ def test_trace_command_writes_sidecar(tiny_run, capsys):
   copy = json.loads((tiny_run.workdir / "provenance" / "lineage" / "generated.json").read_text())
   assert printed == sidecar == copy
   assert sidecar["works"][0]["work_id"] == work["work_id"]
-  assert sidecar["works"][0]["depth"] == int(tiny_run.data.per_work_depth[3])
+  assert sidecar["works"][0]["depth"] == int(tiny_run.data.catalogue.per_work_depth[3])
   assert sidecar["method"]["checkpoints"] == [8, 16, 24] and sidecar["method"]["k"] == 256
   assert len(sidecar["output"]["sha256"]) == 64

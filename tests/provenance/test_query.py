@@ -38,10 +38,10 @@ def test_windows():
 def test_canary_retrieval(tiny_run):
   tracer = load_tracer(tiny_run.workdir)
   hits = 0
-  for w, work in enumerate(tiny_run.data.works):
+  for w, work in enumerate(tiny_run.data.catalogue.works):
     attribution = tracer.attribute({"tokens": windows(work["tokens"], tracer.context)}, top=3)
     hits += int(attribution.proponents[0] == w)
-  assert hits == len(tiny_run.data.works)
+  assert hits == len(tiny_run.data.catalogue.works)
   # one training window as the output: its own example scores highest.
   examples = training_examples(tiny_run.data)
   scores = tracer.influence({"tokens": examples.tokens[5:6]})[0]

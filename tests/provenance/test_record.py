@@ -54,7 +54,7 @@ def test_run_directory(tiny_run):
   # the learning rate stored with checkpoint s is the schedule's value at s (that of step s + 1).
   assert infos[0].learning_rate == pytest.approx(metrics[8]["learning_rate"], rel=1e-5)
   rec = read_training_record(tiny_run.workdir)
-  assert rec.masks.shape == (3, tiny_run.data.num_train_examples, 3)
+  assert rec.masks.shape == (3, tiny_run.data.batches.num_examples, 3)
   assert rec.report["never_trained"] == 0
-  depth = tiny_run.data.per_work_depth[rec.work_index]
+  depth = tiny_run.data.catalogue.per_work_depth[rec.work_index]
   np.testing.assert_array_equal(rec.masks[-1].sum(axis=1), depth)

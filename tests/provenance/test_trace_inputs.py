@@ -98,13 +98,13 @@ def test_unreadable_and_missing_inputs_are_user_errors(tiny_run, tmp_path, capsy
       ["trace", "--workdir", str(tiny_run.workdir), "--input", str(garbage)], capsys)
   assert refusal(["trace", "--workdir", str(tiny_run.workdir), "--input", str(tmp_path / "none.mid")],
                  capsys).endswith("none.mid: no such file")
-  np.save(tmp_path / "ok.npy", tiny_run.data.works[0]["tokens"])
+  np.save(tmp_path / "ok.npy", tiny_run.data.catalogue.works[0]["tokens"])
   assert "--top must be >= 1, got 0" in refusal(
       ["trace", "--workdir", str(tiny_run.workdir), "--input", str(tmp_path / "ok.npy"), "--top", "0"], capsys)
 
 
 def test_frames_by_voices_array_traces_like_the_flat_one(tiny_run, tracer, tmp_path):
-  tokens = tiny_run.data.works[2]["tokens"]
+  tokens = tiny_run.data.catalogue.works[2]["tokens"]
   np.save(tmp_path / "flat.npy", tokens)
   np.save(tmp_path / "grid.npy", tokens.reshape(-1, 4))
   flat, grid = (trace_command.read_output_tokens(tmp_path / f"{name}.npy") for name in ("flat", "grid"))
@@ -125,14 +125,14 @@ def test_corrupted_parameters_give_an_error_and_no_lineage(tiny_run, tmp_path, c
 
   monkeypatch.setattr(runs, "_checkpoints", poisoned)
   output = tmp_path / "poisoned.npy"
-  np.save(output, tiny_run.data.works[1]["tokens"])
+  np.save(output, tiny_run.data.catalogue.works[1]["tokens"])
   message = refusal(["trace", "--workdir", str(tiny_run.workdir), "--input", str(output)], capsys)
   assert message.startswith(f"{output}: ") and "NaN or infinite at checkpoint step(s) [16]" in message
   assert lineage_files(tiny_run.workdir, output) == [] and list(tmp_path.iterdir()) == [output]
 
 
 def test_nan_scores_from_the_scorer_or_the_index_are_errors(tiny_run, tracer, monkeypatch):
-  tokens = tiny_run.data.works[0]["tokens"]
+  tokens = tiny_run.data.catalogue.works[0]["tokens"]
   assert tracer.trace_tokens(tokens, top=2).proponents[0] == 0
   features = np.array(tracer.index.features)
   features[0, 3, 0] = np.nan
@@ -206,7 +206,7 @@ def test_a_5000_measure_piece_is_refused_in_seconds(tiny_run, tmp_path, capsys, 
 
 
 def test_the_length_bound_is_exact_and_can_be_set(tiny_run, tracer):
-  tokens = tiny_run.data.works[4]["tokens"]  # 32 tokens, 2 windows of 16
+  tokens = tiny_run.data.catalogue.works[4]["tokens"]  # 32 tokens, 2 windows of 16
   assert tracer.trace_tokens(tokens, max_tokens=32).example_scores.shape == (tracer.index.num_examples,)
   with pytest.raises(TraceInputError, match=r"32 tokens \(8 frames\) is more than the 28 a trace scores"):
     tracer.trace_tokens(tokens, max_tokens=28)
@@ -216,7 +216,7 @@ def test_the_length_bound_is_exact_and_can_be_set(tiny_run, tracer):
 
 
 def test_a_valid_midi_output_traces(tiny_run, tmp_path, capsys):
-  tokens = tiny_run.data.works[5]["tokens"]
+  tokens = tiny_run.data.catalogue.works[5]["tokens"]
   midi = tokenizer.write_midi(tokenizer.decode_tokens(tokens), tmp_path / "piece.mid")
   assert cli.main(["trace", "--workdir", str(tiny_run.workdir), "--input", str(midi), "--top", "2"]) == 0
   printed = capsys.readouterr().out

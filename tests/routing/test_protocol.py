@@ -52,7 +52,7 @@ def test_own_linen_model_equals_per_example_reference(mode, mask):
 def test_routed_apply_equals_plain_forward_and_returns_hidden():
   model = NNXNet(nnx.Rngs(0))
   batch = data(2)
-  for mode in ("plain", "depth", "per_group"):
+  for mode in ("none", "depth", "per_group"):
     out, hidden = routed_apply(model, batch["x"], ARBITRARY if mode != "depth" else DEPTH, mode=mode,
                                return_hidden=True)
     np.testing.assert_allclose(out, model(batch["x"]), rtol=1e-6)

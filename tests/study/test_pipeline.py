@@ -76,4 +76,4 @@ def test_every_method_trains_end_to_end(prepared_data_dir, tmp_path, method):
   if method == "depth_probe":
     assert any(k.startswith("probe/") for k in rows[-1])
   if method == "dedup":
-    assert data.report["deduplication"]["num_works"] >= len(data.works)
+    assert data.catalogue.report["deduplication"]["num_works"] >= len(data.catalogue.works)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from govjax.train.data import TrainingData
+from govjax.train.data import TrainBatches, TrainingData, WorkCatalogue
 
 
 class RandomAccessBatches:
@@ -40,13 +40,9 @@ def synthetic_data(*, context=16, num_windows=32, batch_size=8, vocab_size=12, n
       tokens = windows[start:start + batch_size].astype(np.int32)
       yield {"tokens": tokens, "weight": np.ones(len(tokens), np.float32)}
 
-  return TrainingData(
-      train=RandomAccessBatches(windows, batch_size, seed),
-      validation=validation,
-      vocab_size=vocab_size,
-      works=[{"work_id": f"synthetic/{i}"} for i in range(4)],
-      per_work_depth=per_work_depth,
-      num_groups=num_groups,
-      num_train_examples=num_windows,
-      report={"synthetic": True},
-  )
+  batches = TrainBatches(train=RandomAccessBatches(windows, batch_size, seed), validation=validation,
+                         vocab_size=vocab_size, num_examples=num_windows, per_work_depth=per_work_depth,
+                         num_groups=num_groups)
+  catalogue = WorkCatalogue(works=[{"work_id": f"synthetic/{i}"} for i in range(4)], per_work_depth=per_work_depth,
+                            num_groups=num_groups, report={"synthetic": True})
+  return TrainingData(batches=batches, catalogue=catalogue)

@@ -32,31 +32,32 @@ def scenario_file(prepared_data_dir, tmp_path_factory):
 
 def test_real_scenario_keeps_every_work_at_full_depth(prepared_data_dir):
   data = build_training_data(tiny_config(prepared_data_dir, routing="depth"))
-  assert len(data.works) == 10 and data.report["train_works_excluded"] == 0
-  assert (data.per_work_depth == data.num_groups).all()
-  batch = data.train[0]
+  assert len(data.catalogue.works) == 10 and data.catalogue.report["train_works_excluded"] == 0
+  assert (data.catalogue.per_work_depth == data.catalogue.num_groups).all()
+  batch = data.batches.train[0]
   assert batch["tokens"].shape == (4, 32) and batch["region"].shape == (4,)
-  assert data.group_mask(batch).shape == (4, 3)
-  assert len(data.heldout_works) == 1 and data.validation is not None
-  assert set(data.records) >= {w.work_id for w in data.works}
+  assert data.batches.group_mask(batch).shape == (4, 3)
+  assert len(data.catalogue.heldout_works) == 1 and data.batches.validation is not None
+  assert set(data.catalogue.records) >= {w.work_id for w in data.catalogue.works}
 
 
 def test_default_scenario_excludes_opted_out_and_reports_them(prepared_data_dir, scenario_file):
   data = build_training_data(tiny_config(prepared_data_dir, routing="depth", scenario=str(scenario_file)))
-  excluded = data.report["exclusion"]["excluded"]
+  excluded = data.catalogue.report["exclusion"]["excluded"]
   assert excluded, "the default scenario must opt some of 10 works out"
   excluded_ids = {e["work_id"] for e in excluded}
-  assert excluded_ids.isdisjoint(w.work_id for w in data.works)
-  assert len(data.works) + len(excluded_ids) == 10
-  assert all(data.treatments[w]["action"] == "exclude" for w in excluded_ids)
+  assert excluded_ids.isdisjoint(w.work_id for w in data.catalogue.works)
+  assert len(data.catalogue.works) + len(excluded_ids) == 10
+  assert all(data.catalogue.treatments[w]["action"] == "exclude" for w in excluded_ids)
   # Restricted works train only the surface: depth 1 of 3 groups; the mask follows the work.
-  assert set(data.per_work_depth.tolist()) <= {1, data.num_groups}
-  batch = data.train[3]
-  mask = data.group_mask(batch)
-  np.testing.assert_array_equal(mask.sum(axis=1), data.per_work_depth[batch["work_index"]])
+  assert set(data.catalogue.per_work_depth.tolist()) <= {1, data.catalogue.num_groups}
+  batch = data.batches.train[3]
+  mask = data.batches.group_mask(batch)
+  np.testing.assert_array_equal(mask.sum(axis=1), data.catalogue.per_work_depth[batch["work_index"]])
   # Vanilla routing ignores depths but still applies the policy's exclusions.
   vanilla = build_training_data(tiny_config(prepared_data_dir, scenario=str(scenario_file)))
-  assert (vanilla.per_work_depth == vanilla.num_groups).all() and len(vanilla.works) == len(data.works)
+  assert (vanilla.catalogue.per_work_depth == vanilla.catalogue.num_groups).all()
+  assert len(vanilla.catalogue.works) == len(data.catalogue.works)
 
 
 def test_training_with_opted_out_works_present_equals_training_without_them(
@@ -64,7 +65,7 @@ def test_training_with_opted_out_works_present_equals_training_without_them(
   config = tiny_config(prepared_data_dir, scenario=str(scenario_file))
   works = load_works(config)
   with_them = build_training_data(config, works=works)
-  kept = {w.work_id for w in with_them.works}
+  kept = {w.work_id for w in with_them.catalogue.works}
   without = dict(works, train=[w for w in works["train"] if w.work_id in kept])
   assert len(without["train"]) < len(works["train"])
   a = train(config, tmp_path / "a", data=with_them, progress=False)
