@@ -23,6 +23,7 @@ import numpy as np
 
 from govjax.core.ids import work_kind
 from govjax.data import tokenizer
+from govjax.data.canaries import split_canary_sources
 from govjax.data.chorales import prepare_chorales
 from govjax.documentation.lookup import ManifestIndex, lookup_file
 from govjax.documentation.manifest import load_manifest
@@ -144,6 +145,10 @@ def run_pipeline(config: str | pathlib.Path | StudyConfig, out: str | pathlib.Pa
     manifest = document_run(out / "manifest", run_config, data.catalogue, works_by_split, fingerprint_from="tokens",
                             name=f"govjax-{study.name}")
     test_works = works_by_split["test"]
+    if run_config.canaries.chorale_count:
+      # Chorale canaries are excerpts of some test works: a lookup rightly finds those works inside the planted
+      # canaries (a partial copy), so the distinct queries are the test works that gave no canary.
+      test_works = split_canary_sources(test_works)[1]
     rng = np.random.default_rng(0)
     specific = [w for w in data.catalogue.works if work_kind(w.work_id) == "work"]
     chosen = [specific[i] for i in sorted(rng.choice(len(specific), min(study.lookup_works, len(specific)),
