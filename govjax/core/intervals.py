@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["clopper_pearson", "grouped_auc", "paired_difference", "seed_work_bootstrap", "verdict",
-           "work_bootstrap"]
+__all__ = ["auc", "clopper_pearson", "grouped_auc", "members_auc", "paired_difference", "seed_work_bootstrap",
+           "verdict", "work_bootstrap"]
 
 DEFAULT_RESAMPLES = 2000
 
@@ -85,12 +85,26 @@ def work_bootstrap(values: Sequence[float], works: Sequence[Any], *, statistic: 
           "n": int(values.size)}
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+  """ROC AUC of ``scores`` for boolean ``labels`` (rank form, ties counted half); NaN without both classes.
+
+  Example:
+    >>> auc(np.array([True, False, True]), np.array([0.9, 0.1, 0.5]))
+    1.0
+  """
+  labels = np.asarray(labels, bool)
   positives, negatives = labels.sum(), (~labels).sum()
   if positives == 0 or negatives == 0:
     return float("nan")
   ranks = stats.rankdata(scores)
   return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def members_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
+  """:func:`auc` of member scores against non-member scores (higher = member); NaN when either is empty."""
+  members, nonmembers = np.asarray(members, np.float64).ravel(), np.asarray(nonmembers, np.float64).ravel()
+  labels = np.concatenate([np.ones(members.size, bool), np.zeros(nonmembers.size, bool)])
+  return auc(labels, np.concatenate([members, nonmembers]))
 
 
 def grouped_auc(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[Any], *,
@@ -122,8 +136,8 @@ def grouped_auc(scores: Sequence[float], labels: Sequence[bool], groups: Sequenc
     pick_m = rng.choice(member_groups, size=member_groups.size) if member_groups.size else member_groups
     pick_o = rng.choice(other_groups, size=other_groups.size) if other_groups.size else other_groups
     rows = np.concatenate([members[g] for g in pick_m] + [others[g] for g in pick_o]).astype(np.int64)
-    draws[r] = _auc(labels[rows], scores[rows])
-  return {"mean": _auc(labels, scores), "ci95": _interval(draws, level), "n_member_works": int(member_groups.size),
+    draws[r] = auc(labels[rows], scores[rows])
+  return {"mean": auc(labels, scores), "ci95": _interval(draws, level), "n_member_works": int(member_groups.size),
           "n_nonmember_works": int(other_groups.size), "n": int(scores.size)}
 
 

@@ -50,12 +50,11 @@ import platform
 import time
 
 import numpy as np
-from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
 from govjax.core.config import ModelSpec, TrainConfig, load_python_config
-from govjax.core.intervals import clopper_pearson, grouped_auc, verdict
+from govjax.core.intervals import auc, clopper_pearson, grouped_auc, verdict
 from govjax.data.chorales import load_chorale_works
 from govjax.data.folk import FOLK_VOCAB_SIZE, folk_works, transpose_diatonic
 from govjax.data.tokenizer import VOCAB_SIZE
@@ -286,18 +285,10 @@ def increment_over_loss(labels, loss, signal, works, *, seed: int, resamples: in
     rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
     if labels[rows].all() or not labels[rows].any():
       continue
-    draws.append(_auc(labels[rows], pred["both"][rows]) - _auc(labels[rows], pred["loss"][rows]))
-  auc_loss, auc_both = _auc(labels, pred["loss"]), _auc(labels, pred["both"])
+    draws.append(auc(labels[rows], pred["both"][rows]) - auc(labels[rows], pred["loss"][rows]))
+  auc_loss, auc_both = auc(labels, pred["loss"]), auc(labels, pred["both"])
   ci = [float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))] if draws else [np.nan, np.nan]
   return {"mean": auc_both - auc_loss, "ci95": ci, "auc_loss": auc_loss, "auc_both": auc_both}
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-  pos, neg = labels.sum(), (~labels).sum()
-  if pos == 0 or neg == 0:
-    return float("nan")
-  ranks = rankdata(scores)
-  return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 def _auc_entry(scores, labels, works, model, *, seed, resamples) -> dict:

@@ -54,7 +54,7 @@ from flax import nnx
 
 from govjax.audit.exposure import extrapolated_exposure
 from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
-from govjax.core.intervals import paired_difference, seed_work_bootstrap, verdict
+from govjax.core.intervals import members_auc, paired_difference, seed_work_bootstrap, verdict
 from govjax.core.losses import token_losses
 from govjax.data.rule_corpus import RULE, SECRET, RuleCorpus, make_rule_corpus, secret_references
 from govjax.data.tokenizer import VOCAB_SIZE
@@ -354,14 +354,6 @@ def run_sweep(spec: PremiseSpec, cache_dir: str | os.PathLike, *, names: Sequenc
   return records
 
 
-def _auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
-  if not members.size or not nonmembers.size:
-    return float("nan")
-  greater = (members[:, None] > nonmembers[None, :]).mean()
-  ties = (members[:, None] == nonmembers[None, :]).mean()
-  return float(greater + 0.5 * ties)
-
-
 def _round(value):
   if isinstance(value, float):
     return round(value, 4) if math.isfinite(value) else None
@@ -407,7 +399,7 @@ def _metric_block(runs: Mapping[int, dict], refs: Mapping[int, dict], *, resampl
     raw_scores.update({w: -runs[s]["nonmember_loss"][w] for w in nonmembers})
     raw[s] = {"scores": raw_scores, "members": members, "nonmembers": nonmembers}
   for key, data in (("mia_auc_restricted", calibrated), ("mia_auc_restricted_loss", raw)):
-    out = seed_group_statistic(data, _auc, resamples=resamples)
+    out = seed_group_statistic(data, members_auc, resamples=resamples)
     block[key] = {"mean": out["mean"], "ci95": out["ci95"], "per_seed": out.get("per_seed")}
   vs = paired_difference({s: runs[s]["val_nll"] for s in seeds}, {s: refs[s]["val_nll"] for s in seeds},
                          resamples=resamples)

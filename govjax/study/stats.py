@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from govjax.audit.membership import resolvable_tpr
-from govjax.core.intervals import DEFAULT_RESAMPLES, paired_difference, seed_work_bootstrap
+from govjax.core.intervals import DEFAULT_RESAMPLES, members_auc, paired_difference, seed_work_bootstrap
 
 __all__ = ["RESTRICTED_CLASSES", "method_name", "per_work_metrics", "seed_group_statistic", "study_evidence"]
 
@@ -131,14 +131,6 @@ def per_work_metrics(panel: dict, reference: dict | None = None) -> dict:
         name = "extraction" if key == "exact" else key
         per_work.setdefault(f"{name}_{suffix}", {})[row["canary"]] = float(row[key])
   return {"per_work": {k: v for k, v in per_work.items() if v}, "auc": auc}
-
-
-def _auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
-  if not members.size or not nonmembers.size:
-    return float("nan")
-  greater = (members[:, None] > nonmembers[None, :]).mean()
-  ties = (members[:, None] == nonmembers[None, :]).mean()
-  return float(greater + 0.5 * ties)
 
 
 def _groups(names: Sequence[str], grouped: bool) -> dict[str, list[str]]:
@@ -281,7 +273,7 @@ def study_evidence(runs: Sequence[Mapping], *, resamples: int = DEFAULT_RESAMPLE
         m["per_work"]["epsilon"] = {"all": float(run["privacy"]["epsilon"])}
       measured.setdefault(name, {})[s] = m
       raw[run["run"]] = {"method": name, "seed": s, **m}
-  statistics = {"mia_auc": _auc, **{f"mia_tpr_at_{f}": _tpr(f) for f in TPR_FPRS}}
+  statistics = {"mia_auc": members_auc, **{f"mia_tpr_at_{f}": _tpr(f) for f in TPR_FPRS}}
   methods: dict[str, dict] = {}
   for name, per_seed in measured.items():
     out = {}
@@ -322,7 +314,7 @@ def study_evidence(runs: Sequence[Mapping], *, resamples: int = DEFAULT_RESAMPLE
         ia = {s: m["auc"][metric] for s, m in measured[a].items() if metric in m["auc"]}
         ib = {s: m["auc"][metric] for s, m in measured[b].items() if metric in m["auc"]}
         if ia and ib:
-          result = _paired_statistic(ia, ib, _auc, resamples=resamples, seed=seed)
+          result = _paired_statistic(ia, ib, members_auc, resamples=resamples, seed=seed)
           if result["mean_diff"] is not None:
             out[metric] = result
     paired[f"{a}-vs-{b}"] = out
