@@ -1,17 +1,25 @@
-"""The full study: vanilla, exclusion, depth routing and a DP-SGD sweep, three seeds each, with intervals.
+"""The full study: vanilla, exclusion, depth routing, a DP-SGD sweep, goldfish loss, deduplication, the probe and
+the sink region, three seeds each, with intervals.
 
 Command:
   govjax study --config experiments/configs/study_full.py --out runs/study_full
   # then: cp runs/study_full/study.json experiments/results/study_full.json
 
-Runtime: 18 runs of 240 steps of batch 16 x 160 tokens, each audited on the same panel of windows. Measured on 2
-shared CPU cores: 63.8 minutes of summed run time; 21.7 minutes of wall time as three processes, one per seed
-(GOVJAX_STUDY_SEEDS=0 / 1 / 2, same --out), then about 4 minutes for a last all-seeds pass computing the intervals.
+Runtime: 30 runs (10 methods x 3 seeds) of 240 steps of batch 16 x 160 tokens, each audited on the same panel of
+windows; 84.7 minutes of summed run time (training plus audit, `compute_s`) on 2 shared CPU cores, no GPU. Measured
+in two batches into the same --out (runs are cached per method, knob and seed, so adding methods reuses the finished
+runs): the first 18 (vanilla, exclude, depth, DP-SGD x3) in 21.7 minutes of wall time as three processes, one per
+seed (GOVJAX_STUDY_SEEDS=0 / 1 / 2), then a last all-seeds pass for the intervals (about 4 minutes); the other 12
+(goldfish, dedup, depth_probe, sink) as one all-seeds process: 21 minutes of summed run time, 24 minutes of wall
+time for the runs (03:12 to 03:36 UTC, one restart included) and 13 minutes for the intervals of all 30 runs (2000
+resamples each; the machine's load average was about 6). Wall-clock details: `wall_clock` in
+experiments/results/study_full.json.
 Setting: 64 works of the chorale training split (chosen by the sha256 of the work id), the 41 validation works as
 non-members (every window), 32 random and 32 chorale canaries at each of 1, 4 and 16 copies. Audits: extraction
 of m = 128 tokens (two bars) after k = 32, edit similarity, counterfactual extraction against the exclusion run of
 the same seed, per-work and per-window membership inference, reference-calibrated (LiRA-style) membership,
-extrapolated canary exposure.
+extrapolated canary exposure. The sink's validation NLL is that of the deployed model (region dropped), the
+model its audit measures.
 Expected result: the numbers in experiments/RESULTS.md and experiments/results/study_full.json.
 """
 
@@ -56,7 +64,8 @@ def get_study() -> StudyConfig:
   return StudyConfig(
       name="full",
       base=base_config(),
-      runs=(RunSpec("vanilla"), RunSpec("exclude"), RunSpec("depth"), *dpsgd),
+      runs=(RunSpec("vanilla"), RunSpec("exclude"), RunSpec("depth"), *dpsgd, RunSpec("goldfish"),
+            RunSpec("dedup"), RunSpec("depth_probe"), RunSpec("sink")),
       seeds=SEEDS,
       max_train_works=64,
       audit_k=32,

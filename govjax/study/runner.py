@@ -1,14 +1,15 @@
 """Runs the governance study: train every method for every seed, audit it, trace outputs, collect the results.
 
-For each run (:func:`~govjax.study.methods.study_runs`: every :class:`~govjax.study.methods.RunSpec` for every
-seed) the runner trains into ``out/runs/<run name>`` (resuming from its checkpoints), audits the final model on the
-seed-independent panel (:mod:`govjax.audit.panel`, written to the run's ``audit/panel.json``), optionally audits
-the checkpoints of ``curve_steps`` (extraction over training), samples chorales, computes DP-SGD's epsilon, and for
-the methods in ``trace_methods`` builds an influence index and traces training windows. Each run's entry is cached
-in ``out/runs/<run name>/study_entry.json``: an interrupted study resumes where it stopped (finished runs, audits
-and traces are not redone). Everything measured goes to ``out/results.json``, and the evidence (means, 95%
-intervals, paired differences: :mod:`govjax.study.stats`) to ``out/study.json``; :mod:`govjax.study.report` turns
-them into figures and ``report.html``.
+For each run (:func:`~govjax.study.methods.study_runs`: every :class:`~govjax.study.methods.RunSpec` for every seed)
+the runner trains into ``out/runs/<run name>`` (resuming from its checkpoints), audits the final model on the
+seed-independent panel (:mod:`govjax.audit.panel`, written to the run's ``audit/panel.json``), optionally audits the
+checkpoints of ``curve_steps`` (extraction over training), samples chorales, computes DP-SGD's epsilon, and for the
+methods in ``trace_methods`` builds an influence index and traces training windows. Each run's entry is cached in
+``out/runs/<run name>/study_entry.json``: an interrupted study resumes where it stopped (finished runs, audits and
+traces are not redone), and runs added to a study reuse the finished ones (:func:`cached_config_matches`).
+Everything measured goes to ``out/results.json``, and the evidence (means, 95% intervals, paired differences:
+:mod:`govjax.study.stats`) to ``out/study.json``; :mod:`govjax.study.report` turns them into figures and
+``report.html``.
 
 Example (see ``experiments/configs/study_demo.py`` for the command and runtime)::
 
@@ -28,11 +29,12 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+from flax import nnx
 
 from govjax.audit.panel import audit_panel
 from govjax.audit.run import audit_run
 from govjax.baselines.dpsgd import privacy_spent
-from govjax.core.config import config_hash
+from govjax.core.config import ConfigError, config_hash, from_dict
 from govjax.core.ids import work_kind
 from govjax.core.rundir import RunDir
 from govjax.provenance.featurize import FeatureConfig
@@ -41,8 +43,9 @@ from govjax.provenance.runs import index_run, load_tracer
 from govjax.study.methods import METHODS, RunSpec, StudyConfig, method_config, study_runs
 from govjax.study.stats import study_evidence
 from govjax.train import data as training_data
-from govjax.train.loop import restore_model, train
+from govjax.train.loop import evaluate_nll, restore_model, train
 from govjax.train.sampling import sample_run, write_samples
+from govjax.train.step import make_eval_step
 
 RESTRICTED_CLASSES = ("restrictive", "unknown")
 
@@ -214,6 +217,41 @@ def _write_json(path: pathlib.Path, value) -> None:
   os.replace(tmp, path)  # never a half-written file that a resumed study would trust
 
 
+def cached_config_matches(entry: dict, workdir: pathlib.Path, config) -> bool:
+  """Whether a cached study entry was trained with ``config``.
+
+  The entry's ``config_hash`` is compared first. A run recorded before the config gained a field has another hash
+  for the same training; its recorded config (``workdir/config.json``), read back with today's defaults for the
+  fields it lacks, is then compared with ``config`` (a field added with a default that keeps the old behaviour
+  does not invalidate finished runs; a field the run set differently does).
+
+  Args:
+    entry: the cached ``study_entry.json``.
+    workdir: the run's directory (holds ``config.json``).
+    config: the config the study would train now.
+
+  Returns:
+    True if the cached entry can be reused.
+
+  Example:
+    >>> import tempfile
+    >>> from govjax.core.config import TrainConfig
+    >>> cached_config_matches({"config_hash": config_hash(TrainConfig())}, pathlib.Path(tempfile.mkdtemp()),
+    ...                       TrainConfig())
+    True
+  """
+  chash = config_hash(config)
+  if entry.get("config_hash") == chash:
+    return True
+  record = _read_json(workdir / "config.json") or {}
+  if record.get("config_hash") != entry.get("config_hash") or not isinstance(record.get("config"), dict):
+    return False
+  try:
+    return config_hash(from_dict(record["config"])) == chash
+  except ConfigError:
+    return False
+
+
 def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=None, train_progress=False) -> dict:
   """Trains, audits, samples and (maybe) traces one run; returns its results entry (cached: a finished run's
   entry is read back, a finished panel audit is not redone)."""
@@ -222,7 +260,7 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
   workdir = out / "runs" / spec.name
   entry_path = workdir / "study_entry.json"
   cached = _read_json(entry_path)
-  if cached is not None and cached.get("config_hash") == config_hash(config):
+  if cached is not None and cached_config_matches(cached, workdir, config):
     _say(progress, f"[{spec.name}] done before: results read from {entry_path}")
     return {**cached, "run": spec.name, "knob": list(spec.knob), "workdir": str(workdir.relative_to(out)),
             "from_cache": True}
@@ -247,10 +285,13 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
     panel_path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(panel_path, panel)
   memorization = panel_memorization(panel)
+  val_nll, val_nll_trained = result.val_nll, None
+  if config.model.region_width:  # the audit sees the deployed model (region dropped): so does utility
+    val_nll_trained, val_nll = val_nll, deployed_val_nll(workdir, data, config.eval_max_batches)
   rates = ", ".join(f"{label} {'n/a' if memorization[key] is None else format(memorization[key], '.3f')}"
                     for label, key in (("restricted", "extraction_restricted"),
                                        ("held-out", "extraction_heldout"), ("canaries", "extraction_canary")))
-  _say(progress, f"    val NLL {result.val_nll:.3f}; extraction {rates}; audit {panel.get('wall_s', 0):.0f} s")
+  _say(progress, f"    val NLL {val_nll:.3f}; extraction {rates}; audit {panel.get('wall_s', 0):.0f} s")
   sample_paths = []
   if study.num_samples:
     samples = sample_run(workdir, num_samples=study.num_samples, num_frames=min(64, config.model.context // 4),
@@ -258,12 +299,14 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
     sample_paths = write_samples(samples, workdir / "samples" / "sample.mid")
   entry = {
       "run": spec.name, "method": spec.method, "label": METHODS[spec.method].label, "seed": spec.seed,
-      "knob": list(spec.knob), "workdir": str(workdir.relative_to(out)), "val_nll": result.val_nll,
+      "knob": list(spec.knob), "workdir": str(workdir.relative_to(out)), "val_nll": val_nll,
       "config_hash": config_hash(config),
       "train_wall_s": result.wall_s, "steps": int(result.state.step), "data_report": data.catalogue.report,
       "memorization": memorization, "curve": curve, "panel": panel,
       "samples": [str(p.relative_to(out)) for p in sample_paths],
   }
+  if val_nll_trained is not None:
+    entry["val_nll_with_region"] = val_nll_trained
   if config.governance.baseline == "dpsgd":
     entry["privacy"] = privacy_spent(noise_multiplier=config.governance.dp_noise,
                                      sample_rate=config.batch_size / data.batches.num_examples,
@@ -275,6 +318,25 @@ def run_one(study: StudyConfig, spec: RunSpec, out: pathlib.Path, *, progress=No
     entry["provenance"] = _trace_recall(workdir, data, study, spec.seed, progress)
   _write_json(entry_path, entry)
   return entry
+
+
+def deployed_val_nll(workdir: pathlib.Path, data, max_batches: int) -> float | None:
+  """Validation NLL of a run's final model as deployed (:func:`~govjax.train.loop.restore_model`: a removable
+  region dropped), the model the panel audit measures; ``train``'s own ``val_nll`` keeps the region.
+
+  Args:
+    workdir: the run directory.
+    data: its training data (``data.batches.validation``).
+    max_batches: validation batches (``TrainConfig.eval_max_batches``, as in training).
+
+  Returns:
+    Nats per scored token, or None without validation data.
+  """
+  if data.batches.validation is None:
+    return None
+  model, _, _ = restore_model(workdir)
+  graphdef, params = nnx.split(model)
+  return evaluate_nll(make_eval_step(graphdef), params, data.batches.validation(max_batches))
 
 
 def run_panel(study: StudyConfig, workdir: pathlib.Path, data, works: dict[str, list]) -> dict:

@@ -252,7 +252,8 @@ def study_evidence(runs: Sequence[Mapping], *, resamples: int = DEFAULT_RESAMPLE
     resamples: bootstrap resamples per interval.
     seed: the bootstrap seed.
     baseline: every other method is paired against it (and ``depth`` against every method).
-    reference: the method whose run of the same seed is the reference model (counterfactual, LiRA).
+    reference: the method whose run of the same seed is the reference model (counterfactual, LiRA); every
+      method other than ``baseline`` and ``depth`` is paired against it too.
     pairs: explicit ``(A, B)`` pairs instead.
 
   Returns:
@@ -297,6 +298,7 @@ def study_evidence(runs: Sequence[Mapping], *, resamples: int = DEFAULT_RESAMPLE
     names = sorted(measured)
     pairs = [(n, baseline) for n in names if n != baseline and baseline in measured]
     pairs += [("depth", n) for n in names if n not in ("depth", baseline) and "depth" in measured]
+    pairs += [(n, reference) for n in names if n not in ("depth", baseline, reference) and reference in measured]
   paired: dict[str, dict] = {}
   for a, b in pairs:
     if a not in measured or b not in measured:

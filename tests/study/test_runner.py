@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+from flax import nnx
 
+from govjax.core.config import TrainConfig, config_hash
 from govjax.study import runner
 from govjax.study.methods import RunSpec
-from govjax.study.runner import memorization_summary, panel_memorization, run_study
+from govjax.study.runner import cached_config_matches, memorization_summary, panel_memorization, run_study
+from govjax.train import data as training_data
+from govjax.train.loop import evaluate_nll, restore_model
+from govjax.train.step import make_eval_step
 from tests.study.test_pipeline import tiny_study
 
 
@@ -83,3 +89,31 @@ def test_an_interrupted_study_resumes_without_redoing_runs_or_audits(prepared_da
   assert third["runs"][0]["panel"] == first["runs"][0]["panel"]
   assert (tmp_path / "runs" / "vanilla-s0" / "metrics.jsonl").read_text() == metrics
   assert json.loads(entry.read_text())["val_nll"] == first["runs"][0]["val_nll"]
+
+
+def test_a_run_recorded_before_a_config_field_existed_is_reused_and_another_config_is_not(tmp_path):
+  config = TrainConfig(name="old", num_steps=7)
+  recorded = config.to_dict()
+  del recorded["governance"]["surface"]  # a field added after the run, whose default keeps the old behaviour
+  old_hash = "0123456789abcdef"
+  (tmp_path / "config.json").write_text(json.dumps({"config": recorded, "config_hash": old_hash}))
+  entry = {"config_hash": old_hash}
+  assert cached_config_matches(entry, tmp_path, config)
+  assert not cached_config_matches(entry, tmp_path, dataclasses.replace(config, num_steps=8))
+  assert not cached_config_matches({"config_hash": "another"}, tmp_path, config)  # entry of another record
+  assert cached_config_matches({"config_hash": config_hash(config)}, tmp_path / "absent", config)
+
+
+@pytest.mark.slow
+def test_a_sink_run_reports_the_nll_of_the_deployed_model(prepared_data_dir, tmp_path):
+  study = tiny_study(prepared_data_dir, runs=(RunSpec("sink"),))
+  study = type(study)(**{**study.__dict__, "curve_steps": (), "trace_methods": (), "num_samples": 0})
+  entry = run_study(study, tmp_path, progress=None)["runs"][0]
+  workdir = tmp_path / "runs" / "sink-s0"
+  model, config, _ = restore_model(workdir, keep_region=True)
+  graphdef, params = nnx.split(model)
+  data = training_data.build_training_data(config, works=runner.study_works(study, config))
+  with_region = evaluate_nll(make_eval_step(graphdef), params, data.batches.validation(config.eval_max_batches))
+  assert entry["val_nll_with_region"] == pytest.approx(with_region, rel=1e-6)  # what training reported
+  assert entry["val_nll"] == pytest.approx(runner.deployed_val_nll(workdir, data, config.eval_max_batches))
+  assert entry["val_nll"] != pytest.approx(with_region, rel=1e-6)  # the region is really dropped

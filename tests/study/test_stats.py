@@ -57,6 +57,10 @@ def test_a_real_gap_is_supported_and_no_gap_is_not():
   assert verdict(paired["val_nll"]["ci95"]) == "supported"
   assert evidence["canary_levels"] == [4] and evidence["canaries_per_level"] == 3
   assert vanilla["exposure_random_r4"]["mean"] == pytest.approx(21.0)
+  # Every method against the baseline and against the reference (the run that never saw restricted works).
+  assert set(evidence["paired"]) == {"dpsgd-dp_noise1.0-vs-vanilla", "exclude-vs-vanilla",
+                                     "dpsgd-dp_noise1.0-vs-exclude"}
+  assert evidence["paired"]["dpsgd-dp_noise1.0-vs-exclude"]["val_nll"]["mean_diff"] == pytest.approx(0.19)
 
 
 def test_without_a_gap_the_interval_covers_chance():
