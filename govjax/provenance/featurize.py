@@ -3,11 +3,13 @@
 For a checkpoint's parameters ``w`` and a training example ``z`` with group mask ``m`` (which depth groups its
 gradient reached, see :mod:`govjax.provenance.record`), the feature is
 
-    phi(z) = S( sum_g m_g * P(grad_g loss(w, z)) )        (optionally / ||.||, optionally Adam-preconditioned)
+    phi(z) = S( sum_g m_g * P(grad_g loss(w, z)) )   (optionally / ||P(grad loss(w, z))||, optionally Adam-
+                                                       preconditioned)
 
 where ``P`` is a seeded Johnson-Lindenstrauss projection to ``k`` dimensions, applied leaf by leaf so that the
 projection of the concatenated gradient is the sum of per-leaf projections. Groups an example never reached
-contribute nothing: an example trained only in the surface cannot be credited through the trunk.
+contribute nothing: an example trained only in the surface cannot be credited through the trunk. The optional
+normalisation divides by the norm of the *unmasked* gradient, so that masking still lowers the feature's norm.
 
 Projections (``FeatureConfig.projection``):
 
@@ -71,7 +73,9 @@ class FeatureConfig:
     seed: projection seed.
     projection: ``"sparse"``, ``"rademacher"`` or ``"gaussian"`` (see the module docstring).
     sparsity: buckets per coordinate for the sparse projection.
-    normalize: unit-normalize every feature vector (TrackStar).
+    normalize: divide every feature by the norm of the example's *unmasked* projected gradient (TrackStar's
+      unit normalisation when all groups are on; with a depth mask the masked groups' share of the norm is
+      kept, so an example trained only in the head cannot outweigh one trained at full depth).
     precondition: divide gradients by ``sqrt(nu_hat) + eps`` with the checkpoint's Adam second moment
       (TrackStar's optimizer correction); needs the checkpoint's optimizer state.
     eps: preconditioner epsilon.
@@ -173,6 +177,12 @@ def project(grads: Mapping[str, jax.Array], config: FeatureConfig) -> jax.Array:
   if out is None:
     raise ValueError("project: no gradient leaves")
   return out
+
+
+def divide_rows(x: np.ndarray, norms: np.ndarray) -> np.ndarray:
+  """``x / norms[:, None]``; rows with a zero norm stay zero (the masked-feature normalisation)."""
+  norms = np.asarray(norms, np.float32)[:, None]
+  return np.where(norms > 0, x / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -377,17 +387,64 @@ class Featurizer:
         raise ValueError(f"preconditioner lacks parameter(s) {sorted(missing)[:3]}")
     else:
       preconditioner = None
+    if not per_group and (self.config.normalize if normalize is None else normalize):
+      features, norms = self._masked_and_full(params, inputs, mask, preconditioner)
+      return divide_rows(features, norms)
     sketch = self._sketch(params) if self.config.projection == "sparse" else None
     out = np.zeros((n, self.num_groups, self.config.k) if per_group else (n, self.config.k), np.float32)
     for start, stop, chunk, chunk_mask in self._microbatches(inputs, mask):
       feats = self._features(params, chunk, jnp.asarray(chunk_mask), preconditioner, sketch)
       feats = feats if per_group else feats.sum(axis=1)
       out[start:stop] = np.asarray(feats)[: stop - start]
-    if per_group:
-      return out
-    if self.config.normalize if normalize is None else normalize:
-      out = normalize_rows(out)
     return out
+
+  def features_and_norms(
+      self,
+      params: Any,
+      inputs: Mapping[str, np.ndarray],
+      mask: np.ndarray | None = None,
+      *,
+      preconditioner: Mapping[str, np.ndarray] | None = None,
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """Masked features and the norm of each example's *unmasked* (full-depth) feature, in one pass.
+
+    Normalising by the unmasked norm keeps the depth weighting: an example whose gradient reached only the head
+    keeps the head's share of its norm instead of being blown up to unit length.
+
+    Args:
+      params, inputs, mask, preconditioner: as for :meth:`__call__`.
+
+    Returns:
+      ``(features float32 [N, k] (masked, not normalised), norms float32 [N])``.
+    """
+    n = len(next(iter(inputs.values())))
+    if mask is None:
+      mask = np.ones((n, self.num_groups), np.float32)
+    mask = np.asarray(mask, np.float32)
+    if mask.shape != (n, self.num_groups):
+      raise ValueError(f"mask has shape {mask.shape}, expected {(n, self.num_groups)}")
+    if self.config.precondition:
+      if preconditioner is None:
+        raise ValueError("FeatureConfig.precondition is set but no preconditioner (Adam nu) was given")
+    else:
+      preconditioner = None
+    return self._masked_and_full(params, inputs, mask, preconditioner)
+
+  def _masked_and_full(self, params, inputs, mask, preconditioner) -> tuple[np.ndarray, np.ndarray]:
+    n = len(mask)
+    if preconditioner is not None:
+      preconditioner = {p: jnp.asarray(v) for p, v in preconditioner.items()}
+    sketch = self._sketch(params) if self.config.projection == "sparse" else None
+    features = np.zeros((n, self.config.k), np.float32)
+    norms = np.zeros(n, np.float32)
+    for start, stop, chunk, chunk_mask in self._microbatches(inputs, mask):
+      every = np.ones_like(chunk_mask)
+      every[stop - start:] = 0.0
+      groups = np.asarray(self._features(params, chunk, jnp.asarray(every), preconditioner, sketch))
+      masked = np.where(chunk_mask[:, :, None] > 0, chunk_mask[:, :, None] * groups, 0.0).sum(axis=1)
+      features[start:stop] = masked[: stop - start]
+      norms[start:stop] = np.linalg.norm(groups.sum(axis=1), axis=1)[: stop - start]
+    return features, norms
 
   def per_example_grads(self, params: Any, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Unprojected per-example gradients ``{path: [N, ...]}`` (small models only: a reference for tests)."""

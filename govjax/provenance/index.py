@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from govjax.core.checkpoint import CheckpointParams
-from govjax.provenance.featurize import FeatureConfig, Featurizer, checkpoint_preconditioner, normalize_rows
+from govjax.provenance.featurize import FeatureConfig, Featurizer, checkpoint_preconditioner, divide_rows
 
 FORMAT = "govjax-influence-index/1"
 INDEX_DIR = pathlib.Path("provenance") / "index"
@@ -243,10 +243,14 @@ def build_index(
   for c, ckpt in enumerate(checkpoints):
     start = time.perf_counter()
     precond = checkpoint_preconditioner(ckpt, config)
-    phi = featurizer(ckpt.params, inputs, masks[c], preconditioner=precond, normalize=False)
+    if config.normalize:
+      # Divided by the norm of the unmasked gradient: masking keeps lowering the norm (depth weighting).
+      phi, norms = featurizer.features_and_norms(ckpt.params, inputs, masks[c], preconditioner=precond)
+    else:
+      phi = featurizer(ckpt.params, inputs, masks[c], preconditioner=precond, normalize=False)
     seconds.append(time.perf_counter() - start)
     self_influence += ckpt.learning_rate * np.sum(phi.astype(np.float64) ** 2, axis=1)
-    features[c] = normalize_rows(phi) if config.normalize else phi
+    features[c] = divide_rows(phi, norms) if config.normalize else phi
     if progress is not None:
       progress(f"checkpoint {ckpt.step}: {n} examples in {seconds[-1]:.1f} s")
   meta = dict(metadata or {})

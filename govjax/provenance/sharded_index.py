@@ -41,7 +41,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from govjax.core.mesh import DATA_AXIS, data_size, replicate, replicated
-from govjax.provenance.featurize import checkpoint_preconditioner, normalize_rows
+from govjax.provenance.featurize import checkpoint_preconditioner, divide_rows
 from govjax.provenance.index import InfluenceIndex, dataset_fingerprint
 
 SHARD_DIR = "shards"
@@ -255,7 +255,7 @@ def build_sharded_index(
     raise ValueError(f"masks has shape {masks.shape}, expected {(len(checkpoints), n, featurizer.num_groups)} "
                      "(checkpoints, examples, groups)")
   fn = featurizer_fn(featurizer)
-  rows, per_checkpoint = None, []
+  rows, per_checkpoint, norms = None, [], []
   for c, ckpt in enumerate(checkpoints):
     precond = checkpoint_preconditioner(ckpt, config)
     precond = None if precond is None else {k: np.asarray(v) for k, v in precond.items()}
@@ -263,10 +263,17 @@ def build_sharded_index(
     rows_c, phi = sharded_map_examples(fn, {**inputs, "mask": masks[c]}, mesh, params=args,
                                        per_device_batch=per_device_batch)
     rows = rows_c if rows is None else rows
+    if config.normalize:
+      # Divided by the norm of the unmasked gradient (as build_index): masking keeps lowering the norm.
+      _, full = sharded_map_examples(fn, {**inputs, "mask": np.ones_like(masks[c])}, mesh, params=args,
+                                     per_device_batch=per_device_batch)
+      norms.append(np.linalg.norm(full, axis=1))
     per_checkpoint.append(phi)
   phi = np.stack(per_checkpoint) if per_checkpoint else np.zeros((0, 0, config.k), np.float32)
   lrs = np.asarray([c.learning_rate for c in checkpoints], np.float64)
   self_influence = np.einsum("c,cn->n", lrs, np.sum(phi.astype(np.float64) ** 2, axis=2))
+  if config.normalize:
+    phi = np.stack([divide_rows(p, m) for p, m in zip(phi, norms, strict=True)]) if norms else phi
   write_index_shard(directory, jax.process_index(), jax.process_count(), rows,
                     {"features": phi, "self_influence": self_influence[None]}, axis=1)
   if jax.process_count() > 1:
@@ -280,7 +287,7 @@ def build_sharded_index(
   meta.setdefault("num_groups", featurizer.num_groups)
   meta["index_shards"] = jax.process_count()
   return InfluenceIndex(
-      features=normalize_rows(features) if config.normalize else features,
+      features=features,
       self_influence=merged["self_influence"][0],
       learning_rates=lrs,
       steps=np.asarray([c.step for c in checkpoints], np.int64),

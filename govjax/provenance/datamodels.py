@@ -1,0 +1,108 @@
+"""The linear datamodeling score (LDS) protocol and its trivial baselines, as plain functions of arrays.
+
+Park et al. 2023: draw work-level subsets that keep a fraction ``alpha`` of the training works
+(:func:`draw_subsets`), retrain on each, and for every held-out query correlate (Spearman, across subsets) an
+attribution method's prediction ``sum_{n in S} tau(q, n)`` with the retrained model's negative loss on the query
+(:func:`lds_per_query`); the LDS is the mean over queries, with a bootstrap interval over query works
+(:func:`summarize`). Trivial baselines score with token n-gram overlap (:func:`ngram_overlap`) or the subset's
+size. :func:`ratio_of_means` is the removal test's statistic (NLL rise after removing the top-k attributed works
+over the rise after removing k random ones, bootstrap over outputs). The experiment that retrains is
+``experiments/attribution.py``.
+
+Example:
+  >>> subsets = draw_subsets(4, 3, 0.5, seed=0)
+  >>> subsets.sum(axis=1).tolist()
+  [2, 2, 2]
+  >>> actual = np.array([[1.0], [2.0], [3.0]])
+  >>> lds_per_query(np.array([[0.1], [0.5], [0.9]]), actual).tolist()
+  [1.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from govjax.core.intervals import work_bootstrap
+
+__all__ = ["draw_subsets", "lds_per_query", "ngram_overlap", "query_windows", "ratio_of_means", "summarize"]
+
+
+def query_windows(works: Sequence, context: int, per_work: int) -> tuple[np.ndarray, np.ndarray]:
+  """Up to ``per_work`` evenly spaced non-overlapping full context windows of each work.
+
+  Returns:
+    ``(tokens int32 [Q, context], work index int [Q])`` (index into ``works``).
+  """
+  tokens, owner = [], []
+  for w, work in enumerate(works):
+    seq = np.asarray(work.tokens, np.int32)
+    count = seq.size // context
+    if count == 0:
+      continue
+    for start in np.unique(np.linspace(0, count - 1, min(per_work, count)).round().astype(int)):
+      tokens.append(seq[start * context: (start + 1) * context])
+      owner.append(w)
+  if not tokens:
+    raise ValueError(f"no work is as long as the context ({context} tokens): no query windows")
+  return np.stack(tokens), np.asarray(owner, np.int64)
+
+
+def ngram_overlap(queries: np.ndarray, windows: np.ndarray, n: int) -> np.ndarray:
+  """``[Q, N]``: distinct token ``n``-grams of each query that occur in each training window."""
+  def grams(row):
+    return {row[i: i + n].tobytes() for i in range(len(row) - n + 1)}
+
+  window_grams = [grams(np.asarray(w, np.int32)) for w in windows]
+  out = np.zeros((len(queries), len(windows)), np.float64)
+  for q, row in enumerate(queries):
+    mine = grams(np.asarray(row, np.int32))
+    out[q] = [len(mine & other) for other in window_grams]
+  return out
+
+
+def draw_subsets(num_works: int, count: int, fraction: float, seed: int) -> np.ndarray:
+  """``[count, num_works]`` bool: each row keeps ``round(fraction * num_works)`` works drawn at random."""
+  size = max(1, int(round(fraction * num_works)))
+  rng = np.random.default_rng([seed, 7])
+  out = np.zeros((count, num_works), bool)
+  for s in range(count):
+    out[s, rng.choice(num_works, size=size, replace=False)] = True
+  return out
+
+
+def lds_per_query(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+  """Spearman correlation across subsets, per query: ``[S, Q]`` x ``[S, Q]`` -> ``[Q]``.
+
+  A prediction that is the same for every subset ranks nothing: 0 (e.g. an n-gram baseline whose query shares no
+  n-gram with any training window); an actual that is constant gives NaN (dropped and counted).
+  """
+  out = np.full(predicted.shape[1], np.nan)
+  for q in range(predicted.shape[1]):
+    if np.ptp(actual[:, q]) == 0:
+      continue
+    out[q] = spearmanr(predicted[:, q], actual[:, q]).statistic if np.ptp(predicted[:, q]) > 0 else 0.0
+  return out
+
+
+def summarize(values: np.ndarray, works: np.ndarray, *, seed: int, resamples: int) -> dict:
+  """Mean and 95% work-bootstrap interval of per-query values (NaNs dropped and counted)."""
+  ok = np.isfinite(values)
+  out = work_bootstrap(values[ok], works[ok], seed=seed, resamples=resamples)
+  out["dropped"] = int((~ok).sum())
+  return out
+
+
+def ratio_of_means(top: np.ndarray, rand: np.ndarray, *, seed: int, resamples: int) -> dict:
+  """``mean(top) / mean(rand)`` over outputs with a bootstrap interval over outputs (paired)."""
+  top, rand = np.asarray(top, np.float64), np.asarray(rand, np.float64)
+  rng = np.random.default_rng(seed)
+  idx = rng.integers(0, len(top), size=(resamples, len(top)))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    samples = top[idx].mean(axis=1) / rand[idx].mean(axis=1)
+  samples = samples[np.isfinite(samples)]
+  return {"mean": float(top.mean() / rand.mean()) if rand.mean() != 0 else float("nan"),
+          "ci95": [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))] if samples.size
+          else [float("nan"), float("nan")], "n_outputs": int(len(top))}

@@ -1,0 +1,135 @@
+"""Attribution scorers over projected per-example gradients: TracIn, TracIn with Adam's update, TRAK-style.
+
+Every scorer maps training features ``phi`` and query features ``psi`` (the same seeded projection, see
+:mod:`govjax.provenance.featurize`) to a ``[Q, N]`` score matrix; positive means "training on ``n`` lowered the
+query's loss". They differ in the metric between the two gradients:
+
+- **TracIn** (Pruthi et al. 2020): ``sum_c lr_c <phi_c(n), psi_c(q)>`` over checkpoints ``c`` (raw gradients).
+- **TracIn-Adam**: the same sum with each training gradient replaced by the step Adam actually took for it,
+  ``g_n / (sqrt(nu_hat_c) + eps)`` (the checkpoint's second moment), the query side left raw: first order, the
+  query's loss changes by ``lr_c <grad_q, update_n>``.
+- **TRAK-style** (Park et al. 2023): at the final parameters of each of ``M`` independently trained models,
+  ``psi(q)^T (Phi^T Phi + lambda I)^-1 phi(n)`` with ``Phi`` the ``[N, k]`` matrix of all training features, the
+  Gauss-Newton (here: empirical Fisher of the loss gradients) curvature in the projected space; averaged over the
+  ``M`` models. ``kernel_features`` lets the curvature come from other features than the scored ones (for a
+  least-squares model the Gauss-Newton matrix is built from the output gradients ``x_n``, which is how the tests
+  compare it with the closed-form influence function).
+
+Example:
+  >>> phi = np.eye(2, dtype=np.float32)[None]            # one checkpoint, two orthogonal examples
+  >>> psi = np.array([[[2.0, 1.0]]], np.float32)         # one query
+  >>> tracin_scores(phi, psi, np.array([0.5])).tolist()
+  [[1.0, 0.5]]
+  >>> trak_scores(phi[0], psi[0], damping=0.0).tolist()  # Phi^T Phi = I: the same ranking, no learning rate
+  [[2.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from govjax.core.checkpoint import CheckpointParams
+from govjax.provenance.featurize import FeatureConfig, Featurizer, adam_preconditioner
+
+SCORERS = ("tracin", "tracin_adam", "trak")
+
+__all__ = ["SCORERS", "checkpoint_features", "ensemble", "tracin_scores", "trak_damping", "trak_scores"]
+
+
+def tracin_scores(train_features: np.ndarray, query_features: np.ndarray, learning_rates: Sequence[float]
+                  ) -> np.ndarray:
+  """``sum_c lr_c * psi_c @ phi_c.T``.
+
+  Args:
+    train_features: float ``[C, N, k]`` (raw, or Adam-preconditioned for TracIn-Adam).
+    query_features: float ``[C, Q, k]``.
+    learning_rates: ``[C]`` learning rate each checkpoint stands for.
+
+  Returns:
+    float64 ``[Q, N]``.
+  """
+  train_features = np.asarray(train_features, np.float64)
+  query_features = np.asarray(query_features, np.float64)
+  lrs = np.asarray(learning_rates, np.float64)
+  if train_features.ndim != 3 or query_features.ndim != 3:
+    raise ValueError(f"tracin_scores: features must be [C, N, k] and [C, Q, k], got {train_features.shape} and "
+                     f"{query_features.shape}")
+  if (train_features.shape[0], train_features.shape[2]) != (query_features.shape[0], query_features.shape[2]) or \
+      lrs.shape != (train_features.shape[0],):
+    raise ValueError(f"tracin_scores: train {train_features.shape}, query {query_features.shape} and learning "
+                     f"rates {lrs.shape} disagree on checkpoints or k")
+  return np.einsum("c,cqk,cnk->qn", lrs, query_features, train_features)
+
+
+def trak_damping(kernel_features: np.ndarray, *, relative: float) -> float:
+  """``lambda = relative * trace(Phi^T Phi) / k``: damping relative to the mean eigenvalue of the curvature."""
+  kernel_features = np.asarray(kernel_features, np.float64)
+  return float(relative * np.sum(kernel_features ** 2) / kernel_features.shape[1])
+
+
+def trak_scores(train_features: np.ndarray, query_features: np.ndarray, *, damping: float,
+                kernel_features: np.ndarray | None = None) -> np.ndarray:
+  """``psi @ (K^T K + damping I)^-1 @ phi.T`` with ``K = kernel_features`` (default ``phi``).
+
+  Args:
+    train_features: float ``[N, k]`` training features at one set of parameters.
+    query_features: float ``[Q, k]`` query features at the same parameters.
+    damping: ``lambda >= 0`` (0 needs ``K^T K`` invertible, i.e. ``N >= k`` and full rank).
+    kernel_features: float ``[M, k]`` features the curvature is built from.
+
+  Returns:
+    float64 ``[Q, N]``.
+  """
+  phi = np.asarray(train_features, np.float64)
+  psi = np.asarray(query_features, np.float64)
+  kernel = phi if kernel_features is None else np.asarray(kernel_features, np.float64)
+  if phi.ndim != 2 or psi.ndim != 2 or kernel.ndim != 2 or not phi.shape[1] == psi.shape[1] == kernel.shape[1]:
+    raise ValueError(f"trak_scores: features must be [N, k], [Q, k] and [M, k], got {phi.shape}, {psi.shape}, "
+                     f"{kernel.shape}")
+  if not damping >= 0:
+    raise ValueError(f"trak_scores: damping must be >= 0, got {damping!r}")
+  gram = kernel.T @ kernel + damping * np.eye(kernel.shape[1])
+  solved = np.linalg.solve(gram, psi.T)  # [k, Q]; gram is symmetric
+  return solved.T @ phi.T
+
+
+def ensemble(scores: Sequence[np.ndarray]) -> np.ndarray:
+  """Mean of score matrices of independently trained models (TRAK's ensemble)."""
+  if not len(scores):
+    raise ValueError("ensemble: no score matrices")
+  shapes = {np.shape(s) for s in scores}
+  if len(shapes) != 1:
+    raise ValueError(f"ensemble: score matrices of different shapes {sorted(shapes)}")
+  return np.mean(np.stack([np.asarray(s, np.float64) for s in scores]), axis=0)
+
+
+def checkpoint_features(featurizer: Featurizer, checkpoint: CheckpointParams, inputs: Mapping[str, np.ndarray],
+                        mask: np.ndarray | None = None, *, adam: bool = False) -> np.ndarray:
+  """Raw (or, with ``adam``, Adam-update) projected gradients ``[N, k]`` of examples at one checkpoint.
+
+  Args:
+    featurizer: a featurizer without normalisation or preconditioning in its config.
+    checkpoint: the checkpoint (with ``adam_nu`` / ``adam_count`` when ``adam``).
+    inputs: the examples (``{"tokens": [N, L]}``).
+    mask: ``[N, G]`` depth-group masks (default all groups).
+    adam: divide the gradients by ``sqrt(nu_hat) + eps`` before projecting.
+
+  Returns:
+    float32 ``[N, k]``.
+  """
+  config = featurizer.config
+  if config.normalize or config.precondition:
+    raise ValueError("checkpoint_features: pass a featurizer whose FeatureConfig has normalize=False and "
+                     "precondition=False (the scorer decides the metric)")
+  if not adam:
+    return featurizer(checkpoint.params, inputs, mask)
+  if checkpoint.adam_nu is None:
+    raise ValueError(f"checkpoint {checkpoint.step}: TracIn-Adam needs the Adam second moment, which this "
+                     "checkpoint's optimizer state does not hold")
+  pre_config = FeatureConfig(**{**config.to_dict(), "precondition": True})
+  adam_featurizer = Featurizer(featurizer.graphdef, featurizer.example_loss, group_of_path=featurizer.group_of_path,
+                               num_groups=featurizer.num_groups, config=pre_config)
+  pre = adam_preconditioner(checkpoint.adam_nu, count=checkpoint.adam_count, config=pre_config)
+  return adam_featurizer(checkpoint.params, inputs, mask, preconditioner=pre)

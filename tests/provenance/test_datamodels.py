@@ -1,0 +1,44 @@
+"""The LDS protocol's functions against hand-computed values."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from govjax.provenance.datamodels import draw_subsets, lds_per_query, ngram_overlap, query_windows, ratio_of_means
+
+
+def test_subsets_keep_half_the_works_reproducibly():
+  subsets = draw_subsets(10, 6, 0.5, seed=3)
+  assert subsets.shape == (6, 10) and (subsets.sum(axis=1) == 5).all()
+  np.testing.assert_array_equal(subsets, draw_subsets(10, 6, 0.5, seed=3))
+  assert len({row.tobytes() for row in subsets}) > 1
+
+
+def test_query_windows_are_non_overlapping_full_windows_of_each_work():
+  works = [SimpleNamespace(work_id=f"w{i}", tokens=np.arange(n, dtype=np.int32)) for i, n in enumerate([40, 8, 17])]
+  tokens, owner = query_windows(works, 8, 3)
+  assert owner.tolist() == [0, 0, 0, 1, 2, 2]
+  assert tokens[:, 0].tolist() == [0, 16, 32, 0, 0, 8]
+  assert (np.diff(tokens, axis=1) == 1).all()
+
+
+def test_ngram_overlap_counts_distinct_shared_ngrams():
+  query = np.array([[1, 2, 3, 1, 2]])
+  windows = np.array([[9, 1, 2, 3], [1, 2, 1, 2], [7, 7, 7, 7]])
+  np.testing.assert_array_equal(ngram_overlap(query, windows, 2), [[2, 1, 0]])  # {12, 23} / {12} / {}
+
+
+def test_lds_per_query_is_spearman_across_subsets():
+  actual = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [4.0, 0.0]])
+  predicted = np.array([[10.0, 5.0], [20.0, 5.0], [30.0, 5.0], [40.0, 5.0]])
+  np.testing.assert_allclose(lds_per_query(predicted, actual), [1.0, 0.0])  # a constant prediction ranks nothing
+  np.testing.assert_allclose(lds_per_query(-predicted[:, :1], actual[:, :1]), [-1.0])
+  assert np.isnan(lds_per_query(predicted[:, :1], np.ones((4, 1))))[0]
+
+
+def test_ratio_of_means_with_paired_bootstrap():
+  out = ratio_of_means(np.array([3.0, 6.0, 9.0]), np.array([1.0, 2.0, 3.0]), seed=0, resamples=200)
+  assert out["mean"] == pytest.approx(3.0) and out["ci95"] == pytest.approx([3.0, 3.0])
