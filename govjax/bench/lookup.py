@@ -32,6 +32,14 @@ Protocol (``govjax bench lookup --json [--max-works N]``):
    same tune as (``same_tune_recall``: found among the same-tune answers or matches) or duplicates
    (``reused_setting_recall``: found as a near-copy or partial copy).
 
+6. At scale (``--distinct-works N``, :mod:`govjax.bench.lookup_distinct`; ``--distinct-only`` for it alone):
+   ``N`` never-documented Essen folk songs and every chorale (leave-one-out) queried against a manifest of ``N``
+   other folk songs and the chorales, with the copy and same-tune false-positive rates and their bounds, and
+   the same-tune, re-used-setting and folk-variant recall on every related pair (result key
+   ``distinct_works``). Parsed works are cached on disk, so a rerun is fast. ``--distinct-collection NAME``
+   takes the tunes from another one-voice collection of music21's corpus (held-out data; result key
+   ``distinct_works_NAME``).
+
 ``*_upper95`` is the one-sided 95% Clopper-Pearson bound of a rate given its queries (queries of one work are
 not independent draws, so read it as indicative).
 
@@ -66,6 +74,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from govjax.bench import lookup_distinct
 from govjax.data.corpus import WorkSkipped, select_satb_parts
 from govjax.data.scenario import real_records
 from govjax.documentation import music_fingerprint as mf
@@ -299,6 +308,24 @@ def _rate(events: int, queries: int) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict:
+  """The transformation bench (steps 1-5) and, with ``--distinct-works N``, the measurement at scale of
+  :mod:`govjax.bench.lookup_distinct` (``distinct_works``); ``--distinct-only`` runs that alone."""
+  start = time.perf_counter()
+  result = {} if getattr(args, "distinct_only", False) else _transformation_bench(args)
+  if getattr(args, "distinct_works", 0):
+    thresholds = {"melody_threshold": args.melody_threshold, "copy_threshold": args.copy_threshold,
+                  "partial_threshold": args.partial_threshold, "one_voice_threshold": args.one_voice_threshold}
+    cache = pathlib.Path(args.cache_dir) if getattr(args, "cache_dir", None) else lookup_distinct.default_cache_dir()
+    collection = getattr(args, "distinct_collection", lookup_distinct.DEVELOPMENT_COLLECTION)
+    key = "distinct_works" if collection == lookup_distinct.DEVELOPMENT_COLLECTION else f"distinct_works_{collection}"
+    result[key] = lookup_distinct.measure_distinct(
+        num_distinct=args.distinct_works, seed=args.seed, cache=cache, thresholds=thresholds, collection=collection,
+        max_chorales=getattr(args, "max_chorales", None))
+  result["wall_s"] = time.perf_counter() - start
+  return result
+
+
+def _transformation_bench(args: argparse.Namespace) -> dict:
   t_start = time.perf_counter()
   rng = random.Random(args.seed)
   works, skipped = _parse_works(args, rng, "bach", args.max_works)
@@ -317,7 +344,7 @@ def run(args: argparse.Namespace) -> dict:
   records = _records(works, documented)
   duplicates = find_duplicates(records)
   thresholds = {"melody_threshold": args.melody_threshold, "copy_threshold": args.copy_threshold,
-                "partial_threshold": args.partial_threshold}
+                "partial_threshold": args.partial_threshold, "one_voice_threshold": args.one_voice_threshold}
   with tempfile.TemporaryDirectory() as tmp:
     paths_written = write_manifest(pathlib.Path(tmp) / "manifest", records, duplicates=duplicates.to_json(),
                                    name="bench-lookup", description="lookup benchmark manifest",

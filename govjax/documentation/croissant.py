@@ -203,9 +203,11 @@ def _works_recordset() -> dict[str, Any]:
           field("content_sha256", "$.tier2.content_sha256",
                 "sha256 of the canonical content (tier 2b; invariant to transposition, tempo, encoding)."),
           field("fingerprint_full", "$.tier3.full", "Music, tier 3: MinHash signature (base64 of little-endian "
-                "uint32) of all voices' melodic and harmonic shingles (near-copy search)."),
+                "uint32) of all voices' melodic and harmonic shingles (an overall similarity estimate, reported "
+                "by the duplicate report; the lookup's near-copy / partial-copy / same-tune answers come from "
+                "aligning the per-voice interval sketches in records.jsonl tier3.voices)."),
           field("fingerprint_melody", "$.tier3.melody", "Music, tier 3: MinHash signature of the highest "
-                "voice's melodic shingles (same-melody search)."),
+                "voice's melodic shingles (reported only; the lookup's same-tune answer aligns tier3.voices)."),
           field("fingerprint_text", "$.tier3.signature", "Text, tier 3: MinHash signature of word shingles."),
           field("fingerprint_phash", "$.tier3.phash", "Image, tier 3: 64-bit perceptual hash (hex)."),
           field("fingerprint_dhash", "$.tier3.dhash", "Image, tier 3: 64-bit difference hash (hex)."),

@@ -14,12 +14,17 @@ Given a query file (MusicXML / MIDI / ABC / Humdrum via music21, an image, or a 
   - ``near-copy``: both coverages >= ``copy_threshold`` (an edited, ornamented, re-barred or re-voiced copy,
     or a re-used setting);
   - ``partial-copy``: one coverage >= ``partial_threshold`` over at least two voices matched in the same
-    bars (an excerpt, a subset of the voices, or the work with added parts); ``scores`` names the matched
-    voices and bars of both pieces;
+    bars (an excerpt, a subset of the voices, or the work with added parts), or one query voice found as an
+    inner voice of the record with the same rhythm; ``scores`` names the matched voices and bars of both
+    pieces;
   - ``same-tune``: the record's highest voice (its tune) is matched by one voice of the query over
     >= ``melody_threshold`` of the longer of the two, without a copy of the setting (e.g. another
     harmonisation of the same chorale tune, or the tune alone). Reported apart: it does not make ``found``
     true.
+
+  Between two one-voice works (a folk tune against a folk tune) a copy and the tune coincide, and a single
+  line matched in a few blocks of intervals is weak evidence: either answer then also needs the tune score
+  (``melody``) >= ``one_voice_threshold`` (default :data:`ONE_VOICE_THRESHOLD`).
 
   Text: every record's MinHash signature compared with the query's (one numpy comparison), a match needs
   estimated Jaccard >= ``near_copy_threshold``; images: both perceptual hashes within ``max_hamming`` bits.
@@ -66,8 +71,8 @@ from govjax.documentation.melodic_alignment import (
 from govjax.documentation.music_fingerprint import MusicFingerprint, decode_signature
 from govjax.documentation.run_outputs import NOT_AVAILABLE, RunOutputs, load_run_outputs
 
-__all__ = ["MAX_QUERY_NOTES", "MAX_UNCOUNTED_QUERY_BYTES", "LookupResult", "ManifestIndex", "Match",
-           "NOT_AVAILABLE", "QueryError", "check_query_size", "lookup_file",
+__all__ = ["MAX_QUERY_NOTES", "MAX_UNCOUNTED_QUERY_BYTES", "ONE_VOICE_THRESHOLD", "LookupResult", "ManifestIndex",
+           "Match", "NOT_AVAILABLE", "QueryError", "check_query_size", "lookup_file",
            "lookup_fingerprint", "query_modality"]
 
 TIERS = {"exact-file": "2a", "exact-content": "2b", "near-copy": "3", "partial-copy": "3", "same-tune": "3"}
@@ -76,6 +81,12 @@ MATCHED_BY = {"exact-file": "exact", "exact-content": "content", "near-copy": "f
 _LEVEL_RANK = {"exact-file": 0, "exact-content": 1, "near-copy": 2, "partial-copy": 3, "same-tune": 4}
 GRAM = 4  # intervals per gram of the candidate index
 MIN_PARTIAL_INTERVALS = 24  # a partial copy covers at least this many matched intervals (about two bars of SATB)
+MIN_SINGLE_VOICE_RHYTHM = 0.5  # one query voice found as an inner voice: rhythm classes agree on this share
+# Two one-voice works: any tier-3 answer needs the tune score >= this. Chosen on the development split of the
+# Essen folk songs (experiments/results/lookup_bench.json, ``distinct_works``: at 0.62, 11 of 4,231 never-
+# documented songs still got a copy answer for an unrelated melody; at 0.7, none); held-out check on O'Neill's
+# 1850 tunes (``distinct_works_heldout``).
+ONE_VOICE_THRESHOLD = 0.7
 MAX_QUERY_NOTES = 10_000
 MAX_UNCOUNTED_QUERY_BYTES = 512 * 1024
 
@@ -255,19 +266,22 @@ class ManifestIndex:
     melody_threshold: minimum tune alignment for a same-tune report (music).
     copy_threshold: minimum of both coverages for a music near-copy.
     partial_threshold: minimum of one coverage for a music partial copy.
+    one_voice_threshold: between a one-voice query and a one-voice record, minimum tune score (``melody``)
+      for any music tier-3 answer (near copy or same tune).
     max_hamming: maximum Hamming distance (of 64 bits) of both perceptual hashes for an image match.
     num_candidates: music records aligned per query: the best by gram coverage and, as many again, the best
       by the tune's grams.
   """
 
   def __init__(self, manifest: Manifest, *, near_copy_threshold: float = 0.45, melody_threshold: float = 0.62,
-               copy_threshold: float = 0.5, partial_threshold: float = 0.8, max_hamming: int = 10,
-               num_candidates: int = 16):
+               copy_threshold: float = 0.5, partial_threshold: float = 0.8,
+               one_voice_threshold: float = ONE_VOICE_THRESHOLD, max_hamming: int = 10, num_candidates: int = 16):
     self.manifest = manifest
     self.near_copy_threshold = near_copy_threshold
     self.melody_threshold = melody_threshold
     self.copy_threshold = copy_threshold
     self.partial_threshold = partial_threshold
+    self.one_voice_threshold = one_voice_threshold
     self.max_hamming = max_hamming
     self.num_candidates = num_candidates
     self.records = {r["work_id"]: r for r in manifest.records}
@@ -282,6 +296,7 @@ class ManifestIndex:
         self.by_content.setdefault(key, []).append(record["work_id"])
     music = [r for r in manifest.records if r["modality"] == "music" and has_fingerprint(r)]
     self._music_ids = [r["work_id"] for r in music]
+    self._music_rows = {w: i for i, w in enumerate(self._music_ids)}
     self._sketches: list[list[VoiceSketch]] = []
     for record in music:
       try:
@@ -358,14 +373,20 @@ class ManifestIndex:
 
     A near-copy has both coverages >= ``copy_threshold``, the smaller at least 3/4 of the larger, and voices
     left unmatched on neither side or on both (an edited voice); a partial copy has one coverage >=
-    ``partial_threshold`` over at least two voices (or one inner voice alone) and
-    :data:`MIN_PARTIAL_INTERVALS` intervals; same tune: the record's highest voice matched over >=
-    ``melody_threshold``.
+    ``partial_threshold`` over at least two voices (or one inner voice alone, whose rhythm classes then agree
+    on :data:`MIN_SINGLE_VOICE_RHYTHM` of the matched intervals: a lone line matched by its intervals alone is
+    weak evidence, e.g. a folk tune found in a chorale's tenor by chance) and :data:`MIN_PARTIAL_INTERVALS`
+    intervals; same tune: the record's highest voice matched over >= ``melody_threshold``. Rhythm enters the
+    decision only in that one-voice case; everywhere else the intervals decide (rhythm agreement is reported).
+    Between a one-voice query and a one-voice record, no answer below ``one_voice_threshold`` of the tune
+    score (for them the tune score is the near-copy coverage: matched / the longer line).
 
     Args:
       comparison: :func:`~govjax.documentation.melodic_alignment.compare` of the query and the record.
       query, record: the voice sketches compared.
     """
+    if len(query) == 1 and len(record) == 1 and comparison.melody < self.one_voice_threshold:
+      return None
     pairs = comparison.pairs
     matched = sum(p.matched for p in pairs)
     low = min(comparison.query_coverage, comparison.record_coverage)
@@ -375,7 +396,8 @@ class ManifestIndex:
     if (len(pairs) >= min(2, len(query), len(record)) and low >= self.copy_threshold and low >= 0.75 * high
         and extra_query == extra_record):
       return "near-copy"
-    inner_voice = len(pairs) == 1 and len(query) == 1 and pairs[0].record_voice != 0
+    inner_voice = (len(pairs) == 1 and len(query) == 1 and pairs[0].record_voice != 0
+                   and pairs[0].rhythm_agreement >= MIN_SINGLE_VOICE_RHYTHM)
     if (len(pairs) >= 2 or inner_voice) and matched >= MIN_PARTIAL_INTERVALS and high >= self.partial_threshold:
       return "partial-copy"
     if comparison.melody >= self.melody_threshold:
@@ -394,6 +416,45 @@ class ManifestIndex:
     found = self._exact("music", source_sha256, fingerprint.content_sha256)
     sketches = list(fingerprint.voices)
     rows = range(len(self._music_ids)) if exhaustive and sketches else self._candidate_rows(sketches)
+    self._align_rows(rows, sketches, found)
+    return self._split(found)
+
+  def record_candidates(self, work_id: str, *, exhaustive: bool = False) -> set[str]:
+    """Work ids that :meth:`related_records` aligns with a documented record's voices."""
+    row = self._music_rows.get(work_id)
+    if row is None:
+      raise KeyError(f"record {work_id!r}: no music fingerprint (field 'tier3.voices') in the manifest")
+    rows = range(len(self._music_ids)) if exhaustive else self._candidate_rows(self._sketches[row])
+    return {self._music_ids[r] for r in rows if r != row}
+
+  def related_records(self, work_id: str, *, exhaustive: bool = False) -> list[Match]:
+    """Tier-3 music answers for a documented record's own voices queried against the other records.
+
+    The same decision as a lookup (:meth:`classify`), so the manifest's duplicate report and the lookup agree
+    (:func:`govjax.documentation.duplicates.find_duplicates`). Exact tiers are not tried here.
+
+    Args:
+      work_id: a music record of the manifest with tier-3 voices.
+      exhaustive: align every other record instead of the gram index's candidates.
+
+    Returns:
+      ``near-copy``, ``partial-copy`` and ``same-tune`` matches, strongest first (the record itself excluded).
+
+    Raises:
+      KeyError: ``work_id`` is not a fingerprinted music record.
+    """
+    row = self._music_rows.get(work_id)
+    if row is None:
+      raise KeyError(f"record {work_id!r}: no music fingerprint (field 'tier3.voices') in the manifest")
+    sketches = self._sketches[row]
+    rows = range(len(self._music_ids)) if exhaustive else self._candidate_rows(sketches)
+    found: dict[str, Match] = {}
+    self._align_rows((r for r in rows if r != row), sketches, found)
+    matches, same = self._split(found)
+    return matches + same
+
+  def _align_rows(self, rows: Iterable[int], sketches: Sequence[VoiceSketch], found: dict[str, Match]) -> None:
+    """Aligns ``sketches`` with the records of ``rows`` not yet in ``found`` and adds their tier-3 answers."""
     for row in rows:
       work_id = self._music_ids[row]
       if work_id in found:
@@ -413,7 +474,6 @@ class ManifestIndex:
       else:
         score = comparison.melody
       found[work_id] = self._match(work_id, level, score, scores, "alignment")
-    return self._split(found)
 
   def search_text(self, fingerprint: text_fingerprint.TextFingerprint, *, source_sha256: str | None = None,
                   exhaustive: bool = False) -> tuple[list[Match], list[Match]]:

@@ -23,7 +23,7 @@ passage, not voices matched in unrelated places), and reports:
 
 Intervals, not pitches, are aligned, so a changed note costs two intervals; an inserted passing note costs
 one changed interval and one inserted one. Time signatures and durations do not enter the alignment (rhythm
-agreement is reported, not required).
+agreement is reported; the lookup requires it only of a single voice found as an inner voice).
 
 Example:
   >>> from music21 import corpus

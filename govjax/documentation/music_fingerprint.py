@@ -19,8 +19,10 @@ whose names are re-exported here), and described three ways:
   (mod 12) to the next onset; ``harmonic_ngram``-grams of these.
 
 Two MinHash signatures (datasketch) summarise the shingles: ``melody`` (the highest voice) and ``full`` (every
-voice's melodic shingles plus the harmonic shingles); the manifest's duplicate report compares them. A lookup
-query needs only the content hash and the sketches (``fingerprint_notes(..., minhash=False)``).
+voice's melodic shingles plus the harmonic shingles); they are kept in the manifest as an overall similarity
+estimate (the duplicate report lists them per pair), while the lookup and the duplicate report decide on the
+voice sketches. A lookup query needs only the content hash and the sketches
+(``fingerprint_notes(..., minhash=False)``).
 
 Example:
   >>> from music21 import corpus

@@ -6,8 +6,20 @@ One record (a line of ``records.jsonl``) per work::
      "tier1": {"rights": <rights record or null>, "treatment": {"status": "included" | "excluded" |
                "not-trained" | "unknown", "depth", "num_groups", "region", "rule", "reason", "label"}},
      "tier2": {"source_sha256", "content_sha256"},
-     "tier3": {<music: melody/full MinHash (base64 uint32), sizes> | <text: signature> |
-               <image: phash/dhash> | {"unavailable": reason}}}
+     "tier3": {<music: see below> | <text: signature> | <image: phash/dhash> | {"unavailable": reason}}}
+
+Music tier 3 holds ``voices``, one sketch per voice, highest first (``{"i": intervals, "r": rhythm classes, "b":
+bars}``, base64 of int8 / int8 / little-endian uint16; :class:`~govjax.documentation.melodic_alignment.
+VoiceSketch`), ``num_notes``, ``num_voices``, and the ``melody`` / ``full`` MinHash signatures (base64 uint32)
+with their shingle-set sizes. The lookup and the duplicate report decide on the voices alone: their pitch
+intervals are aligned (near-copy, partial copy, same tune) and their bars name the matched passage; the rhythm
+classes are stored and reported (``rhythm_agreement``) but do not enter the decision. The MinHash signatures are
+kept as an overall similarity estimate for the record.
+
+Every work with content at hand gets tier 3, whatever its treatment: an opted-out or excluded work is
+fingerprinted too, so that a copy of it can be found. Note what the voices disclose: the interval sequence of a
+voice is that voice's melody up to transposition (its rhythm up to the classes, and its bars), so a manifest
+lets anyone rebuild the tunes it documents, opted-out works included (see the README's lookup section).
 
 Example:
   >>> recs = build_records([{"work_id": "t/1", "modality": "text", "text": "a b c d e f g"}],

@@ -6,8 +6,10 @@ import contextlib
 import dataclasses
 import io
 import json
+import pathlib
 import random
 import shutil
+from fractions import Fraction
 
 import music21
 import pytest
@@ -16,6 +18,8 @@ from govjax.documentation import lookup
 from govjax.documentation import manifest as mfst
 from govjax.documentation import music_fingerprint as mf
 from govjax.documentation import music_transforms as mt
+from govjax.documentation.music_notes import Note, NoteList
+from govjax.documentation.text_fingerprint import TextFingerprintConfig
 
 DOCUMENTED = ("bach/bwv66.6", "bach/bwv10.7", "bach/bwv101.7", "bach/bwv26.6")
 
@@ -113,6 +117,22 @@ def test_partial_copies_are_found_with_their_bars_and_voices(index):
   bars = match.scores["voices"][0]["record_bars"]
   assert 4 <= bars[0] <= bars[1] <= 10, bars  # 4/4 with a pickup: onsets 16-32 are bars 5-9
   assert "record bars" in match.describe_partial()
+
+
+def test_a_single_inner_voice_is_a_partial_copy_only_with_its_rhythm(index):
+  tenor = [dataclasses.replace(n, voice=0) for n in _notes("bach/bwv101.7") if n.voice == 2]
+  match = _only(_music_query(index, tenor), "bach/bwv101.7")
+  assert match.level == "partial-copy" and match.scores["voices"][0]["record_voice"] == 2
+  assert match.scores["voices"][0]["rhythm_agreement"] >= lookup.MIN_SINGLE_VOICE_RHYTHM
+  # the same pitches with the onsets of a different rhythm: the intervals alone do not make a copy of one voice
+  rng = random.Random(1)
+  onset, rhythm_changed = tenor[0].onset, []
+  for note in tenor:
+    duration = note.duration * rng.choice((1, 2, 3)) / 2
+    rhythm_changed.append(dataclasses.replace(note, onset=onset, duration=duration))
+    onset += duration
+  result = _music_query(index, rhythm_changed)
+  assert not any(m.work_id == "bach/bwv101.7" for m in result.matches)
 
 
 def test_ten_percent_edits_ornaments_and_a_new_meter_are_near_copies(index):
@@ -268,3 +288,42 @@ def test_a_5000_measure_query_is_refused_fast_with_the_limit_named(index, manife
   with contextlib.redirect_stderr(io.StringIO()) as err:
     assert main(["lookup", str(queries[1]), "--manifest", str(manifest_dir)]) == 2
   assert "80,000 notes; a lookup query may hold at most 10,000 (MAX_QUERY_NOTES)" in err.getvalue()
+
+
+def _tune(pitches, transpose=0):
+  """A one-voice NoteList of quarter notes."""
+  return NoteList(tuple(Note(0, Fraction(i), p + transpose, Fraction(1)) for i, p in enumerate(pitches)), 1)
+
+
+def _one_voice_index(tunes, **thresholds):
+  inputs = [{"work_id": w, "title": w, "source_path": f"{w}.abc", "sha256": f"{i:064x}", "notes": notes,
+             "split": "train", "modality": "music"} for i, (w, notes) in enumerate(tunes.items())]
+  manifest = mfst.Manifest({}, mfst.build_records(inputs), mf.FingerprintConfig(),
+                           TextFingerprintConfig(), pathlib.Path("."))
+  return lookup.ManifestIndex(manifest, **thresholds)
+
+
+def test_one_voice_works_need_the_tune_score_for_any_answer():
+  rng = random.Random(3)
+  melody = [60 + rng.choice((-5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 7)) for _ in range(80)]
+  # The first 48 notes kept, the rest a different line: about 0.6 of the longer line aligned.
+  variant = melody[:48] + [60 + rng.choice((-7, -4, 6, 8, 9, 10, -8)) for _ in range(32)]
+  index = _one_voice_index({"folk/tune": _tune(melody)})
+  loose = _one_voice_index({"folk/tune": _tune(melody)}, one_voice_threshold=0.5)
+  assert index.one_voice_threshold == lookup.ONE_VOICE_THRESHOLD == 0.7
+  query = mf.fingerprint_notes(_tune(variant), index.manifest.music_config, minhash=False)
+  matches, same = loose.search_music(query)
+  assert [m.level for m in matches] == ["near-copy"]
+  assert 0.5 <= matches[0].scores["melody"] < 0.7
+  assert index.search_music(query) == ([], [])  # neither a copy nor the same tune below the threshold
+
+  # A transposed copy with one note changed (so not the exact-content tier) is still a near copy.
+  copy = list(melody)
+  copy[40] += 1
+  query = mf.fingerprint_notes(_tune(copy, transpose=5), index.manifest.music_config, minhash=False)
+  matches, same = index.search_music(query)
+  assert [(m.work_id, m.level) for m in matches] == [("folk/tune", "near-copy")] and not same
+  assert matches[0].scores["melody"] >= 0.9
+  # The exact transposed copy is found at the exact-content tier.
+  query = mf.fingerprint_notes(_tune(melody, transpose=-3), index.manifest.music_config, minhash=False)
+  assert [m.level for m in index.search_music(query)[0]] == ["exact-content"]
