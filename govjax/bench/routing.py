@@ -4,15 +4,18 @@ Protocol (``govjax bench routing --json [--quick]``):
 
 1. Build the demo transformer (experiments/configs/demo.py: 4 layers, width 128, 4 heads, context 128; vocab 72)
    and a random batch of ``--batch`` rows with a random depth mask (each row trains the top 1..G groups).
-2. Build four train steps with :func:`govjax.train.step.make_train_step` and the components of
+2. Build five train steps with :func:`govjax.train.step.make_train_step` and the components of
    :func:`govjax.train.governance.governance_components` (normaliser ``"contributors"``, clip + AdamW): ``plain``
-   (routing ``"none"``), ``gated`` (``"depth"``), ``per_group`` and ``exact`` (per-example gradients in
-   microbatches of ``--microbatch``). Each is compiled and warmed up, then timed ``--repeats`` times, interleaved
-   (plain, gated, per_group, exact, plain, ...), without buffer donation so every call starts from the same state;
-   the medians are reported.
+   (routing ``"none"``), ``gated`` (``"depth"``), ``per_group`` (routed at each operation where parameters meet
+   the examples, :mod:`govjax.routing.opwise`), ``per_group_whole_group`` (the same gradients from one
+   ``custom_vjp`` per group whose backward runs twice: the implementation before the per-operation one) and
+   ``exact`` (per-example gradients in microbatches of ``--microbatch``). Each is compiled and warmed up, then
+   timed ``--repeats`` times, interleaved (plain, gated, per_group, ..., plain, ...), without buffer donation so
+   every call starts from the same state; the medians are reported, with each one's ratio to ``plain`` (all from
+   the same run, so a loaded machine shifts them together).
 3. ``max_rel_err_vs_reference``: the routed gradients of ``depth`` and ``per_group`` (for the depth mask) and of
-   ``per_group`` for an arbitrary non-monotone soft mask, compared with the per-example reference (exact path,
-   normaliser ``"batch"``) as ``max |a - b| / max |b|`` over the whole parameter tree.
+   ``per_group`` (both implementations) for an arbitrary non-monotone soft mask, compared with the per-example
+   reference (exact path, normaliser ``"batch"``) as ``max |a - b| / max |b|`` over the whole parameter tree.
 
 ``--quick`` uses a 2-layer, width-32, context-32 model at batch 8 for a smoke run.
 """
@@ -33,7 +36,7 @@ from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.models.transformer import count_params
 from govjax.routing.loss import make_routed_loss
 from govjax.train.governance import governance_components
-from govjax.train.step import create_train_state
+from govjax.train.step import create_train_state, make_train_step
 
 VOCAB_SIZE = 72
 
@@ -89,11 +92,16 @@ def run(args: argparse.Namespace) -> dict:
   mask = _depth_mask(key_mask, batch_size, num_groups)
 
   steps, states = {}, {}
-  for name, routing in (("plain", "none"), ("gated", "depth"), ("per_group", "per_group"), ("exact", "exact")):
+  for name, routing in (("plain", "none"), ("gated", "depth"), ("per_group", "per_group"),
+                        ("per_group_whole_group", "per_group"), ("exact", "exact")):
     cfg = dataclasses.replace(config, governance=GovernanceSpec(routing=routing, normaliser="contributors"))
     components = governance_components(cfg, microbatch=args.microbatch)
     graphdef, state, tx, _ = create_train_state(cfg, vocab_size=VOCAB_SIZE, tx=components.tx)
-    steps[name] = components.train_step(graphdef, donate=False)
+    if name == "per_group_whole_group":
+      steps[name] = make_train_step(graphdef, tx, make_routed_loss("per_group", opwise=False),
+                                    gradients=components.gradients, plugins=components.plugins, donate=False)
+    else:
+      steps[name] = components.train_step(graphdef, donate=False)
     states[name] = state
     jax.block_until_ready(steps[name](state, batch, mask))  # compile
     jax.block_until_ready(steps[name](state, batch, mask))  # warm up
@@ -106,12 +114,14 @@ def run(args: argparse.Namespace) -> dict:
   params = states["plain"].params
   grad_fns = {mode: _grad_fn(graphdef, make_routed_loss(mode, microbatch=args.microbatch))
               for mode in ("depth", "per_group", "exact")}
+  grad_fns["per_group_whole_group"] = _grad_fn(graphdef, make_routed_loss("per_group", opwise=False))
   reference = grad_fns["exact"](params, batch, mask)
   errors = {f"{mode}_depth_mask": _max_rel_err(grad_fns[mode](params, batch, mask), reference)
-            for mode in ("depth", "per_group")}
+            for mode in ("depth", "per_group", "per_group_whole_group")}
   arbitrary = _arbitrary_mask(key_arbitrary, batch_size, num_groups)
-  errors["per_group_arbitrary_mask"] = _max_rel_err(grad_fns["per_group"](params, batch, arbitrary),
-                                                    grad_fns["exact"](params, batch, arbitrary))
+  arbitrary_reference = grad_fns["exact"](params, batch, arbitrary)
+  for mode in ("per_group", "per_group_whole_group"):
+    errors[f"{mode}_arbitrary_mask"] = _max_rel_err(grad_fns[mode](params, batch, arbitrary), arbitrary_reference)
   model = nnx.merge(graphdef, params)
   return {
       "plain_step_s": median["plain"],
@@ -120,6 +130,8 @@ def run(args: argparse.Namespace) -> dict:
       "exact_step_s": median["exact"],
       "gated_over_plain": median["gated"] / median["plain"],
       "per_group_over_plain": median["per_group"] / median["plain"],
+      "per_group_whole_group_step_s": median["per_group_whole_group"],
+      "per_group_whole_group_over_plain": median["per_group_whole_group"] / median["plain"],
       "exact_over_plain": median["exact"] / median["plain"],
       "max_rel_err_vs_reference": max(errors.values()),
       "rel_err_vs_reference": errors,

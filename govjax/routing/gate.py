@@ -11,11 +11,14 @@ Two mechanisms, both leaving the forward values unchanged:
   depth: exact and nearly free. A soft mask is exact too, as long as a zero never sits above a non-zero (the
   support of every row is a top segment ``g >= g0``); the cumulative product of the mixing weights
   ``m*h + (1-m)*stop_gradient(h)`` would instead give ``prod_{k >= g} mask[b, k]``, which is why ratios are used.
-- **Per-group routing** (``mode="per_group"``, any mask): each group (embeddings, every block, the head) runs
-  under a ``custom_vjp`` (:func:`param_routed_call`) whose backward computes the group's *parameter* cotangent from
-  the cotangent scaled per example by ``mask[b, g]`` and its *input* cotangent from the unscaled one, so lower
-  groups still see every example's full gradient signal. Exact for arbitrary non-monotone and soft masks; costs
-  roughly one extra backward of the activations (XLA drops the unused half of each ``vjp`` under ``jit``).
+- **Per-group routing** (``mode="per_group"``, any mask): each group's (embeddings, every block, the head)
+  *parameter* cotangent is computed from the cotangent scaled per example by ``mask[b, g]`` and its *input*
+  cotangent from the unscaled one, so lower groups still see every example's full gradient signal. Exact for
+  arbitrary non-monotone and soft masks. By default the scaling happens at each operation where the group's
+  parameters meet the examples (:mod:`govjax.routing.opwise`: one backward pass, about the cost of a plain one);
+  where that cannot be proved exact for a group, the group runs under one ``custom_vjp``
+  (:func:`param_routed_parts`) whose backward runs its VJP twice, scaled and unscaled (one extra backward of the
+  activations).
 
 :func:`routed_apply` is the full forward for either mode, for any model that follows
 :class:`~govjax.routing.protocol.RoutableModel` (``num_groups``, ``group_rules()``, ``apply_group(group, h)``;
@@ -51,6 +54,7 @@ from flax import nnx
 
 from govjax.routing.groups import depth_groups, group_leaves, is_region_path, model_group_rules, path_string
 from govjax.routing.masks import check_group_mask
+from govjax.routing.opwise import opwise_call, plan_opwise
 from govjax.routing.protocol import FunctionalView, check_routable, forward, functional_view, routing_spec
 
 __all__ = [
@@ -171,38 +175,46 @@ def _depth_gate(mask: jax.Array) -> Gate:
   return gate
 
 
-def param_routed(fn: Callable[[Any, Any], jax.Array], params: Any, x: Any, scale: jax.Array) -> jax.Array:
+def param_routed(fn: Callable[[Any, Any], jax.Array], params: Any, x: Any, scale: jax.Array, *,
+                 opwise: bool = True) -> jax.Array:
   """``fn(params, x)`` whose parameter gradient takes example ``b``'s cotangent scaled by ``scale[b]``.
 
   ``fn`` must treat the leading axis of ``x`` and of its output as independent examples (true for embeddings,
   transformer blocks with per-example attention, norms and linear heads). The input cotangent is the unscaled one,
-  so the gradient flowing to earlier computations is unchanged. ``x`` may be an int array (it then gets no
-  cotangent).
+  so the gradient flowing to earlier computations is unchanged. Integer leaves of ``x`` get no cotangent.
 
   Args:
     fn: ``fn(params, x) -> y`` with ``y`` ``[B, ...]``.
     params: pytree of float arrays.
-    x: input with leading axis ``B``.
+    x: input (a pytree of arrays) with leading axis ``B``.
     scale: ``[B]`` per-example weight of the parameter gradient.
+    opwise: scale at each operation where the parameters meet the examples (one backward pass,
+      :mod:`govjax.routing.opwise`) when that is provably exact; False: always the whole-group VJP.
 
   Returns:
     ``fn(params, x)``.
   """
-  return param_routed_parts(lambda parts, inp: fn(parts[0], inp), (params,), x, (scale,))
+  return param_routed_parts(lambda parts, inp: fn(parts[0], inp), (params,), x, (scale,), opwise=opwise)
 
 
 def param_routed_parts(fn: Callable[[tuple, Any], jax.Array], parts: tuple, x: Any,
-                       scales: tuple) -> jax.Array:
+                       scales: tuple, *, opwise: bool = True) -> jax.Array:
   """Like :func:`param_routed` with several parameter parts, each with its own per-example scale.
 
   The gradient of ``parts[k]`` takes example ``b``'s output cotangent scaled by ``scales[k][b]``; the input
   cotangent is the unscaled one.
 
+  Two implementations with the same gradients (up to float rounding): per operation
+  (:func:`govjax.routing.opwise.opwise_call`, one backward pass through the group; used whenever
+  :func:`~govjax.routing.opwise.plan_opwise` can prove it exact) and per group (a ``custom_vjp`` around the whole
+  group whose backward runs the group's VJP twice, once with the scaled and once with the unscaled cotangent).
+
   Args:
     fn: ``fn(parts, x) -> y`` with ``y`` ``[B, ...]``.
     parts: tuple of parameter pytrees.
-    x: input with leading axis ``B`` (float: gets a cotangent; int: none).
+    x: input (pytree) with leading axis ``B`` (float leaves get a cotangent; int leaves none).
     scales: tuple of ``[B]`` arrays, one per part.
+    opwise: allow the per-operation implementation.
 
   Returns:
     ``fn(parts, x)``.
@@ -210,28 +222,41 @@ def param_routed_parts(fn: Callable[[tuple, Any], jax.Array], parts: tuple, x: A
   parts, scales = tuple(parts), tuple(scales)
   if len(parts) != len(scales):
     raise ValueError(f"param_routed_parts: {len(parts)} parameter parts but {len(scales)} scales")
-  differentiable_x = jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+  if opwise:
+    plan = plan_opwise(fn, parts, x)
+    if plan.supported:
+      return opwise_call(plan, parts, x, scales)
+  return _group_routed_vjp(fn, parts, x, scales)
+
+
+def _group_routed_vjp(fn: Callable[[tuple, Any], jax.Array], parts: tuple, x: Any, scales: tuple) -> jax.Array:
+  """:func:`param_routed_parts` per group: one ``custom_vjp`` whose backward runs the group's VJP twice."""
+  leaves, treedef = jax.tree.flatten(x)
+  differentiable = [jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact) for v in leaves]
+  fixed = [v for v, d in zip(leaves, differentiable, strict=True) if not d]
+
+  def with_inputs(diff_leaves, fixed_leaves):
+    diff_iter, fixed_iter = iter(diff_leaves), iter(fixed_leaves)
+    return jax.tree.unflatten(treedef, [next(diff_iter) if d else next(fixed_iter) for d in differentiable])
 
   @jax.custom_vjp
-  def call(parts, x, scales):
+  def call(parts, diff_leaves, fixed_leaves, scales):
     del scales
-    return fn(parts, x)
+    return fn(parts, with_inputs(diff_leaves, fixed_leaves))
 
-  def fwd(parts, x, scales):
-    if differentiable_x:
-      y, vjp = jax.vjp(fn, parts, x)
-    else:
-      y, vjp = jax.vjp(lambda p: fn(p, x), parts)
+  def fwd(parts, diff_leaves, fixed_leaves, scales):
+    y, vjp = jax.vjp(lambda p, d: fn(p, with_inputs(d, fixed_leaves)), parts, diff_leaves)
     return y, (vjp, scales)
 
   def bwd(res, ct):
     vjp, scales = res
-    param_ct = tuple(vjp(_select_scale(ct, scale))[0][k] for k, scale in enumerate(scales))
-    x_ct = vjp(ct)[1] if differentiable_x else None
-    return param_ct, x_ct, tuple(jnp.zeros_like(scale) for scale in scales)
+    param_ct = tuple(vjp(jax.tree.map(lambda c, s=scale: _select_scale(c, s), ct))[0][k]
+                     for k, scale in enumerate(scales))
+    x_ct = vjp(ct)[1] if any(differentiable) else []
+    return param_ct, x_ct, None, tuple(jnp.zeros_like(scale) for scale in scales)
 
   call.defvjp(fwd, bwd)
-  return call(parts, x, scales)
+  return call(parts, [v for v, d in zip(leaves, differentiable, strict=True) if d], fixed, scales)
 
 
 def param_routed_call(module: Any, x: jax.Array, scale: jax.Array,
@@ -287,10 +312,10 @@ def _group_layout(view: FunctionalView, rules) -> tuple[list[int], list[bool]]:
   return ids, [is_region_path(p) for p in paths]
 
 
-def _routed_group(view, ids, regions, group, call, x, scale, region_scale=None):
+def _routed_group(view, ids, regions, group, call, x, scale, region_scale=None, opwise=True):
   parts, rebuild = _split_by_group(view, ids, regions, group, region_scale is not None)
   scales = (scale,) if region_scale is None else (scale, region_scale)
-  return param_routed_parts(lambda p, inp: call(rebuild(p), inp), parts, x, scales)
+  return param_routed_parts(lambda p, inp: call(rebuild(p), inp), parts, x, scales, opwise=opwise)
 
 
 def group_routed_call(model: Any, group: int, call: Callable[[Any, Any], jax.Array], x: Any,
@@ -319,15 +344,21 @@ def group_routed_call(model: Any, group: int, call: Callable[[Any, Any], jax.Arr
   return _routed_group(view, ids, regions, group, call, x, scale, region_scale)
 
 
-def _per_group(model, x, mask, num_groups, rules, gate, return_hidden, region_mask, call_kwargs):
+def _per_group(model, x, mask, num_groups, rules, gate, return_hidden, region_mask, call_kwargs, opwise=True):
   view = functional_view(model, where="per_group_forward")
   ids, regions = _group_layout(view, rules)
+  # Per-example keyword arguments (e.g. the region scale [B]) travel with the rows, so that the per-operation
+  # routing (govjax.routing.opwise) sees them as examples rather than as constants of the group.
+  batch = mask.shape[0]
+  row_kwargs = {k: v for k, v in call_kwargs.items() if hasattr(v, "shape") and jnp.ndim(v) and v.shape[0] == batch}
+  static_kwargs = {k: v for k, v in call_kwargs.items() if k not in row_kwargs}
   hidden = []
   h = x
   for group in range(num_groups):
     region_scale = None if region_mask is None else region_mask[:, group]
-    h = _routed_group(view, ids, regions, group, lambda m, inp, g=group: m.apply_group(g, inp, **call_kwargs), h,
-                      mask[:, group], region_scale)
+    h = _routed_group(view, ids, regions, group,
+                      lambda m, inp, g=group: m.apply_group(g, inp[0], **static_kwargs, **inp[1]), (h, row_kwargs),
+                      mask[:, group], region_scale, opwise)
     if group < num_groups - 1:
       if gate is not None:
         h = gate(group, h)
@@ -398,7 +429,7 @@ def weighted_per_group_forward(model: Any, x: Any, weights: jax.Array, *, region
 
 
 def routed_apply(model: Any, x: Any, group_mask: jax.Array, *, mode: str = "depth", gate: Gate | None = None,
-                 return_hidden: bool = False, checked: bool = False, **call_kwargs: Any):
+                 return_hidden: bool = False, checked: bool = False, opwise: bool = True, **call_kwargs: Any):
   """The model's forward with gradient routing.
 
   Args:
@@ -411,6 +442,9 @@ def routed_apply(model: Any, x: Any, group_mask: jax.Array, *, mode: str = "dept
     gate: an extra gate composed after the routing one (e.g. region adapters).
     return_hidden: also return the outputs of groups ``0 .. G - 2`` (the residual streams).
     checked: check traced mask values with ``checkify`` (see :mod:`govjax.routing.masks`).
+    opwise: ``"per_group"`` routes at each operation where parameters meet the examples (one backward pass;
+      :mod:`govjax.routing.opwise`) where that is provably exact; False: the whole-group VJP (two backward passes
+      through each group; the same gradients, kept for comparison).
     **call_kwargs: passed to every ``model.apply_group`` call.
 
   Returns:
@@ -431,7 +465,7 @@ def routed_apply(model: Any, x: Any, group_mask: jax.Array, *, mode: str = "dept
   if mode != "none":
     check_routable(model, x, **call_kwargs)
   if mode == "per_group":
-    return _per_group(model, x, mask, num_groups, rules, gate, return_hidden, None, call_kwargs)
+    return _per_group(model, x, mask, num_groups, rules, gate, return_hidden, None, call_kwargs, opwise)
   combined = gate
   if mode == "depth":
     routing = _depth_gate(mask)

@@ -15,8 +15,10 @@ it must treat rows independently. The gradient of the returned loss with respect
   column. Gives the ``"batch"`` aggregate ``sum_b mask[b, g] * g_b / B`` for every row whose non-zero entries form
   a top segment (depth masks, soft or not); in a row with a zero above a non-zero, every group below the highest
   zero gets nothing (never more than the mask allows). Nearly free: the backward pass stops at each row's depth.
-- ``"per_group"``: the per-group ``custom_vjp`` (:func:`govjax.routing.gate.per_group_forward`): the ``"batch"``
-  aggregate for any mask, non-monotone and soft ones included.
+- ``"per_group"``: per-group routing (:func:`govjax.routing.gate.per_group_forward`): the ``"batch"``
+  aggregate for any mask, non-monotone and soft ones included; each parameter's cotangent is scaled per example
+  at the operations where it meets the examples (:mod:`govjax.routing.opwise`), so the backward pass costs about
+  what a plain one does.
 - ``"exact"``: the per-example reference. Per-example gradients (``vmap`` over microbatches of ``microbatch``
   rows inside a ``lax.scan``) are reduced with the routed aggregation of
   :func:`govjax.routing.transforms.per_example_routed_aggregate` (:func:`~govjax.routing.transforms.
@@ -131,11 +133,11 @@ def _split_out(out: Any, return_hidden: bool) -> tuple[jax.Array, Any]:
 
 
 def _gated_loss(model, batch, group_mask, *, mode: str, return_hidden: bool, example_loss: ExampleLoss,
-                inputs: Inputs, checked: bool):
+                inputs: Inputs, checked: bool, opwise: bool = True):
   """``"none"``, ``"depth"`` and ``"per_group"``: routing in the forward pass, batch-normalised gradient."""
   x = _model_inputs(batch, inputs)
   logits, hidden = _split_out(routed_apply(model, x, group_mask, mode=mode, return_hidden=return_hidden,
-                                           checked=checked), return_hidden)
+                                           checked=checked, opwise=opwise), return_hidden)
   per_example = _example_losses(example_loss, logits, batch, group_mask.shape[0])
   if mode == "depth":
     weights = depth_loss_weights(group_mask)
@@ -245,6 +247,7 @@ def routed_loss(
     example_loss: ExampleLoss | None = None,
     inputs: Inputs = "tokens",
     checked: bool = False,
+    opwise: bool = True,
 ) -> tuple[jax.Array, dict]:
   """The routed loss of a batch (see the module docstring for each mode's gradient).
 
@@ -264,6 +267,8 @@ def routed_loss(
     example_loss: ``example_loss(outputs, batch) -> [B]``; default :func:`next_token_example_loss`.
     inputs: the batch key of the model input, or ``inputs(batch) -> x``.
     checked: check traced mask values with ``checkify`` (see :mod:`govjax.routing.masks`).
+    opwise: ``"per_group"``: per-operation routing where provably exact (False: the whole-group VJP; see
+      :func:`govjax.routing.gate.routed_apply`).
 
   Returns:
     ``(loss, aux)``.
@@ -288,12 +293,12 @@ def routed_loss(
   if normaliser != "batch":
     raise ValueError(f"mode {mode!r} gives the batch-normalised gradient; apply normaliser={normaliser!r} in the "
                      "optimizer (govjax.routing.transforms.normalise_by_contributors)")
-  return _gated_loss(model, batch, group_mask, mode=mode, **common)
+  return _gated_loss(model, batch, group_mask, mode=mode, opwise=opwise, **common)
 
 
 def make_routed_loss(mode: str, *, normaliser: str = "batch", microbatch: int = 8, rules=None,
                      example_loss: ExampleLoss | None = None, inputs: Inputs = "tokens",
-                     checked: bool = False) -> LossFn:
+                     checked: bool = False, opwise: bool = True) -> LossFn:
   """A train-step loss ``loss_fn(model, batch, group_mask, rng=None, *, return_hidden=False)`` for ``mode``.
 
   Args:
@@ -304,6 +309,7 @@ def make_routed_loss(mode: str, *, normaliser: str = "batch", microbatch: int = 
     example_loss: your per-example loss ``example_loss(outputs, batch) -> [B]`` (default: next-token loss).
     inputs: the batch key of the model input, or ``inputs(batch) -> x`` (default ``"tokens"``).
     checked: check traced mask values with ``checkify``.
+    opwise: per-operation ``"per_group"`` routing (False: the whole-group VJP).
 
   Returns:
     The loss function.
@@ -320,6 +326,6 @@ def make_routed_loss(mode: str, *, normaliser: str = "batch", microbatch: int = 
   if example_loss is not None and not callable(example_loss):
     raise TypeError(f"example_loss must be callable(outputs, batch) -> [B], got {type(example_loss).__name__}")
   fn = functools.partial(routed_loss, mode=mode, normaliser=normaliser, microbatch=microbatch, rules=rules,
-                         example_loss=example_loss, inputs=inputs, checked=checked)
+                         example_loss=example_loss, inputs=inputs, checked=checked, opwise=opwise)
   functools.update_wrapper(fn, routed_loss)
   return fn

@@ -128,18 +128,21 @@ def tree_bytes_per_device(tree: Any, shardings: Any) -> int:
   return total
 
 
-def abstract_train_state(config: TrainConfig, *, vocab_size: int, extras: dict | None = None) -> TrainState:
+def abstract_train_state(config: TrainConfig, *, vocab_size: int, extras: dict | None = None,
+                         tx: Any = None) -> TrainState:
   """The train state of ``config`` as ``jax.ShapeDtypeStruct`` leaves: no memory, so any size can be planned.
 
   Args:
     config: the training config (model shape, optimizer).
     vocab_size: tokenizer vocabulary size.
     extras: initial ``TrainState.extras`` (arrays or abstract arrays).
+    tx: the optimizer chain (e.g. ``governance_components(config).tx``); ``make_optimizer(config)`` when None.
 
   Returns:
     A ``TrainState`` of ``ShapeDtypeStruct``.
   """
-  return jax.eval_shape(lambda e: create_train_state(config, vocab_size=vocab_size, extras=e)[1], extras or {})
+  return jax.eval_shape(lambda e: create_train_state(config, vocab_size=vocab_size, extras=e, tx=tx)[1],
+                        extras or {})
 
 
 def state_bytes_per_device(state: TrainState, mesh: Any, mode: str, *, min_elements: int = MIN_ELEMENTS) -> dict:

@@ -5,6 +5,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from govjax.train.step import create_train_state, make_train_step
 from tests.multidevice.common import AdaptiveDepthPlugin, governed_components, tiny_config, tiny_data
@@ -19,14 +20,16 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_with_gloo_agree_with_one_process(tmp_path):
+def _run_two_processes(tmp_path, layout: str):
   port = _free_port()
   out = tmp_path / "state.npz"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per process
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device per process by default
+  if layout == "fsdp":
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
   env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
   env["JAX_PLATFORMS"] = "cpu"
   procs = [subprocess.Popen([sys.executable, "-m", "tests.multidevice.multiprocess_worker", str(port), str(i),
-                             str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             str(out), layout], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
            for i in range(2)]
   logs = []
   try:
@@ -38,8 +41,12 @@ def test_two_processes_with_gloo_agree_with_one_process(tmp_path):
         p.kill()
   for p, log in zip(procs, logs, strict=True):
     assert p.returncode == 0, log[-3000:]
+  return np.load(out)
 
-  # The same global batches on one process and one device.
+
+@pytest.fixture(scope="module")
+def single_process():
+  """The same global batches on one process and one device."""
   config = tiny_config()
   data = tiny_data()
   components = governed_components(config)
@@ -51,7 +58,14 @@ def test_two_processes_with_gloo_agree_with_one_process(tmp_path):
   for s in range(STEPS):
     state, metrics = step(state, data.batches.train[s], data.batches.group_mask(data.batches.train[s]))
     losses.append(float(metrics["loss"]))
-  got = np.load(out)
+  return config, state, losses
+
+
+@pytest.mark.parametrize("layout", ["replicated", "fsdp"])
+def test_two_processes_with_gloo_agree_with_one_process(tmp_path, single_process, layout):
+  """Replicated: 1 device per process. FSDP: 2 fake devices per process, the state split over all 4."""
+  got = _run_two_processes(tmp_path, layout)
+  config, state, losses = single_process
   np.testing.assert_allclose(got["losses"], losses, rtol=1e-5)
   paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
   for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(state), strict=True)):

@@ -1,5 +1,9 @@
 """Parameters, optimizer and plugin state sharded over 4 fake devices (FSDP, 1-D and 2-D meshes): the governed
-step (depth, per-group and exact routing; the probe) equals the single-device step, and so do influence features."""
+step (depth, per-group and exact routing; the probe) equals the single-device step, and so do influence features.
+
+Each routing mode is trained once (module cache); the probe, feature and checkpoint checks reuse the per-group run
+on the 2-D mesh, which has the probe on.
+"""
 
 import dataclasses
 
@@ -58,18 +62,33 @@ def _run(config, plugins, mesh):
   return graphdef, ref, par, data
 
 
-@pytest.mark.parametrize("routing,model_parallel", [("depth", 1), ("per_group", 2), ("exact", 1)],
-                         ids=["depth-1d", "per_group-2d", "exact-1d"])
-def test_fsdp_routed_step_equals_single_device(routing, model_parallel):
-  config = dataclasses.replace(tiny_config(), governance=GovernanceSpec(routing=routing, normaliser="contributors"))
-  _run(config, (AdaptiveDepthPlugin(num_groups=3),), data_mesh(4, model_parallel=model_parallel))
+CASES = {"depth-1d": ("depth", 1, False), "per_group-2d-probe": ("per_group", 2, True),
+         "exact-1d": ("exact", 1, False)}
 
 
-def test_fsdp_probe_state_sharded_and_features_equal(tmp_path):
-  config = dataclasses.replace(tiny_config(), governance=GovernanceSpec(routing="depth"),
-                               probe=ProbeSpec(enabled=True, min_seen=1))
-  mesh = data_mesh(4)
-  graphdef, ref, par, data = _run(config, (), mesh)
+@pytest.fixture(scope="module")
+def runs() -> dict:
+  return {}
+
+
+def _case(runs, name):
+  """Trains a case once per module: ``(mesh, graphdef, single-device state, sharded state, data)``."""
+  if name not in runs:
+    routing, model_parallel, probe = CASES[name]
+    config = dataclasses.replace(tiny_config(), governance=GovernanceSpec(routing=routing, normaliser="contributors"),
+                                 probe=ProbeSpec(enabled=probe, min_seen=1))
+    mesh = data_mesh(4, model_parallel=model_parallel)
+    runs[name] = (mesh, *_run(config, (AdaptiveDepthPlugin(num_groups=3),), mesh))
+  return runs[name]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fsdp_routed_step_equals_single_device(runs, name):
+  _case(runs, name)  # _run asserts metrics, layout, bytes and the final state
+
+
+def test_fsdp_probe_state_sharded_and_features_equal(runs, tmp_path):
+  mesh, graphdef, ref, par, data = _case(runs, "per_group-2d-probe")
   probe_leaves = [x for x in jax.tree.leaves(par.extras) if x.ndim and x.shape[0] == data.batches.num_examples]
   assert any(not x.sharding.is_fully_replicated for x in probe_leaves)  # [N, 3] statistics: split by example
   # Influence features from sharded parameters equal those from the single-device ones.
