@@ -5,14 +5,15 @@ Command:
   govjax study --config experiments/configs/study_full.py --out runs/study_full
   # then: cp runs/study_full/study.json experiments/results/study_full.json
 
-Runtime: 30 runs (10 methods x 3 seeds) of 240 steps of batch 16 x 160 tokens, each audited on the same panel of
-windows; 84.7 minutes of summed run time (training plus audit, `compute_s`) on 2 shared CPU cores, no GPU. Measured
+Runtime: 33 runs (11 method settings x 3 seeds) of 240 steps of batch 16 x 160 tokens, each audited on the same panel of
+windows; 90.0 minutes of summed run time (training plus audit, `compute_s`) on 2 shared CPU cores, no GPU. Measured
 in two batches into the same --out (runs are cached per method, knob and seed, so adding methods reuses the finished
 runs): the first 18 (vanilla, exclude, depth, DP-SGD x3) in 21.7 minutes of wall time as three processes, one per
 seed (GOVJAX_STUDY_SEEDS=0 / 1 / 2), then a last all-seeds pass for the intervals (about 4 minutes); the other 12
 (goldfish, dedup, depth_probe, sink) as one all-seeds process: 21 minutes of summed run time, 24 minutes of wall
 time for the runs (03:12 to 03:36 UTC, one restart included) and 13 minutes for the intervals of all 30 runs (2000
-resamples each; the machine's load average was about 6). Wall-clock details: `wall_clock` in
+resamples each; the machine's load average was about 6); then 3 DP-SGD runs with clipping only (noise 0), added
+the same way: 19.9 minutes of wall time for the 3 runs and the intervals of all 33. Wall-clock details: `wall_clock` in
 experiments/results/study_full.json.
 Setting: 64 works of the chorale training split (chosen by the sha256 of the work id), the 41 validation works as
 non-members (every window), 32 random and 32 chorale canaries at each of 1, 4 and 16 copies. Audits: extraction
@@ -31,7 +32,7 @@ from govjax.study.methods import RunSpec, StudyConfig
 # GOVJAX_STUDY_SEEDS=1 runs only seed 1 (into the same --out), to split the study over processes; a last run
 # with all seeds then only reads the cached runs and writes results.json / study.json for all of them.
 SEEDS = tuple(int(s) for s in os.environ.get("GOVJAX_STUDY_SEEDS", "0,1,2").split(","))
-DP_NOISE = (0.1, 0.5, 2.0)
+DP_NOISE = (0.0, 0.1, 0.5, 2.0)  # 0.0: clipping only, the utility end of the curve (no guarantee)
 
 
 def base_config(name: str = "study-full", **overrides) -> TrainConfig:
