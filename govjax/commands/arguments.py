@@ -46,7 +46,7 @@ def add_index(subparsers) -> None:
   parser.add_argument("--k", type=int, default=512, help="projection dimension")
   parser.add_argument("--seed", type=int, default=0, help="projection seed")
   parser.add_argument("--projection", default="sparse", choices=("sparse", "rademacher", "gaussian"))
-  parser.add_argument("--normalize", action="store_true", help="unit-normalise features (TrackStar)")
+  parser.add_argument("--normalize", action="store_true", help="divide features by their unmasked norm (TrackStar)")
   parser.add_argument("--precondition", action="store_true",
                       help="Adam second-moment preconditioning of the gradients (TrackStar)")
   parser.add_argument("--aggregate", default="interval", choices=("interval", "union"),
@@ -72,6 +72,8 @@ def add_lookup(subparsers) -> None:
                       help="music partial copy: minimum share of the query in the record (or of the record in it)")
   parser.add_argument("--melody-threshold", type=float, default=0.62,
                       help="same tune: minimum share of the record's tune matched by one voice of the query")
+  parser.add_argument("--one-voice-threshold", type=float, default=0.7,
+                      help="one-voice query and one-voice record: minimum tune score for any music answer")
   parser.add_argument("--exhaustive", action="store_true", help="align every record, not only the candidates")
   parser.add_argument("--json", action="store_true", help="print the result as JSON")
   parser.set_defaults(target="govjax.commands.lookup:run")
@@ -261,11 +263,17 @@ def _bench_provenance(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--works", type=int, default=40, help="synthetic works in the canary run")
   parser.add_argument("--work-tokens", type=int, default=64, help="tokens per synthetic work")
   parser.add_argument("--context", type=int, default=32, help="model context (window length)")
-  parser.add_argument("--steps", type=int, default=150, help="training steps of the canary run")
+  parser.add_argument("--steps", type=int, default=600,
+                      help="training steps of the canary run (600: the model reproduces its canaries)")
   parser.add_argument("--k", type=int, default=512, help="projection dimension")
   parser.add_argument("--digits-epochs", type=int, default=20, help="epochs of the digits classifier")
   parser.add_argument("--noise", type=float, default=0.1, help="fraction of corrupted digit labels")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--prompt-tokens", type=int, default=8,
+                      help="tokens of a canary's opening given as the prompt of the generated queries")
+  parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the generated queries")
+  parser.add_argument("--perturb-fractions", default="0.1,0.25",
+                      help="comma-separated fractions of tokens changed in the perturbed-copy queries")
   parser.add_argument("--workdir", default=None, help="keep the canary run here (default: a temp dir)")
 
 
@@ -279,20 +287,39 @@ def _bench_lookup(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--copy-threshold", type=float, default=0.5, help="music near-copy coverage threshold")
   parser.add_argument("--partial-threshold", type=float, default=0.8, help="music partial-copy coverage threshold")
   parser.add_argument("--melody-threshold", type=float, default=0.62, help="same-tune alignment threshold")
+  parser.add_argument("--one-voice-threshold", type=float, default=0.7,
+                      help="minimum tune score of any music answer between one-voice works")
   parser.add_argument("--other-composers", default="palestrina",
                       help="comma-separated music21 corpus composers whose four-voice works are extra distinct-work "
                            "queries against the Bach manifest ('' for none)")
   parser.add_argument("--max-other-works", type=int, default=None, help="at most this many of those works")
+  parser.add_argument("--distinct-works", type=int, default=0,
+                      help="also query this many never-documented Essen folk songs (and every chorale, leave-one-out) "
+                           "against a manifest of as many other songs and the chorales (govjax.bench.lookup_distinct)")
+  parser.add_argument("--distinct-only", action="store_true", help="only the --distinct-works measurement")
+  parser.add_argument("--distinct-collection", default="essenFolksong",
+                      help="music21 corpus folder of one-voice ABC tunes for --distinct-works (essenFolksong: the "
+                           "development data; e.g. oneills1850 or ryansMammoth: held out)")
+  parser.add_argument("--max-chorales", type=int, default=None,
+                      help="at most this many chorales in the --distinct-works measurement (default: all)")
+  parser.add_argument("--cache-dir", default=None,
+                      help="parsed-works cache of --distinct-works (default: ~/.cache/govjax/lookup_bench)")
 
 
 def _bench_scaling(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--ladder", default="experiments/configs/ladder.py",
+                      help="ladder config (LADDER, get_config(name), num_params(config))")
   parser.add_argument("--devices", default="1,2,4", help="comma-separated device counts")
-  parser.add_argument("--steps", type=int, default=20, help="timed steps per device count")
-  parser.add_argument("--batch-size", type=int, default=32, help="global batch size (divisible by every count)")
-  parser.add_argument("--layers", type=int, default=2)
-  parser.add_argument("--width", type=int, default=64)
-  parser.add_argument("--context", type=int, default=64)
-  parser.add_argument("--platform", default="cpu", help="cpu (fake devices) or gpu/tpu (real devices)")
+  parser.add_argument("--examples", type=int, default=100_000, help="examples in the probe's per-example state")
+  parser.add_argument("--check-steps", type=int, default=3,
+                      help="steps of the sharded == single-device check on 4 fake devices (0: skip)")
+  parser.add_argument("--timing", action="store_true", help="also time the data-parallel step per device count")
+  parser.add_argument("--steps", type=int, default=20, help="timed steps per device count (--timing)")
+  parser.add_argument("--batch-size", type=int, default=32, help="global batch size (--timing)")
+  parser.add_argument("--layers", type=int, default=2, help="model layers (--timing)")
+  parser.add_argument("--width", type=int, default=64, help="model width (--timing)")
+  parser.add_argument("--context", type=int, default=64, help="model context (--timing)")
+  parser.add_argument("--platform", default="cpu", help="cpu (fake devices) or gpu/tpu (real devices; --timing)")
 
 
 BENCHES = {
@@ -300,7 +327,8 @@ BENCHES = {
     "probe": ("probe bench: overhead of the memorization probe and its memorization AUC", _bench_probe),
     "provenance": ("provenance bench: canary tracing, mislabel detection, indexing throughput", _bench_provenance),
     "routing": ("routing bench: governed vs plain step time and exactness", _bench_routing),
-    "scaling": ("scaling bench: data-parallel step on 1/2/4 devices", _bench_scaling),
+    "scaling": ("scaling bench: per-device bytes of the size ladder, sharded == single device",
+                _bench_scaling),
 }
 
 

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = args.manifest or (f"{args.workdir}/{DEFAULT_MANIFEST}" if args.workdir else DEFAULT_MANIFEST)
     index = ManifestIndex(load_manifest(manifest), near_copy_threshold=args.near_copy_threshold,
                           melody_threshold=args.melody_threshold, copy_threshold=args.copy_threshold,
-                          partial_threshold=args.partial_threshold)
+                          partial_threshold=args.partial_threshold,
+                          one_voice_threshold=args.one_voice_threshold)
     result = lookup_file(args.work_file, index, workdir=args.workdir, exhaustive=args.exhaustive)
   except (ManifestError, QueryError, ValueError) as error:
     print(f"govjax lookup: error: {error}", file=sys.stderr)
