@@ -372,21 +372,7 @@ class Featurizer:
     Returns:
       float32 ``[N, k]`` (or ``[N, G, k]`` with ``per_group``).
     """
-    n = len(next(iter(inputs.values())))
-    if mask is None:
-      mask = np.ones((n, self.num_groups), np.float32)
-    mask = np.asarray(mask, np.float32)
-    if mask.shape != (n, self.num_groups):
-      raise ValueError(f"mask has shape {mask.shape}, expected {(n, self.num_groups)}")
-    if self.config.precondition:
-      if preconditioner is None:
-        raise ValueError("FeatureConfig.precondition is set but no preconditioner (Adam nu) was given")
-      preconditioner = {p: jnp.asarray(v) for p, v in preconditioner.items()}
-      missing = set(self.leaf_groups(params)) - set(preconditioner)
-      if missing:
-        raise ValueError(f"preconditioner lacks parameter(s) {sorted(missing)[:3]}")
-    else:
-      preconditioner = None
+    n, mask, preconditioner = self._checked(params, inputs, mask, preconditioner)
     if not per_group and (self.config.normalize if normalize is None else normalize):
       features, norms = self._masked_and_full(params, inputs, mask, preconditioner)
       return divide_rows(features, norms)
@@ -417,23 +403,29 @@ class Featurizer:
     Returns:
       ``(features float32 [N, k] (masked, not normalised), norms float32 [N])``.
     """
+    _, mask, preconditioner = self._checked(params, inputs, mask, preconditioner)
+    return self._masked_and_full(params, inputs, mask, preconditioner)
+
+  def _checked(self, params, inputs, mask, preconditioner) -> tuple[int, np.ndarray, dict | None]:
+    """``(N, the [N, G] float32 mask (all groups when None), the preconditioner as jnp arrays or None)``."""
     n = len(next(iter(inputs.values())))
     if mask is None:
       mask = np.ones((n, self.num_groups), np.float32)
     mask = np.asarray(mask, np.float32)
     if mask.shape != (n, self.num_groups):
       raise ValueError(f"mask has shape {mask.shape}, expected {(n, self.num_groups)}")
-    if self.config.precondition:
-      if preconditioner is None:
-        raise ValueError("FeatureConfig.precondition is set but no preconditioner (Adam nu) was given")
-    else:
-      preconditioner = None
-    return self._masked_and_full(params, inputs, mask, preconditioner)
+    if not self.config.precondition:
+      return n, mask, None
+    if preconditioner is None:
+      raise ValueError("FeatureConfig.precondition is set but no preconditioner (Adam nu) was given")
+    preconditioner = {p: jnp.asarray(v) for p, v in preconditioner.items()}
+    missing = set(self.leaf_groups(params)) - set(preconditioner)
+    if missing:
+      raise ValueError(f"preconditioner lacks parameter(s) {sorted(missing)[:3]}")
+    return n, mask, preconditioner
 
   def _masked_and_full(self, params, inputs, mask, preconditioner) -> tuple[np.ndarray, np.ndarray]:
     n = len(mask)
-    if preconditioner is not None:
-      preconditioner = {p: jnp.asarray(v) for p, v in preconditioner.items()}
     sketch = self._sketch(params) if self.config.projection == "sparse" else None
     features = np.zeros((n, self.config.k), np.float32)
     norms = np.zeros(n, np.float32)
