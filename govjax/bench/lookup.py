@@ -38,7 +38,9 @@ Protocol (``govjax bench lookup --json [--max-works N]``):
    the same-tune, re-used-setting and folk-variant recall on every related pair (result key
    ``distinct_works``). Parsed works are cached on disk, so a rerun is fast. ``--distinct-collection NAME``
    takes the tunes from another one-voice collection of music21's corpus (held-out data; result key
-   ``distinct_works_NAME``).
+   ``distinct_works_NAME``). ``--extra-query-collections A,B`` also queries every tune of those held-out
+   one-voice collections against the same manifest (result key ``distinct_works_NAME_with_A_B``; combined
+   held-out counts in ``held_out_one_voice``).
 
 ``*_upper95`` is the one-sided 95% Clopper-Pearson bound of a rate given its queries (queries of one work are
 not independent draws, so read it as indicative).
@@ -318,9 +320,12 @@ def run(args: argparse.Namespace) -> dict:
     cache = pathlib.Path(args.cache_dir) if getattr(args, "cache_dir", None) else lookup_distinct.default_cache_dir()
     collection = getattr(args, "distinct_collection", lookup_distinct.DEVELOPMENT_COLLECTION)
     key = "distinct_works" if collection == lookup_distinct.DEVELOPMENT_COLLECTION else f"distinct_works_{collection}"
+    extra = [c for c in getattr(args, "extra_query_collections", "").split(",") if c]
+    if extra:
+      key += "_with_" + "_".join(extra)
     result[key] = lookup_distinct.measure_distinct(
         num_distinct=args.distinct_works, seed=args.seed, cache=cache, thresholds=thresholds, collection=collection,
-        max_chorales=getattr(args, "max_chorales", None))
+        max_chorales=getattr(args, "max_chorales", None), extra_query_collections=extra)
   result["wall_s"] = time.perf_counter() - start
   return result
 

@@ -38,11 +38,19 @@ to the transformation bench of :mod:`govjax.bench.lookup`. Protocol:
    ``folk_variant_recall``: every (query, documented) pair of folk songs of one collection file that are
    variants, found among the answers (pairs across files are not enumerated: 16M ratios; in a held-out
    collection of a few thousand tunes every pair is).
+7. Extra held-out queries (``--extra-query-collections``, e.g. ``ryansMammoth,airdsAirs,miscFolk``): every
+   tune of further one-voice music21 corpus folders, never used to choose anything, is queried against the
+   same manifest, with the same ground truth (a tune that some record truly copies or varies, as tunes shared
+   across collections do, is a correct answer, not a false positive). Their rates are reported per folder
+   (``extra_query_collections``) and, with the held-out collection's own queries, together
+   (``held_out_one_voice``). Variant pairs are not enumerated for them (no recall, only false positives).
 
 Runtime (``--distinct-works 4231``, every song; one process, 2 shared cores under load): parsing once into the
 cache 12.9 min for the 8,462 songs and 1.9 min for the chorales; then 6.4 min per run (index 43 s, lookups
 152 s, ground truth 112 s; ``timings_s``). ``--distinct-collection oneills1850`` (2,009 tunes, split 1,004 /
-1,004): parsing 5.7 min, then index 12 s, lookups 88 s, ground truth 288 s (every variant pair).
+1,004): parsing 5.7 min, then index 12 s, lookups 88 s, ground truth 288 s (every variant pair). With
+``--extra-query-collections ryansMammoth,airdsAirs,miscFolk,nottingham-dataset`` (2,426 more tunes; parsing
+5.2 min): 8.1 min from the cache (lookups 184 s, ground truth 281 s).
 ``experiments/results/lookup_bench.json`` holds the results.
 
 Example::
@@ -254,7 +262,8 @@ def _manifest(works: WorkNotes, ids: Sequence[str]) -> Manifest:
 
 def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_chorales: int | None = None,
                      thresholds: Mapping[str, float] | None = None,
-                     collection: str = DEVELOPMENT_COLLECTION) -> dict[str, Any]:
+                     collection: str = DEVELOPMENT_COLLECTION,
+                     extra_query_collections: Sequence[str] = ()) -> dict[str, Any]:
   """Steps 1-6 of the module docstring.
 
   Args:
@@ -267,6 +276,8 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
       ``melody_threshold``, ``one_voice_threshold``).
     collection: music21 corpus folder of the one-voice tunes (:data:`DEVELOPMENT_COLLECTION`, on which the
       lookup's one-voice rule was chosen, or a held-out one such as ``oneills1850``).
+    extra_query_collections: further music21 corpus folders of one-voice ABC tunes (held out, never
+      :data:`DEVELOPMENT_COLLECTION`) whose every tune is queried too, against the same manifest (step 7).
 
   Returns:
     The ``distinct_works`` section (JSON-able).
@@ -281,7 +292,9 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
   queries_folk = sorted(folk_ids[:num_distinct])
   documented_folk = sorted(folk_ids[num_distinct:2 * num_distinct])
   chorale_ids = sorted(chorales)
-  works = {**folk, **chorales}
+  extra, extra_skipped, extra_of = _extra_queries(extra_query_collections, seed, cache)
+  queries_extra = sorted(extra)
+  works = {**folk, **chorales, **extra}
   t_parsed = time.perf_counter()
   index = ManifestIndex(_manifest(works, documented_folk + chorale_ids), **(thresholds or {}))
   t_indexed = time.perf_counter()
@@ -295,7 +308,7 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
 
   answers: dict[str, tuple[list, list]] = {}
   lookup_s = []
-  for work_id in queries_folk + chorale_ids:
+  for work_id in queries_folk + chorale_ids + queries_extra:
     start = time.perf_counter()
     fingerprint = mf.fingerprint_notes(works[work_id][2], index.manifest.music_config, minhash=False)
     matches, same = index.search_music(fingerprint)
@@ -303,21 +316,27 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
     answers[work_id] = ([m for m in matches if m.work_id != work_id], [m for m in same if m.work_id != work_id])
   t_looked_up = time.perf_counter()
 
-  copy_fp = {"folk": 0, "chorales": 0}
-  tune_fp = {"folk": 0, "chorales": 0}
-  unrelated_fp = {"folk": 0, "chorales": 0}
+  copy_fp = {"folk": 0, "chorales": 0, "extra": 0}
+  tune_fp = {"folk": 0, "chorales": 0, "extra": 0}
+  unrelated_fp = {"folk": 0, "chorales": 0, "extra": 0}
+  any_fp = {"folk": 0, "chorales": 0, "extra": 0}  # queries with a copy or a same-tune false positive
+  by_extra = {c: {"queries": 0, "multi_voice": 0, "copy": 0, "same_tune": 0, "verified_answers": 0}
+              for c in extra_query_collections}
+  # held-out one-voice queries (the extra tunes, and the collection's own when it is held out): counts
+  one_voice = {"queries": 0, "copy": 0, "same_tune": 0, "any": 0}
+  held_out_groups = {"extra"} | ({"folk"} if collection != DEVELOPMENT_COLLECTION else set())
   copy_for_tune = 0
   wrong_copies, wrong_tunes, variants, verified_copies = [], [], 0, 0
   answer_counts = {"copy": 0, "same_tune": 0}
   for work_id, (matches, same) in answers.items():
-    group = "folk" if work_id in folk else "chorales"
+    group = "folk" if work_id in folk else "extra" if work_id in extra else "chorales"
     answer_counts["copy"] += len(matches)
     answer_counts["same_tune"] += len(same)
     bad_copies = [m for m in matches if not related(work_id, m.work_id)["duplicate"]]
     for m in matches:
       if related(work_id, m.work_id)["duplicate"]:
         verified_copies += 1
-        variants += work_id in folk and m.work_id in folk
+        variants += work_id not in chorales and m.work_id in folk
     bad_tunes = [m for m in same if not (related(work_id, m.work_id)["duplicate"] or
                                          related(work_id, m.work_id)["same_tune"])]
     copy_fp[group] += bool(bad_copies)
@@ -325,9 +344,23 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
     unrelated = [m for m in matches + same if not (related(work_id, m.work_id)["duplicate"] or
                                                     related(work_id, m.work_id)["same_tune"])]
     unrelated_fp[group] += bool(unrelated)
+    any_fp[group] += bool(bad_copies or bad_tunes)
     copy_for_tune += sum(related(work_id, m.work_id)["same_tune"] for m in bad_copies)
     wrong_copies += [[work_id, m.work_id, m.level, related(work_id, m.work_id)] for m in bad_copies]
     wrong_tunes += [[work_id, m.work_id, related(work_id, m.work_id)] for m in bad_tunes]
+    single = len({note.voice for note in works[work_id][2].notes}) == 1
+    if group in held_out_groups and single:
+      one_voice["queries"] += 1
+      one_voice["copy"] += bool(bad_copies)
+      one_voice["same_tune"] += bool(bad_tunes)
+      one_voice["any"] += bool(bad_copies or bad_tunes)
+    if group == "extra":
+      counts = by_extra[extra_of[work_id]]
+      counts["queries"] += 1
+      counts["multi_voice"] += not single
+      counts["copy"] += bool(bad_copies)
+      counts["same_tune"] += bool(bad_tunes)
+      counts["verified_answers"] += len(matches) + len(same) - len(bad_copies) - len(bad_tunes)
 
   # Same-tune and re-used-setting recall on every ordered pair of chorales; folk variants within a file.
   intervals = {w: top_intervals(works[w][2]) for w in chorale_ids + queries_folk + documented_folk}
@@ -367,7 +400,7 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
             "missed": missed[name][:20]}
 
   num_folk, num_chorales = len(queries_folk), len(chorale_ids)
-  return {
+  section = {
       "command_note": "distinct-work queries: folk songs never documented; chorales leave-one-out",
       "collection": collection,
       "role": "development" if collection == DEVELOPMENT_COLLECTION else "held-out",
@@ -403,6 +436,56 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
       "timings_s": {"parse_or_cache": round(t_parsed - t0, 1), "index": round(t_indexed - t_parsed, 1),
                     "lookups": round(t_looked_up - t_indexed, 1),
                     "ground_truth": round(time.perf_counter() - t_looked_up, 1)},
+  }
+  if extra_query_collections:
+    section.update(_extra_section(extra_query_collections, extra_skipped, by_extra, copy_fp, tune_fp, one_voice,
+                                  collection))
+  return section
+
+
+def _extra_queries(collections: Sequence[str], seed: int,
+                   cache: pathlib.Path) -> tuple[WorkNotes, dict[str, dict[str, int]], dict[str, str]]:
+  """Every tune of each held-out ``collections`` folder: ``(works, skipped per collection, work_id -> folder)``.
+
+  Raises:
+    ValueError: :data:`DEVELOPMENT_COLLECTION` among ``collections`` (it is not held out).
+  """
+  works: WorkNotes = {}
+  skipped: dict[str, dict[str, int]] = {}
+  of: dict[str, str] = {}
+  for name in collections:
+    if name == DEVELOPMENT_COLLECTION:
+      raise ValueError(f"{name} is the development collection, not held out")
+    tunes, skipped[name] = _essen(10**9, random.Random(seed), cache, name)
+    works.update(tunes)
+    of.update(dict.fromkeys(tunes, name))
+  return works, skipped, of
+
+
+def _extra_section(collections: Sequence[str], skipped: Mapping[str, Mapping[str, int]],
+                   by_extra: Mapping[str, Mapping[str, int]], copy_fp: Mapping[str, int],
+                   tune_fp: Mapping[str, int], one_voice: Mapping[str, int], collection: str) -> dict[str, Any]:
+  """Step 7: the extra held-out queries (per collection) and every held-out *one-voice* query together
+  (``held_out_one_voice``: the extra tunes of one voice and, when the collection is held out, its own
+  queries of one voice), the population the one-voice rule applies to."""
+  queries = sum(c["queries"] for c in by_extra.values())
+  total = one_voice["queries"]
+  return {
+      "extra_query_collections": {
+          name: {"queries": by_extra[name]["queries"], "multi_voice_queries": by_extra[name]["multi_voice"],
+                 "skipped": dict(skipped[name]),
+                 "copy_false_positives": _rate(by_extra[name]["copy"], by_extra[name]["queries"]),
+                 "same_tune_false_positives": _rate(by_extra[name]["same_tune"], by_extra[name]["queries"]),
+                 "verified_answers": by_extra[name]["verified_answers"]} for name in collections},
+      "extra_copy_false_positives": _rate(copy_fp["extra"], queries),
+      "extra_same_tune_false_positives": _rate(tune_fp["extra"], queries),
+      "held_out_one_voice": {
+          "queries": total,
+          "sources": ([collection] if collection != DEVELOPMENT_COLLECTION else []) + list(collections),
+          "copy_false_positives": _rate(one_voice["copy"], total),
+          "same_tune_false_positives": _rate(one_voice["same_tune"], total),
+          "any_false_positives": _rate(one_voice["any"], total),
+      },
   }
 
 

@@ -300,6 +300,9 @@ def _bench_lookup(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--distinct-collection", default="essenFolksong",
                       help="music21 corpus folder of one-voice ABC tunes for --distinct-works (essenFolksong: the "
                            "development data; e.g. oneills1850 or ryansMammoth: held out)")
+  parser.add_argument("--extra-query-collections", default="",
+                      help="comma-separated held-out music21 corpus folders of one-voice ABC tunes whose every tune "
+                           "is also queried in the --distinct-works measurement (e.g. ryansMammoth,airdsAirs)")
   parser.add_argument("--max-chorales", type=int, default=None,
                       help="at most this many chorales in the --distinct-works measurement (default: all)")
   parser.add_argument("--cache-dir", default=None,

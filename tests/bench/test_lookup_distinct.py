@@ -60,3 +60,20 @@ def test_collections_are_music21_corpus_folders():
   assert ld.collection_paths("oneills1850") and all(p.suffix == ".abc" for p in ld.collection_paths("oneills1850"))
   with pytest.raises(ValueError, match="no ABC files"):
     ld.collection_paths("no-such-collection")
+
+
+def test_extra_query_collections_are_held_out_queries(tmp_path, monkeypatch):
+  monkeypatch.setattr(ld, "essen_paths", lambda: [_essen("variant0")])
+  section = ld.measure_distinct(num_distinct=5, seed=0, cache=tmp_path, max_chorales=2,
+                                extra_query_collections=("nottingham-dataset",))  # one file of two tunes
+  extra = section["extra_query_collections"]["nottingham-dataset"]
+  assert extra["queries"] + sum(extra["skipped"].values()) == 2 and extra["queries"] >= 1
+  assert section["index_records"] == 5 + 2  # extra tunes are queries only, never documented
+  combined = section["held_out_one_voice"]  # Essen is development data: only the extra tunes are held out
+  assert combined["queries"] == extra["queries"] - extra["multi_voice_queries"] >= 1
+  assert combined["sources"] == ["nottingham-dataset"]
+  assert combined["any_false_positives"]["events"] >= combined["copy_false_positives"]["events"]
+  assert 0 < combined["any_false_positives"]["upper95"] <= 1
+  with pytest.raises(ValueError, match="development"):
+    ld.measure_distinct(num_distinct=5, seed=0, cache=tmp_path, max_chorales=2,
+                        extra_query_collections=(ld.DEVELOPMENT_COLLECTION,))
