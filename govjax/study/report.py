@@ -266,9 +266,12 @@ def figure_privacy_utility(evidence: dict, path: pathlib.Path) -> pathlib.Path |
   if dp:
     ax.plot([v["val_nll"]["mean"] for _, v in dp], [v["mia_auc_works"]["mean"] for _, v in dp], color="grey",
             lw=1, zorder=0)
-  for name, value in points:
+  # More methods than a default colour cycle: distinct colours, and markers that keep coincident points visible.
+  colours, markers = plt.get_cmap("tab20").colors, "osD^vPX*<>ph"
+  for i, (name, value) in enumerate(points):
     ax.errorbar(value["val_nll"]["mean"], value["mia_auc_works"]["mean"], xerr=err(value["val_nll"]),
-                yerr=err(value["mia_auc_works"]), fmt="o", capsize=3, label=name)
+                yerr=err(value["mia_auc_works"]), fmt=markers[i % len(markers)], capsize=3, label=name,
+                color=colours[(2 * i) % len(colours) + (2 * i // len(colours)) % 2], mfc="none" if i % 2 else None)
     if "epsilon" in value:
       ax.annotate(f"eps {value['epsilon']['mean']:.3g}", (value["val_nll"]["mean"], value["mia_auc_works"]["mean"]),
                   fontsize=7, xytext=(4, 4), textcoords="offset points")
