@@ -102,7 +102,9 @@ def ratio_of_means(top: np.ndarray, rand: np.ndarray, *, seed: int, resamples: i
   idx = rng.integers(0, len(top), size=(resamples, len(top)))
   with np.errstate(divide="ignore", invalid="ignore"):
     samples = top[idx].mean(axis=1) / rand[idx].mean(axis=1)
-  samples = samples[np.isfinite(samples)]
+  finite = np.isfinite(samples)
+  samples = samples[finite]
   return {"mean": float(top.mean() / rand.mean()) if rand.mean() != 0 else float("nan"),
           "ci95": [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))] if samples.size
-          else [float("nan"), float("nan")], "n_outputs": int(len(top))}
+          else [float("nan"), float("nan")], "n_outputs": int(len(top)),
+          "dropped_resamples": int((~finite).sum())}  # resamples whose random-k mean is 0: no ratio
