@@ -47,6 +47,7 @@ from flax import nnx
 from govjax.core.config import ProbeSpec
 from govjax.core.intervals import clopper_pearson
 from govjax.probe.stats import STATISTICS, example_statistics, statistic_index
+from govjax.routing.masks import SURFACES, depth_rows_to_mask
 
 
 class ProbeState(NamedTuple):
@@ -100,9 +101,10 @@ class ProbePlugin:
   name = "probe"
   needs_hidden = True
 
-  def __init__(self, spec: ProbeSpec, num_groups: int):
+  def __init__(self, spec: ProbeSpec, num_groups: int, surface: str = "output"):
     self.spec = spec
     self.num_groups = int(num_groups)
+    self.surface = surface
     self.calibrate_every = int(spec.calibrate_every)
     self.signal_index = statistic_index(spec.signal)
 
@@ -130,8 +132,7 @@ class ProbePlugin:
   def effective_mask(self, state: ProbeState, batch: dict, group_mask: jax.Array) -> jax.Array:
     """``min(group_mask, depth mask of each row's example)``; rows with ``example_id < 0`` keep their mask."""
     depth = self._row_depth(state, jnp.asarray(batch["example_id"]))
-    groups = jnp.arange(self.num_groups)[None, :]
-    probe_mask = (groups >= self.num_groups - depth[:, None]).astype(group_mask.dtype)
+    probe_mask = depth_rows_to_mask(depth, self.num_groups, self.surface).astype(group_mask.dtype)
     return jnp.minimum(group_mask, probe_mask)
 
   def update(self, state: ProbeState, batch: dict, aux: dict, step: jax.Array) -> tuple[ProbeState, dict]:
@@ -309,12 +310,13 @@ def depth_histogram(state: ProbeState, num_groups: int) -> dict[int, int]:
   return {d: int(c) for d, c in enumerate(counts)}
 
 
-def make_probe_plugin(spec: ProbeSpec, num_groups: int) -> ProbePlugin:
+def make_probe_plugin(spec: ProbeSpec, num_groups: int, *, surface: str = "output") -> ProbePlugin:
   """Validates ``spec`` and builds the plugin.
 
   Args:
     spec: the probe config.
     num_groups: the model's number of depth groups.
+    surface: which end a lowered depth keeps (``governance.surface``): "output" or "input".
 
   Returns:
     A :class:`ProbePlugin`.
@@ -331,4 +333,6 @@ def make_probe_plugin(spec: ProbeSpec, num_groups: int) -> ProbePlugin:
     raise ValueError("ProbeSpec.calibrate_every, calibration_batches and min_seen must be positive")
   if not -(num_groups - 1) <= spec.layer < num_groups - 1:
     raise ValueError(f"ProbeSpec.layer {spec.layer} is out of range for {num_groups - 1} hidden states")
-  return ProbePlugin(spec, num_groups)
+  if surface not in SURFACES:
+    raise ValueError(f"probe: surface must be one of {SURFACES}, got {surface!r}")
+  return ProbePlugin(spec, num_groups, surface)

@@ -40,7 +40,10 @@ from jax.experimental import checkify
 
 from govjax.routing.groups import is_rules, rules_num_groups
 
-__all__ = ["check_group_mask", "masks_from_classes", "masks_from_depths", "resolve_num_groups"]
+__all__ = ["SURFACES", "check_group_mask", "depth_rows_to_mask", "masks_from_classes", "masks_from_depths",
+           "resolve_num_groups"]
+
+SURFACES = ("output", "input")
 
 FULL = "full"
 
@@ -139,19 +142,48 @@ def check_group_mask(group_mask: Any, num_groups: int, *, batch_size: int | None
   return jnp.where(mask > 0, jnp.minimum(mask, 1), jnp.zeros_like(mask))
 
 
-def masks_from_depths(depths: Any, num_groups: Any) -> jax.Array:
+def depth_rows_to_mask(depth: Any, num_groups: int, surface: str = "output", *, xp: Any = jnp) -> Any:
+  """``[B, G]`` float32 mask from int depths ``[B]`` (no checks: the fast path of trusted callers).
+
+  Args:
+    depth: int ``[B]`` in ``[0, G]``.
+    num_groups: ``G``.
+    surface: ``"output"``: row ``b`` reaches the top ``depth[b]`` groups (``g >= G - depth[b]``); ``"input"``:
+      the bottom ``depth[b]`` groups (``g < depth[b]``).
+    xp: ``jax.numpy`` (traceable) or ``numpy`` (host side).
+
+  Returns:
+    float32 ``[B, G]`` array of ``xp``.
+
+  Example:
+    >>> import numpy as np
+    >>> depth_rows_to_mask(np.array([1, 3]), 4, "input", xp=np).astype(int).tolist()
+    [[1, 0, 0, 0], [1, 1, 1, 0]]
+  """
+  if surface not in SURFACES:
+    raise ValueError(f"surface must be one of {SURFACES}, got {surface!r}")
+  groups = xp.arange(num_groups)[None, :]
+  depth = depth[:, None]
+  keep = groups >= num_groups - depth if surface == "output" else groups < depth
+  return keep.astype(xp.float32)
+
+
+def masks_from_depths(depths: Any, num_groups: Any, *, surface: str = "output") -> jax.Array:
   """``[B, G]`` float32 mask: example ``b`` trains the top ``depths[b]`` groups (those nearest the output).
 
   Args:
     depths: int ``[B]`` in ``[0, G]`` (0 = trains nothing, ``G`` = full depth), e.g. a policy's per-work depth
       gathered per batch row.
     num_groups: ``G`` as group rules, a routable model, or an int.
+    surface: ``"output"`` (the default: depth counts from the output end) or ``"input"`` (from the embeddings:
+      ``mask[b, g] = 1`` for ``g < depths[b]``; only routers that accept any mask, ``per_group`` and ``exact``).
 
   Returns:
-    float32 ``[B, G]`` with ``mask[b, g] = 1`` for ``g >= G - depths[b]``.
+    float32 ``[B, G]`` with ``mask[b, g] = 1`` for ``g >= G - depths[b]`` (output surface).
 
   Raises:
-    ValueError: depths not ``[B]``, or (concrete arrays) not integers in ``[0, G]``. Traced depths are clipped.
+    ValueError: depths not ``[B]``, (concrete arrays) not integers in ``[0, G]``, or an unknown surface. Traced
+      depths are clipped.
   """
   num_groups = resolve_num_groups(num_groups)
   depth = jnp.asarray(depths)
@@ -167,8 +199,7 @@ def masks_from_depths(depths: Any, num_groups: Any) -> jax.Array:
   elif not jnp.issubdtype(depth.dtype, jnp.integer):
     raise TypeError(f"traced depths must have an integer dtype, got {depth.dtype}")
   depth = jnp.clip(depth.astype(jnp.int32), 0, num_groups)
-  groups = jnp.arange(num_groups, dtype=jnp.int32)
-  return (groups[None, :] >= num_groups - depth[:, None]).astype(jnp.float32)
+  return depth_rows_to_mask(depth, num_groups, surface)
 
 
 def _table_depth(key: Any, value: Any, num_groups: int) -> int:

@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -60,6 +61,7 @@ from govjax.data.rule_corpus import RULE, SECRET, RuleCorpus, make_rule_corpus, 
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.models.transformer import Transformer
 from govjax.routing.groups import resolve_group_ids, transformer_group_rules
+from govjax.routing.masks import depth_rows_to_mask
 from govjax.study.stats import seed_group_statistic
 from govjax.train.governance import governance_components
 from govjax.train.step import create_train_state, model_config
@@ -94,6 +96,13 @@ class PremiseSpec:
   @property
   def num_groups(self) -> int:
     return self.num_layers + 2
+
+  @property
+  def run_key(self) -> str:
+    """A hash of the fields that change what one run computes (not which seeds or shares are swept)."""
+    fields = {k: v for k, v in dataclasses.asdict(self).items()
+              if k not in ("seeds", "shares", "main_share", "share_treatments")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,11 +152,8 @@ def _train_config(spec: PremiseSpec, treatment: Treatment, seed: int, steps: int
 
 
 def _restricted_row_mask(treatment: Treatment, num_groups: int) -> np.ndarray:
-  groups = np.arange(num_groups)
-  if treatment.kind == "output":
-    return (groups >= num_groups - treatment.depth).astype(np.float32)
-  if treatment.kind == "input":
-    return (groups < treatment.depth).astype(np.float32)
+  if treatment.kind in ("output", "input"):
+    return depth_rows_to_mask(np.array([treatment.depth]), num_groups, treatment.kind, xp=np)[0]
   return np.ones(num_groups, np.float32)
 
 
@@ -302,7 +308,7 @@ def run_record(spec: PremiseSpec, treatment: Treatment, *, seed: int, share: flo
   config = _train_config(spec, treatment, seed, steps)
   graphdef, params = _train(config, corpus, rows, masks, batch_seed=seed)
   region = 1.0 if treatment.kind == "region" else None
-  record = {"name": treatment.name, "seed": seed, "share": share, "steps": steps,
+  record = {"name": treatment.name, "seed": seed, "share": share, "steps": steps, "run_key": spec.run_key,
             "treatment": dataclasses.asdict(treatment),
             "metrics": evaluate(graphdef, params, corpus, num_references=spec.num_references, seed=seed,
                                 region_scale=region)}
@@ -335,6 +341,9 @@ def run_sweep(spec: PremiseSpec, cache_dir: str | os.PathLike, *, names: Sequenc
 
   Returns:
     The run records, main share first.
+
+  Raises:
+    ValueError: a cached record was produced with other sizes (its ``run_key`` differs from ``spec.run_key``).
   """
   cache = pathlib.Path(cache_dir)
   cache.mkdir(parents=True, exist_ok=True)
@@ -343,7 +352,11 @@ def run_sweep(spec: PremiseSpec, cache_dir: str | os.PathLike, *, names: Sequenc
   for name, seed, share in _jobs(spec, list(names or table)):
     path = cache / f"{name}-share{share}-s{seed}.json"
     if path.exists():
-      records.append(json.loads(path.read_text()))
+      cached = json.loads(path.read_text())
+      if cached.get("run_key") != spec.run_key:
+        raise ValueError(f"{path}: field 'run_key' is {cached.get('run_key')!r}, but these sizes give "
+                         f"{spec.run_key!r}; use another cache directory for other sizes")
+      records.append(cached)
       continue
     record = run_record(spec, table[name], seed=seed, share=share, leakage=share == spec.main_share)
     tmp = path.with_suffix(".tmp")

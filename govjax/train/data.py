@@ -36,6 +36,7 @@ from govjax.data.structural import structural_works
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.rights.decisions import govern_works
 from govjax.rights.policy import load_policy
+from govjax.routing.masks import depth_rows_to_mask
 
 SPLITS = ("train", "validation", "test")
 
@@ -56,6 +57,7 @@ class TrainBatches:
     num_groups: the model's depth groups.
     calibration: like ``validation``, on test-split works that give no canary: the probe's calibration, disjoint
       from the validation NLL's works and from the audit's non-members.
+    surface: which end a work's depth counts from (``governance.surface``): "output" or "input".
   """
 
   train: Any
@@ -65,12 +67,13 @@ class TrainBatches:
   per_work_depth: np.ndarray
   num_groups: int
   calibration: Callable[[int], Iterable[dict]] | None = None
+  surface: str = "output"
 
   def group_mask(self, batch: dict) -> np.ndarray:
-    """``[B, num_groups]`` float32 mask: row b may reach group g iff ``g >= num_groups - depth[b]``."""
+    """``[B, num_groups]`` float32 mask: row b may reach group g iff ``g >= num_groups - depth[b]`` (output
+    surface) or ``g < depth[b]`` (input surface)."""
     depth = self.per_work_depth[np.asarray(batch["work_index"])]
-    groups = np.arange(self.num_groups)[None, :]
-    return (groups >= self.num_groups - depth[:, None]).astype(np.float32)
+    return depth_rows_to_mask(depth, self.num_groups, self.surface, xp=np)
 
 
 @dataclasses.dataclass
@@ -272,6 +275,7 @@ def build_training_data(config, *, works: dict[str, list] | None = None) -> Trai
       num_examples=len(table),
       per_work_depth=depth,
       num_groups=num_groups,
+      surface=config.governance.surface,
   )
   catalogue = WorkCatalogue(works=list(kept), per_work_depth=depth, num_groups=num_groups, report=report,
                             per_work_region=region, heldout_works=list(heldout), records=by_id,

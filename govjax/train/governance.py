@@ -103,7 +103,8 @@ def governance_components(config: TrainConfig, *, microbatch: int = 8) -> Govern
   else:
     components = routing_components(config, microbatch=microbatch)
   if config.probe.enabled:
-    components = dataclasses.replace(components, plugins=(make_probe_plugin(config.probe, config.model.num_groups),))
+    probe = make_probe_plugin(config.probe, config.model.num_groups, surface=config.governance.surface)
+    components = dataclasses.replace(components, plugins=(probe,))
   return components
 
 

@@ -32,6 +32,15 @@ def test_effective_mask_is_minimum_with_policy_mask():
   np.testing.assert_array_equal(mask, [[1, 1, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [1, 1, 1, 1]])
 
 
+def test_input_surface_keeps_the_bottom_groups():
+  plugin = make_probe_plugin(ProbeSpec(enabled=True), num_groups=4, surface="input")
+  state = plugin.init(3)._replace(depth=jnp.array([4, 2, 1]))
+  mask = plugin.effective_mask(state, {"example_id": jnp.array([0, 1, 2])}, jnp.ones((3, 4)))
+  np.testing.assert_array_equal(mask, [[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+  with pytest.raises(ValueError, match="surface"):
+    make_probe_plugin(ProbeSpec(enabled=True), num_groups=4, surface="middle")
+
+
 def test_ema_thresholds_and_hysteresis():
   spec = ProbeSpec(enabled=True, signal="loss", ema=0.5, min_seen=1, min_depth=1)
   plugin = make_probe_plugin(spec, num_groups=4)

@@ -153,6 +153,8 @@ def test_masks_from_depths_and_classes():
   np.testing.assert_array_equal(masks_from_depths(np.array([0, 1, 3]), RULES),
                                 [[0, 0, 0], [0, 0, 1], [1, 1, 1]])
   assert jax.jit(lambda d: masks_from_depths(d, 3))(jnp.array([5, -1])).tolist() == [[1.] * 3, [0.] * 3]  # clipped
+  np.testing.assert_array_equal(masks_from_depths(np.array([0, 1, 3]), RULES, surface="input"),
+                                [[0, 0, 0], [1, 0, 0], [1, 1, 1]])
   table = {"permissive": "full", "restrictive": 1, "excluded": 0}
   got = masks_from_classes(["restrictive", "permissive", "excluded"], table, NNXNet(nnx.Rngs(0)))
   np.testing.assert_array_equal(got, [[0, 0, 1], [1, 1, 1], [0, 0, 0]])
@@ -163,6 +165,8 @@ def test_masks_from_depths_and_classes():
 def test_builder_errors():
   with pytest.raises(ValueError, match=r"depths must be in \[0, 3\] \(G = 3 groups\); got \[-1, 4\]"):
     masks_from_depths([4, -1, 2], RULES)
+  with pytest.raises(ValueError, match=r"surface must be one of \('output', 'input'\), got 'top'"):
+    masks_from_depths([1], RULES, surface="top")
   with pytest.raises(ValueError, match=r"depths must be integers"):
     masks_from_depths([1.5], RULES)
   with pytest.raises(ValueError, match=r"depths must be \[B\]"):

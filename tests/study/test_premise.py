@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+
+import pytest
 
 from govjax.study.premise import PremiseSpec, leakage_groups, run_sweep, summarise, treatments
 
@@ -33,3 +36,12 @@ def test_sweep_is_cached_and_summarised(tmp_path):
   assert summary["treatments"]["exclude"]["rule_gain"]["mean"] == 0.0
   assert "depth_1" in summary["trunk_leakage"]
   json.dumps(summary)
+
+
+def test_cached_records_of_other_sizes_are_refused(tmp_path):
+  run_sweep(SPEC, tmp_path, names=["exclude"], log=lambda _: None)
+  longer = dataclasses.replace(SPEC, steps=5)
+  assert longer.run_key != SPEC.run_key
+  assert dataclasses.replace(SPEC, seeds=(0, 1, 2)).run_key == SPEC.run_key  # which seeds run is not a size
+  with pytest.raises(ValueError, match="run_key"):
+    run_sweep(longer, tmp_path, names=["exclude"], log=lambda _: None)

@@ -8,9 +8,13 @@ import pytest
 
 from govjax.core.config import GovernanceSpec, ModelSpec, TrainConfig
 from govjax.data.scenario import resolve_records
+from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.rights.records import save_records
+from govjax.routing.groups import resolve_group_ids, transformer_group_rules
 from govjax.train.data import build_training_data, load_works
+from govjax.train.governance import governance_components
 from govjax.train.loop import train
+from govjax.train.step import create_train_state
 
 
 def tiny_config(data_dir, **governance):
@@ -58,6 +62,34 @@ def test_default_scenario_excludes_opted_out_and_reports_them(prepared_data_dir,
   vanilla = build_training_data(tiny_config(prepared_data_dir, scenario=str(scenario_file)))
   assert (vanilla.catalogue.per_work_depth == vanilla.catalogue.num_groups).all()
   assert len(vanilla.catalogue.works) == len(data.catalogue.works)
+
+
+def test_input_surface_counts_depth_from_the_embeddings(prepared_data_dir, scenario_file, tmp_path):
+  config = tiny_config(prepared_data_dir, routing="per_group", surface="input", scenario=str(scenario_file))
+  data = build_training_data(config)
+  g = data.catalogue.num_groups
+  restricted = np.flatnonzero(data.catalogue.per_work_depth < g)
+  assert restricted.size, "the default scenario must restrict some of the 10 works"
+  for step in range(8):
+    batch = data.batches.train[step]
+    mask = data.batches.group_mask(batch)
+    depth = data.catalogue.per_work_depth[batch["work_index"]]
+    np.testing.assert_array_equal(mask, (np.arange(g)[None] < depth[:, None]).astype(np.float32))
+  # Only restricted works (depth 1) in training, groups without contributors frozen: after two steps the
+  # embeddings (group 0) have moved and every other group is exactly its initial value.
+  frozen = dataclasses.replace(config, num_steps=2, eval_every=2, checkpoint_every=2,
+                               governance=dataclasses.replace(config.governance, freeze_empty_groups=True))
+  only = [w for i, w in enumerate(data.catalogue.works) if data.catalogue.per_work_depth[i] < g]
+  one = build_training_data(frozen, works=dict(load_works(frozen), train=only))
+  assert (one.catalogue.per_work_depth == 1).all()
+  _, initial, _, _ = create_train_state(frozen, vocab_size=VOCAB_SIZE, tx=governance_components(frozen).tx)
+  trained = train(frozen, tmp_path / "run", data=one, progress=False).state.params
+  ids = resolve_group_ids(transformer_group_rules(frozen.model.num_layers), initial.params)
+  moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), initial.params, trained)
+  by_group = {}
+  for group, changed in zip(jax.tree.leaves(ids), jax.tree.leaves(moved), strict=True):
+    by_group.setdefault(group, []).append(changed)
+  assert any(by_group[0]) and not any(any(v) for k, v in by_group.items() if k > 0), by_group
 
 
 def test_training_with_opted_out_works_present_equals_training_without_them(
