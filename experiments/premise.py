@@ -5,6 +5,10 @@ Command (resumable: one JSON per run under runs/premise/<run key of the sizes>/,
   nice -n 10 .venv/bin/python -m experiments.premise            # the sweep, then experiments/results/premise.json
   nice -n 10 .venv/bin/python -m experiments.premise --only depth_1 --seeds 0   # one treatment, one seed
 
+Writes ``premise.json`` and its figures ``premise.png`` (rule learning against secret exposure) and
+``premise_shares.png`` (the restricted-share curves) beside it; ``govjax report --workdir STUDY --premise
+experiments/results/premise.json`` adds them to a study report.
+
 Runtime: about 30-60 s per run, about 1 hour for the 63 runs, on 2 shared CPU cores (tiny model: 2 layers,
 width 32, context 64; 600 steps of 32 windows, about 25 epochs of the 384 training windows).
 Expected result: ``full`` learns the rule (rule gain > 0, control gain < 0) and exposes the secrets; ``exclude``
@@ -20,6 +24,7 @@ import platform
 import time
 
 from govjax.study.premise import PremiseSpec, run_sweep, summarise, treatments
+from govjax.study.premise_figures import premise_figures
 
 ORDER = ("exclude", "full", "depth_1", "exclude_trunk", "depth_2", "input_1", "depth_3", "depth_1_groupclip",
          "region", "depth_1_batch", "input_2", "input_3", "full_groupclip")
@@ -54,8 +59,10 @@ def main(argv=None) -> None:
   meta = {"machine": f"{platform.machine()} {platform.system()}, 2 shared CPU cores, jax CPU",
           "command": "python -m experiments.premise", "sweep_wall_s": round(time.time() - start, 1)}
   summary = summarise(records, spec, meta=meta)
-  pathlib.Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
-  print(f"wrote {args.out}: {len(records)} runs")
+  out = pathlib.Path(args.out)
+  out.write_text(json.dumps(summary, indent=1) + "\n")
+  drawn = premise_figures(summary, out.parent, stem=out.stem)
+  print(f"wrote {out}: {len(records)} runs; figures {', '.join(str(p) for p in drawn)}")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,8 @@ def add_prepare(subparsers) -> None:
 def add_report(subparsers) -> None:
   parser = subparsers.add_parser("report", help="build report.html (figures, tables) of a study or run directory")
   parser.add_argument("--workdir", required=True, help="a directory written by `govjax study` / `make demo`")
+  parser.add_argument("--premise", default=None,
+                      help="a premise.json (experiments/results/premise.json) to add as a section of a study report")
   parser.set_defaults(target="govjax.commands.report:run")
 
 

@@ -15,8 +15,12 @@ Figures (PNG, in ``out/figures/``):
    over seeds and works, ``out/study.json``).
 7. ``privacy_utility.png``: DP-SGD's utility-privacy curve (validation NLL against membership AUC and epsilon,
    with 95% intervals) and the other methods at their own utility.
+8. ``premise.png`` and ``premise_shares.png`` (when ``out/premise.json`` exists or a premise summary is given):
+   rule learning against secret exposure per treatment, and the restricted-share curves
+   (:mod:`govjax.study.premise_figures`).
 
-Command: ``govjax report --workdir runs/demo`` (re-draws everything from the saved results).
+Command: ``govjax report --workdir runs/demo`` (re-draws everything from the saved results; add
+``--premise experiments/results/premise.json`` for the premise section).
 
 Example::
 
@@ -35,6 +39,7 @@ import numpy as np
 
 from govjax.core.rundir import RunDir
 from govjax.report.page import Report
+from govjax.study.premise_figures import premise_figures
 
 
 def _plt():
@@ -309,8 +314,35 @@ def governed_run(runs: list[dict]) -> dict | None:
   return next((r for r in runs if r.get("method") != "vanilla"), runs[0] if runs else None)
 
 
-def write_study_report(out: str | pathlib.Path) -> pathlib.Path:
-  """Draws the figures and writes ``out/report.html`` from ``out/results.json``; returns the report path."""
+def premise_section(report: Report, premise: dict, figures: pathlib.Path) -> None:
+  """The premise experiment's section: its treatments table and both figures."""
+  section = report.section(
+      "Premise: rule learning without memorization",
+      f"A learnable cadence rule and verbatim secrets placed only in restricted works (restricted share "
+      f"{premise['spec']['main_share']:.0%}); seeds {premise['seeds']}; mean [95% interval], bootstrap over seeds "
+      "then works. Rule gain is measured against the same seed's exclusion run; 'specific' subtracts the gain "
+      "at control positions (the trigger without the rule).")
+  keys = (("rule_gain_specific", "specific rule gain"), ("secret_exposure", "secret exposure (bits)"),
+          ("mia_auc_restricted", "membership AUC"), ("val_nll_minus_exclude", "val NLL - exclude"))
+  section.table([{"treatment": name, **{label: _ci_text(block.get(key)) for key, label in keys}}
+                 for name, block in premise["treatments"].items()], caption="premise.json: treatments")
+  for path, caption in zip(premise_figures(premise, figures),
+                           ("8a. Rule learning against secret exposure (open markers: after trunk-leakage "
+                            "retraining; grey band: exclusion's exposure).",
+                            "8b. The metrics against the share of restricted works."), strict=False):
+    section.figure(path, caption)
+
+
+def write_study_report(out: str | pathlib.Path, *, premise: str | pathlib.Path | None = None) -> pathlib.Path:
+  """Draws the figures and writes ``out/report.html`` from ``out/results.json``; returns the report path.
+
+  Args:
+    out: the study directory.
+    premise: a ``premise.json`` to add as a section (default: ``out/premise.json`` when it exists).
+
+  Returns:
+    The path of ``report.html``.
+  """
   out = pathlib.Path(out)
   results = json.loads((out / "results.json").read_text())
   runs = results["runs"]
@@ -358,6 +390,9 @@ def write_study_report(out: str | pathlib.Path) -> pathlib.Path:
     curve = figure_privacy_utility(evidence, figures / "privacy_utility.png")
     if curve is not None:
       section.figure(curve, "7. Utility against membership inference; DP-SGD's noise sweep as a curve.")
+  premise_path = pathlib.Path(premise) if premise is not None else out / "premise.json"
+  if premise_path.is_file():
+    premise_section(report, json.loads(premise_path.read_text()), figures)
 
   described = governed_run(runs)
   if described is not None:

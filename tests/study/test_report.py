@@ -196,3 +196,30 @@ def test_report_renders_in_headless_chromium(study_report, tmp_path):
   subprocess.run([chromium, *flags, f"--screenshot={screenshot}", study_report.as_uri()], capture_output=True,
                  timeout=120, env=env, check=True)
   assert screenshot.stat().st_size > 10_000
+
+
+def _premise_block(rule: float, exposure: float) -> dict:
+  def value(mean):
+    return {"mean": mean, "ci95": [mean - 0.1, mean + 0.1]}
+
+  return {"rule_gain_specific": value(rule), "secret_exposure": value(exposure), "mia_auc_restricted": value(0.6),
+          "val_nll_minus_exclude": value(0.05)}
+
+
+def test_a_premise_summary_becomes_a_section_with_both_figures(tmp_path):
+  study = _small_study(tmp_path / "study")
+  shares = {share: {"exclude": _premise_block(0.0, 1.0), "full": _premise_block(float(share), 5.0)}
+            for share in ("0.2", "0.8")}
+  premise = {"seeds": [0, 1, 2], "spec": {"main_share": 0.5},
+             "treatments": {"exclude": _premise_block(0.0, 1.0), "full": _premise_block(0.6, 5.0),
+                            "depth_1": _premise_block(0.1, 1.5)},
+             "trunk_leakage": {"full": _premise_block(0.2, 2.0)}, "restricted_fraction": shares}
+  path = tmp_path / "premise.json"
+  path.write_text(json.dumps(premise))
+  report = write_study_report(study, premise=path)
+  images = sorted(url for tag, url in _assert_every_link_resolves(report) if tag == "img")
+  assert {"figures/premise.png", "figures/premise_shares.png"} <= set(images)
+  text = report.read_text(encoding="utf-8")
+  assert "Premise: rule learning without memorization" in text and "0.600 [0.500, 0.700]" in text
+  # Without a premise summary (none given, none in the study folder) there is no such section.
+  assert "Premise" not in write_study_report(study).read_text(encoding="utf-8")
