@@ -17,10 +17,14 @@ Protocol (Park et al. 2023, the linear datamodeling score):
    interval over query works (:func:`govjax.core.intervals.work_bootstrap`).
 4. Baselines in the same run: token n-gram overlap (distinct n-grams of the query found in a kept window, summed
    over kept windows) and the count of kept windows.
-5. Removal: ``outputs`` continuations sampled from full model 0 (prompts: openings of held-out works); for each,
-   model 0's config is retrained without the ``removal_k`` works a scorer blames most, and without
-   ``random_draws`` random sets of ``removal_k`` works; the rise of the continuation's NLL, top-k over random-k
-   (ratio of means over outputs, bootstrap over outputs).
+5. Removal: ``outputs`` continuations sampled from full model 0 (prompts: openings of held-out works). For each
+   retrain seed in ``removal_seeds`` (never 0: model 0 sampled the outputs, so any other model, even one trained on
+   every work, gives them a higher NLL, and that rise would be counted for top-k and random-k alike), the config
+   is retrained on every work (the reference), without the ``removal_k`` works a scorer blames most for each
+   output, and without each of ``random_draws`` random sets of ``removal_k`` works (shared by all outputs). An
+   output's rise is its continuation NLL under a removal retrain minus under the same seed's reference, averaged
+   over seeds (and random sets); reported: top-k over random-k (ratio of means over outputs) and top-k minus
+   random-k, both with bootstrap intervals over outputs.
 
 Command (not run in CI; the full chorale subset ``spq4_max120`` prepared under ``~/.cache/govjax/data``):
   nice -n 10 python -m experiments.attribution --config experiments/configs/attribution.py \\
@@ -52,6 +56,7 @@ import numpy as np
 from flax import nnx
 
 from govjax.core.config import TrainConfig
+from govjax.core.intervals import work_bootstrap
 from govjax.core.losses import token_losses
 from govjax.provenance.datamodels import (
     draw_subsets,
@@ -95,6 +100,7 @@ class AttributionConfig:
   temperature: float = 1.0
   removal_k: int = 5
   random_draws: int = 3
+  removal_seeds: tuple[int, ...] = (1, 2)  # retrain seeds of the removal test; never 0, the seed that sampled
   removal_scorers: tuple[str, ...] = ()  # besides the default scorer (best LDS on the calibration queries)
   seed: int = 0
   resamples: int = 2000
@@ -166,18 +172,29 @@ def model_features(workdir: pathlib.Path, data, queries: np.ndarray, k: int, see
   examples = training_examples(data)
   record = read_training_record(workdir, num_examples=len(examples))
   raw, adam, query = [], [], []
+  masks = record.credit_masks()
   with RunCheckpoints(workdir) as run:
     featurizer = transformer_featurizer(run.graphdef, num_layers=run.model_config.num_layers,
                                         config=FeatureConfig(k=k, seed=seed))
     for c, step in enumerate(record.steps):
       ckpt = run.load(step)
       inputs = {"tokens": examples.tokens}
-      raw.append(checkpoint_features(featurizer, ckpt, inputs, record.masks[c]))
-      adam.append(checkpoint_features(featurizer, ckpt, inputs, record.masks[c], adam=True))
+      raw.append(checkpoint_features(featurizer, ckpt, inputs, masks[c]))
+      adam.append(checkpoint_features(featurizer, ckpt, inputs, masks[c], adam=True))
       query.append(checkpoint_features(featurizer, ckpt, {"tokens": queries}))
   return {"raw": np.stack(raw), "adam": np.stack(adam), "query": np.stack(query),
           "learning_rates": record.learning_rates, "example_work": examples.work_index,
           "tokens": examples.tokens}
+
+
+def output_features(workdir: pathlib.Path, num_examples: int, outputs: np.ndarray, k: int, seed: int) -> np.ndarray:
+  """Raw query features ``[C, O, k]`` of ``outputs`` at every checkpoint of one trained run (the same projection
+  and checkpoints as :func:`model_features`, so they score against its training features)."""
+  steps = read_training_record(workdir, num_examples=num_examples).steps
+  with RunCheckpoints(workdir) as run:
+    featurizer = transformer_featurizer(run.graphdef, num_layers=run.model_config.num_layers,
+                                        config=FeatureConfig(k=k, seed=seed))
+    return np.stack([checkpoint_features(featurizer, run.load(step), {"tokens": outputs}) for step in steps])
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -246,25 +263,35 @@ def read_subsets(workdir: pathlib.Path, subsets: np.ndarray, seeds: int) -> tupl
 
 def removal_runs(config: AttributionConfig, train_works: Sequence, removal_sets: dict[str, list[list[int]]],
                  outputs: np.ndarray, prompt_tokens: int, workdir: pathlib.Path, log: Callable[[str], None]
-                 ) -> dict[str, np.ndarray]:
-  """Retrains model 0's config without each set of works; ``{key: continuation NLL [O]}`` (cached per set)."""
+                 ) -> dict[tuple[str, int], np.ndarray]:
+  """Retrains the config without each set of works (the empty set: the reference), once per removal seed.
+
+  Returns:
+    ``{(removal_key, seed): continuation NLL [O]}``; cached per set and seed in
+    ``workdir/removal/<key>-r<seed>/result.json`` (checked against the outputs' count).
+  """
   out = {}
-  for sets in removal_sets.values():
-    for removed in sets:
+  every = [[], *(removed for sets in removal_sets.values() for removed in sets)]
+  for seed in config.removal_seeds:
+    for removed in every:
       key = removal_key(train_works, removed)
-      if key in out:
+      if (key, seed) in out:
         continue
-      where = workdir / "removal" / key
+      where = workdir / "removal" / f"{key}-r{seed}"
       if not (where / "result.json").is_file():
         start = time.perf_counter()
         kept = [w for i, w in enumerate(train_works) if i not in set(removed)]
-        result, _ = train_on(config.train, kept, where / "run", seed=0)
+        result, _ = train_on(config.train, kept, where / "run", seed=seed)
         nll = make_nll(result.graphdef)(result.state.params, outputs, start=prompt_tokens)
         (where / "result.json").write_text(json.dumps({"removed": [train_works[i].work_id for i in removed],
-                                                       "nll": nll.tolist(),
+                                                       "seed": seed, "nll": nll.tolist(),
                                                        "seconds": round(time.perf_counter() - start, 2)}))
-        log(f"removal {key}: {time.perf_counter() - start:.1f} s")
-      out[key] = np.asarray(json.loads((where / "result.json").read_text())["nll"])
+        log(f"removal {key} seed {seed}: {time.perf_counter() - start:.1f} s")
+      nll = np.asarray(json.loads((where / "result.json").read_text())["nll"])
+      if nll.shape != (len(outputs),):
+        raise ValueError(f"{where}/result.json: field 'nll' holds {nll.shape[0]} outputs, the run has "
+                         f"{len(outputs)}; use a fresh --workdir for another number of outputs")
+      out[(key, seed)] = nll
   return out
 
 
@@ -275,18 +302,52 @@ def removal_key(train_works: Sequence, removed: Sequence[int]) -> str:
 
 def removal_sets_for(scores: dict[str, np.ndarray], example_work: np.ndarray, config: AttributionConfig,
                      num_works: int, scorers: Sequence[str]) -> dict[str, list[list[int]]]:
-  """Per output, the top ``removal_k`` works of each of ``scorers`` and ``random_draws`` random sets:
-  ``{"<scorer>": [set per output], "random-<d>": [set per output]}`` (scores ``[O, N]``)."""
+  """Per output, the top ``removal_k`` works of each of ``scorers``, and ``random_draws`` random sets shared by
+  every output: ``{"<scorer>": [set per output], "random": [set per draw]}`` (scores ``[O, N]``)."""
   rng = np.random.default_rng([config.seed, 11])
   num_outputs = next(iter(scores.values())).shape[0]
   out = {}
   for name in scorers:
     out[name] = [sorted(np.argsort(-aggregate_per_work(scores[name][o], example_work, num_works),
                                    kind="stable")[: config.removal_k].tolist()) for o in range(num_outputs)]
-  for d in range(config.random_draws):
-    out[f"random-{d}"] = [sorted(rng.choice(num_works, config.removal_k, replace=False).tolist())
-                          for _ in range(num_outputs)]
+  out["random"] = [sorted(rng.choice(num_works, config.removal_k, replace=False).tolist())
+                   for _ in range(config.random_draws)]
   return out
+
+
+def removal_summary(config: AttributionConfig, train_works: Sequence, sets: dict[str, list[list[int]]],
+                    nll: dict[tuple[str, int], np.ndarray], scorers: Sequence[str]) -> dict:
+  """Rises against the same seed's reference, averaged over seeds; ratio and difference per scorer.
+
+  Args:
+    config: the settings (``removal_seeds``, ``seed``, ``resamples``).
+    train_works: the training works (set keys).
+    sets: from :func:`removal_sets_for`.
+    nll: from :func:`removal_runs`.
+    scorers: the scorers with top-k sets.
+
+  Returns:
+    ``{"per_scorer": {name: {"top_k_over_random_k", "top_k_minus_random_k", "top_k_rise"}},
+    "random_k_rise", "reference_nll"}`` (rises per output, means over seeds).
+  """
+  seeds = list(config.removal_seeds)
+  reference = {seed: nll[(removal_key(train_works, []), seed)] for seed in seeds}
+
+  def rise(removed, seed):
+    return nll[(removal_key(train_works, removed), seed)] - reference[seed]
+
+  random_rise = np.mean([rise(removed, seed) for removed in sets["random"] for seed in seeds], axis=0)
+  per_scorer = {}
+  for name in scorers:
+    top = np.asarray([np.mean([rise(removed, seed)[o] for seed in seeds]) for o, removed in enumerate(sets[name])])
+    diff = top - random_rise
+    per_scorer[name] = {
+        "top_k_over_random_k": ratio_of_means(top, random_rise, seed=config.seed, resamples=config.resamples),
+        "top_k_minus_random_k": work_bootstrap(diff, np.arange(len(diff)), seed=config.seed,
+                                               resamples=config.resamples),
+        "top_k_rise": top.tolist()}
+  return {"per_scorer": per_scorer, "random_k_rise": random_rise.tolist(),
+          "reference_nll": {str(seed): reference[seed].tolist() for seed in seeds}}
 
 
 # ------------------------------------------------------------------------------------------------- analysis
@@ -434,7 +495,7 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
     result, data_m = train_on(config.train, sel["train"], workdir / f"full-{m}", seed=m, steps_between=steps_between)
     data = data if data is not None else data_m
     log(f"full model {m}: {time.perf_counter() - start:.1f} s")
-  outputs_file = workdir / "outputs.npz"
+  outputs_file = workdir / f"outputs-{config.outputs}.npz"
   if not outputs_file.is_file():
     model, _, _ = restore_model(workdir / "full-0")
     prompts = prompts_from_works(sel["query"], num_samples=config.outputs, prompt_frames=config.prompt_frames)
@@ -443,9 +504,10 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
              prompt_work=[s.prompt_work_id for s in samples])
   saved = np.load(outputs_file)
   outputs, prompt_tokens = saved["tokens"], int(saved["prompt_tokens"])
-  queries = np.concatenate([eval_q, cal_q, outputs])
+  # The retrained models' NLLs and the features are cached for these rows; caches written when the rows also held
+  # outputs have them at the end, and only the first len(queries) rows are read.
+  queries = np.concatenate([eval_q, cal_q])
   ev, cal = slice(0, len(eval_q)), slice(len(eval_q), len(eval_q) + len(cal_q))
-  out_rows = slice(len(eval_q) + len(cal_q), len(queries))
   features = []
   for m in range(config.models):
     path = workdir / f"features-{m}.npz"
@@ -454,6 +516,11 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
       np.savez(path, **model_features(workdir / f"full-{m}", data, queries, config.k, config.seed))
       log(f"features of model {m}: {time.perf_counter() - start:.1f} s")
     features.append(dict(np.load(path)))
+    path = workdir / f"output-features-{m}-{config.outputs}.npz"
+    if not path.is_file():
+      np.savez(path, query=output_features(workdir / f"full-{m}", len(features[-1]["example_work"]), outputs,
+                                           config.k, config.seed))
+    features[-1]["output_query"] = np.load(path)["query"]
   example_work, example_tokens = features[0]["example_work"], features[0]["tokens"]
 
   # Subsets (first seed), TRAK's damping on the calibration queries, removal, further seeds.
@@ -472,9 +539,10 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
   default = max(SCORERS, key=lambda n: calibration_lds[n])  # chosen on the calibration queries only
   removal_scorers = list(dict.fromkeys([default, *config.removal_scorers]))
   model0 = restore_model(workdir / "full-0")[0]
-  nll_full = make_nll(nnx.split(model0, nnx.Param)[0])(nnx.split(model0, nnx.Param)[1], outputs, start=prompt_tokens)
-  sets = removal_sets_for({n: s[out_rows] for n, s in scores.items()}, example_work, config, num_works,
-                          removal_scorers)
+  nll_sampler = make_nll(nnx.split(model0, nnx.Param)[0])(nnx.split(model0, nnx.Param)[1], outputs,
+                                                          start=prompt_tokens)
+  output_scores = scorer_scores([{**f, "query": f["output_query"]} for f in features], calibration["damping"])
+  sets = removal_sets_for(output_scores, example_work, config, num_works, removal_scorers)
   removal_nll = removal_runs(config, sel["train"], sets, outputs, prompt_tokens, workdir, log)
   subset_runs(config, sel, subsets, queries, workdir, log, seeds=range(1, config.seeds_per_subset))
 
@@ -484,21 +552,15 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
   baseline_scores = {f"ngram{n}": ngram_overlap(eval_q, example_tokens, n) for n in config.ngrams}
   results = analyse(config, eval_scores, baseline_scores, example_work, subsets[index], nll[:, ev],
                     {seed: {s: v[ev] for s, v in d.items()} for seed, d in per_seed.items()}, eval_owner, default)
-  rises = {key: v - nll_full for key, v in removal_nll.items()}
-  random_rise = np.mean([[rises[removal_key(sel["train"], sets[f"random-{d}"][o])][o]
-                          for o in range(len(outputs))] for d in range(config.random_draws)], axis=0)
-  per_scorer = {}
-  for name in removal_scorers:
-    top_rise = np.asarray([rises[removal_key(sel["train"], sets[name][o])][o] for o in range(len(outputs))])
-    per_scorer[name] = {"top_k_over_random_k": ratio_of_means(top_rise, random_rise, seed=config.seed,
-                                                              resamples=config.resamples),
-                        "top_k_rise": top_rise.tolist()}
-  headline = default
-  results["removal"] = {"top_k_over_random_k": per_scorer[headline]["top_k_over_random_k"], "scorer": headline,
-                        "per_scorer": per_scorer, "random_k_rise": random_rise.tolist(),
-                        "full_model_nll": nll_full.tolist(), "k": config.removal_k,
-                        "random_draws": config.random_draws, "outputs": len(outputs)}
-  cached = list(workdir.glob("*/*/result.json"))
+  removal = removal_summary(config, sel["train"], sets, removal_nll, removal_scorers)
+  headline = removal["per_scorer"][default]
+  results["removal"] = {"top_k_over_random_k": headline["top_k_over_random_k"],
+                        "top_k_minus_random_k": headline["top_k_minus_random_k"], "scorer": default, **removal,
+                        "sampler_nll": nll_sampler.tolist(), "k": config.removal_k,
+                        "random_draws": config.random_draws, "seeds": list(config.removal_seeds),
+                        "outputs": len(outputs)}
+  cached = [p for p in workdir.glob("*/*/result.json")
+            if p.parent.parent.name != "removal" or "-r" in p.parent.name]  # not the earlier seed-0 removal design
   seconds = [json.loads(p.read_text())["seconds"] for p in cached]
   started = json.loads(started_file.read_text())["started_unix"]
   last = max([p.stat().st_mtime for p in cached], default=started)

@@ -30,4 +30,4 @@ def get_config() -> AttributionConfig:
           batch_size=16, num_steps=150, learning_rate=3e-3, warmup_steps=10, window_stride=32,
           eval_max_batches=1),
       train_works=40, calibration_works=10, queries_per_work=5, subsets=50, seeds_per_subset=2, models=3,
-      checkpoints=5, k=1024, outputs=6, removal_k=5, random_draws=3)
+      checkpoints=5, k=1024, outputs=12, removal_k=5, random_draws=6, removal_seeds=(1, 2))

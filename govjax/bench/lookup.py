@@ -82,7 +82,7 @@ from govjax.data.scenario import real_records
 from govjax.documentation import music_fingerprint as mf
 from govjax.documentation import music_transforms as mt
 from govjax.documentation.duplicates import find_duplicates
-from govjax.documentation.lookup import ManifestIndex
+from govjax.documentation.lookup import SETTING_THRESHOLD, ManifestIndex
 from govjax.documentation.lsh import false_positive_bound
 from govjax.documentation.manifest import Manifest, build_records, load_manifest, write_manifest
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
@@ -92,6 +92,8 @@ from govjax.rights.policy import default_policy
 TRANSFORMS = tuple(mt.FAMILIES)
 DISTINCT_VARIANTS = ("transpose", "time_scale", "edit", "excerpt", "voice_subset", "ornament")
 SAME_TUNE_ALIGNMENT = 0.7  # tune_alignment at which two works set the same tune (ground truth)
+DUPLICATE_NOTE_OVERLAP = 0.5  # note_overlap at which two works are duplicates (ground truth)
+DUPLICATE_VOICE_ALIGNMENT = 0.7  # voice_alignment at which two works are duplicates (ground truth)
 _FORMAT_PREFERENCE = (".mxl", ".musicxml", ".xml", ".krn")
 
 
@@ -232,7 +234,7 @@ def verified_duplicates(a: mf.NoteList, b: mf.NoteList) -> tuple[bool, float, fl
   """``(duplicate, note_overlap, voice_alignment)``: duplicate when half the notes coincide
   (:func:`note_overlap` >= 0.5) or the voices align (:func:`voice_alignment` >= 0.7)."""
   overlap, alignment = note_overlap(a.notes, b.notes), voice_alignment(a, b)
-  return overlap >= 0.5 or alignment >= 0.7, overlap, alignment
+  return overlap >= DUPLICATE_NOTE_OVERLAP or alignment >= DUPLICATE_VOICE_ALIGNMENT, overlap, alignment
 
 
 # ------------------------------------------------------------------------------------------- the run
@@ -309,14 +311,21 @@ def _rate(events: int, queries: int) -> dict[str, Any]:
           "upper95": false_positive_bound(queries, events)}
 
 
+def _thresholds(args: argparse.Namespace) -> dict[str, float]:
+  """The ``ManifestIndex`` thresholds of a bench run (``setting_threshold``: the lookup's default
+  :data:`~govjax.documentation.lookup.SETTING_THRESHOLD` unless ``args`` names one)."""
+  return {"melody_threshold": args.melody_threshold, "copy_threshold": args.copy_threshold,
+          "partial_threshold": args.partial_threshold, "one_voice_threshold": args.one_voice_threshold,
+          "setting_threshold": getattr(args, "setting_threshold", None) or SETTING_THRESHOLD}
+
+
 def run(args: argparse.Namespace) -> dict:
   """The transformation bench (steps 1-5) and, with ``--distinct-works N``, the measurement at scale of
   :mod:`govjax.bench.lookup_distinct` (``distinct_works``); ``--distinct-only`` runs that alone."""
   start = time.perf_counter()
   result = {} if getattr(args, "distinct_only", False) else _transformation_bench(args)
   if getattr(args, "distinct_works", 0):
-    thresholds = {"melody_threshold": args.melody_threshold, "copy_threshold": args.copy_threshold,
-                  "partial_threshold": args.partial_threshold, "one_voice_threshold": args.one_voice_threshold}
+    thresholds = _thresholds(args)
     cache = pathlib.Path(args.cache_dir) if getattr(args, "cache_dir", None) else lookup_distinct.default_cache_dir()
     collection = getattr(args, "distinct_collection", lookup_distinct.DEVELOPMENT_COLLECTION)
     key = "distinct_works" if collection == lookup_distinct.DEVELOPMENT_COLLECTION else f"distinct_works_{collection}"
@@ -348,8 +357,7 @@ def _transformation_bench(args: argparse.Namespace) -> dict:
   # Manifest of the documented works, written and loaded back (lookups see only the manifest files).
   records = _records(works, documented)
   duplicates = find_duplicates(records)
-  thresholds = {"melody_threshold": args.melody_threshold, "copy_threshold": args.copy_threshold,
-                "partial_threshold": args.partial_threshold, "one_voice_threshold": args.one_voice_threshold}
+  thresholds = _thresholds(args)
   with tempfile.TemporaryDirectory() as tmp:
     paths_written = write_manifest(pathlib.Path(tmp) / "manifest", records, duplicates=duplicates.to_json(),
                                    name="bench-lookup", description="lookup benchmark manifest",

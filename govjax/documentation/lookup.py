@@ -12,7 +12,10 @@ Given a query file (MusicXML / MIDI / ABC / Humdrum via music21, an image, or a 
   the record) and ``record_coverage`` (the share of the record found in the query):
 
   - ``near-copy``: both coverages >= ``copy_threshold`` (an edited, ornamented, re-barred or re-voiced copy,
-    or a re-used setting);
+    or a re-used setting), or, between two pieces of as many voices (at least three), the voices compared rank
+    by rank match on average >= ``setting_threshold`` of the longer voice (the comparison's ``setting``
+    score, default :data:`SETTING_THRESHOLD`): a re-used setting with some of its lines re-written, whose
+    coverages stay below ``copy_threshold`` (``copy_axis`` in ``scores`` says which rule answered);
   - ``partial-copy``: one coverage >= ``partial_threshold`` over at least two voices matched in the same
     bars (an excerpt, a subset of the voices, or the work with added parts), or one query voice found as an
     inner voice of the record with the same rhythm; ``scores`` names the matched voices and bars of both
@@ -63,6 +66,7 @@ from govjax.documentation import image_fingerprint, music_fingerprint, music_not
 from govjax.documentation.manifest import Manifest, ManifestError, has_fingerprint, load_manifest, sha256_file
 from govjax.documentation.melodic_alignment import (
     MIN_PAIR_INTERVALS,
+    MIN_SETTING_VOICES,
     Comparison,
     VoiceSketch,
     compare,
@@ -71,8 +75,8 @@ from govjax.documentation.melodic_alignment import (
 from govjax.documentation.music_fingerprint import MusicFingerprint, decode_signature
 from govjax.documentation.run_outputs import NOT_AVAILABLE, RunOutputs, load_run_outputs
 
-__all__ = ["MAX_QUERY_NOTES", "MAX_UNCOUNTED_QUERY_BYTES", "ONE_VOICE_THRESHOLD", "LookupResult", "ManifestIndex",
-           "Match", "NOT_AVAILABLE", "QueryError", "check_query_size", "lookup_file",
+__all__ = ["MAX_QUERY_NOTES", "MAX_UNCOUNTED_QUERY_BYTES", "ONE_VOICE_THRESHOLD", "SETTING_THRESHOLD", "LookupResult",
+           "ManifestIndex", "Match", "NOT_AVAILABLE", "QueryError", "check_query_size", "lookup_file",
            "lookup_fingerprint", "query_modality"]
 
 TIERS = {"exact-file": "2a", "exact-content": "2b", "near-copy": "3", "partial-copy": "3", "same-tune": "3"}
@@ -87,6 +91,13 @@ MIN_SINGLE_VOICE_RHYTHM = 0.5  # one query voice found as an inner voice: rhythm
 # documented songs still got a copy answer for an unrelated melody; at 0.7, none); checked on held-out O'Neill's
 # 1850 tunes (``distinct_works_oneills1850``: no false answer in 1,004 queries, upper bound 0.003).
 ONE_VOICE_THRESHOLD = 0.7
+# Two pieces of as many voices (at least MIN_SETTING_VOICES): a near-copy also when their voices, compared rank by
+# rank, match on average this share of the longer voice (``Comparison.setting``). Chosen on the ordered pairs of
+# music21's Bach chorales that set one tune (govjax.bench.lookup_distinct): pairs whose voices the ground truth
+# aligns (mean difflib ratio >= 0.7, 79 pairs) score 0.575-1 (71 >= 0.6), other settings of the tune 0.20-0.56
+# (642 pairs), pairs that are duplicates by note overlap alone 0.30-0.58 (197 pairs). Only pieces of as many
+# voices (at least three) get the score, so one-voice tunes (folk songs) are never answered by it.
+SETTING_THRESHOLD = 0.6
 MAX_QUERY_NOTES = 10_000
 MAX_UNCOUNTED_QUERY_BYTES = 512 * 1024
 
@@ -110,8 +121,9 @@ class Match:
     matched_by: ``exact`` (tier 2a), ``content`` (tier 2b), ``alignment`` (music tier 3) or ``fingerprint``
       (text and image tier 3).
     level: ``exact-file``, ``exact-content``, ``near-copy``, ``partial-copy`` or ``same-tune``.
-    score: 1.0 for exact tiers; music: the smaller coverage (near-copy), the larger one (partial-copy) or the
-      tune's alignment (same-tune); text: the estimated Jaccard; images: ``1 - hamming/64``.
+    score: 1.0 for exact tiers; music: the smaller coverage (near-copy; the setting score for a near-copy by
+      the setting rule), the larger one (partial-copy) or the tune's alignment (same-tune); text: the estimated
+      Jaccard; images: ``1 - hamming/64``.
     scores: every similarity computed (music: coverages, tune alignment, matched voices and bars; text:
       Jaccard and containment; images: Hamming distances).
     record: tier-1 summary (title, composer, licence, attribution, rights holder, opt-out, split).
@@ -268,6 +280,8 @@ class ManifestIndex:
     partial_threshold: minimum of one coverage for a music partial copy.
     one_voice_threshold: between a one-voice query and a one-voice record, minimum tune score (``melody``)
       for any music tier-3 answer (near copy or same tune).
+    setting_threshold: between two pieces of as many voices (at least three), minimum voice-by-voice setting
+      score (``Comparison.setting``) for a music near-copy whose coverages are below ``copy_threshold``.
     max_hamming: maximum Hamming distance (of 64 bits) of both perceptual hashes for an image match.
     num_candidates: music records aligned per query: the best by gram coverage and, as many again, the best
       by the tune's grams.
@@ -275,13 +289,15 @@ class ManifestIndex:
 
   def __init__(self, manifest: Manifest, *, near_copy_threshold: float = 0.45, melody_threshold: float = 0.62,
                copy_threshold: float = 0.5, partial_threshold: float = 0.8,
-               one_voice_threshold: float = ONE_VOICE_THRESHOLD, max_hamming: int = 10, num_candidates: int = 16):
+               one_voice_threshold: float = ONE_VOICE_THRESHOLD, setting_threshold: float = SETTING_THRESHOLD,
+               max_hamming: int = 10, num_candidates: int = 16):
     self.manifest = manifest
     self.near_copy_threshold = near_copy_threshold
     self.melody_threshold = melody_threshold
     self.copy_threshold = copy_threshold
     self.partial_threshold = partial_threshold
     self.one_voice_threshold = one_voice_threshold
+    self.setting_threshold = setting_threshold
     self.max_hamming = max_hamming
     self.num_candidates = num_candidates
     self.records = {r["work_id"]: r for r in manifest.records}
@@ -372,7 +388,9 @@ class ManifestIndex:
     """The music tier-3 level of a comparison (``near-copy``, ``partial-copy``, ``same-tune``) or None.
 
     A near-copy has both coverages >= ``copy_threshold``, the smaller at least 3/4 of the larger, and voices
-    left unmatched on neither side or on both (an edited voice); a partial copy has one coverage >=
+    left unmatched on neither side or on both (an edited voice), or (two pieces of as many voices, at least
+    :data:`~govjax.documentation.melodic_alignment.MIN_SETTING_VOICES`) a setting score >=
+    ``setting_threshold`` (:meth:`copy_axis`); a partial copy has one coverage >=
     ``partial_threshold`` over at least two voices (or one inner voice alone, whose rhythm classes then agree
     on :data:`MIN_SINGLE_VOICE_RHYTHM` of the matched intervals: a lone line matched by its intervals alone is
     weak evidence, e.g. a folk tune found in a chorale's tenor by chance) and :data:`MIN_PARTIAL_INTERVALS`
@@ -387,21 +405,48 @@ class ManifestIndex:
     """
     if len(query) == 1 and len(record) == 1 and comparison.melody < self.one_voice_threshold:
       return None
+    if self.copy_axis(comparison, query, record) is not None:
+      return "near-copy"
     pairs = comparison.pairs
     matched = sum(p.matched for p in pairs)
-    low = min(comparison.query_coverage, comparison.record_coverage)
     high = max(comparison.query_coverage, comparison.record_coverage)
-    extra_query = _unmatched(query, {p.query_voice for p in pairs})
-    extra_record = _unmatched(record, {p.record_voice for p in pairs})
-    if (len(pairs) >= min(2, len(query), len(record)) and low >= self.copy_threshold and low >= 0.75 * high
-        and extra_query == extra_record):
-      return "near-copy"
     inner_voice = (len(pairs) == 1 and len(query) == 1 and pairs[0].record_voice != 0
                    and pairs[0].rhythm_agreement >= MIN_SINGLE_VOICE_RHYTHM)
     if (len(pairs) >= 2 or inner_voice) and matched >= MIN_PARTIAL_INTERVALS and high >= self.partial_threshold:
       return "partial-copy"
     if comparison.melody >= self.melody_threshold:
       return "same-tune"
+    return None
+
+  def copy_axis(self, comparison: Comparison, query: Sequence[VoiceSketch],
+                record: Sequence[VoiceSketch]) -> str | None:
+    """Which near-copy rule a comparison meets: ``coverage``, ``setting`` or None (see :meth:`classify`).
+
+    ``coverage``: both coverages >= ``copy_threshold`` over at least two voice pairs (or the one voice of a
+    one-voice piece), the smaller at least 3/4 of the larger, and voices of some length left unmatched on
+    neither side or on both. ``setting``: otherwise, two pieces of as many voices (at least
+    :data:`~govjax.documentation.melodic_alignment.MIN_SETTING_VOICES`) whose voices compared rank by rank
+    match on average >= ``setting_threshold`` of the longer voice (``comparison.setting``; computed by
+    :func:`~govjax.documentation.melodic_alignment.compare` only for such pieces).
+
+    Args:
+      comparison: :func:`~govjax.documentation.melodic_alignment.compare` of the query and the record.
+      query, record: the voice sketches compared.
+
+    Returns:
+      ``coverage``, ``setting`` or None.
+    """
+    pairs = comparison.pairs
+    low = min(comparison.query_coverage, comparison.record_coverage)
+    high = max(comparison.query_coverage, comparison.record_coverage)
+    extra_query = _unmatched(query, {p.query_voice for p in pairs})
+    extra_record = _unmatched(record, {p.record_voice for p in pairs})
+    if (len(pairs) >= min(2, len(query), len(record)) and low >= self.copy_threshold and low >= 0.75 * high
+        and extra_query == extra_record):
+      return "coverage"
+    if (len(query) == len(record) >= MIN_SETTING_VOICES and comparison.setting_voices
+        and comparison.setting >= self.setting_threshold):
+      return "setting"
     return None
 
   def search_music(self, fingerprint: MusicFingerprint, *, source_sha256: str | None = None,
@@ -460,13 +505,15 @@ class ManifestIndex:
       if work_id in found:
         continue
       record = self._sketches[row]
-      comparison = compare(sketches, record, min_melody=self.melody_threshold)
+      comparison = compare(sketches, record, min_melody=self.melody_threshold, min_setting=self.setting_threshold)
       level = self.classify(comparison, sketches, record)
       if level is None:
         continue
       scores = comparison.to_json()
       if level == "near-copy":
-        score = min(comparison.query_coverage, comparison.record_coverage)
+        scores["copy_axis"] = self.copy_axis(comparison, sketches, record)
+        score = (min(comparison.query_coverage, comparison.record_coverage) if scores["copy_axis"] == "coverage"
+                 else comparison.setting)
       elif level == "partial-copy":
         score = max(comparison.query_coverage, comparison.record_coverage)
         scores["partial_kind"] = ("part of the work" if comparison.query_coverage >= self.partial_threshold

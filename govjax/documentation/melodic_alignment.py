@@ -19,6 +19,11 @@ passage, not voices matched in unrelated places), and reports:
   parts),
 - ``melody``: how much of the record's highest voice (its tune) one voice of the query holds, relative to
   the longer of the two: near 1 for another setting of the same tune,
+- ``setting``: between two pieces of as many voices (at least :data:`MIN_SETTING_VOICES`), the voices
+  compared rank by rank (highest with highest, ..., lowest with lowest): the mean over the voices of the
+  matched intervals relative to the longer voice of each pair. It is high only when every line of the setting
+  recurs (a re-used harmonisation, even with a few voices re-written), not when the tune and a similar bass
+  do (another harmonisation of the same tune),
 - the matched voices and bars.
 
 Intervals, not pitches, are aligned, so a changed note costs two intervals; an inserted passing note costs
@@ -53,12 +58,13 @@ import numpy as np
 
 from govjax.documentation.music_notes import Note, NoteList
 
-__all__ = ["MIN_BLOCK", "MIN_PAIR_FRACTION", "Comparison", "VoicePair", "VoiceSketch", "align", "compare",
-           "sketches_from_json", "sketches_to_json", "voice_lines", "voice_sketches"]
+__all__ = ["MIN_BLOCK", "MIN_PAIR_FRACTION", "MIN_SETTING_VOICES", "Comparison", "VoicePair", "VoiceSketch", "align",
+           "compare", "sketches_from_json", "sketches_to_json", "voice_lines", "voice_sketches"]
 
 MIN_BLOCK = 3  # equal consecutive intervals that count as matched
 MIN_PAIR_FRACTION = 0.5  # a voice pair counts when it matches at least this fraction of the shorter voice
 MIN_PAIR_INTERVALS = 8  # ... and at least this many intervals
+MIN_SETTING_VOICES = 3  # the setting score compares pieces of at least this many voices (as many in both)
 _CLIP = 60
 
 
@@ -213,6 +219,9 @@ class Comparison:
     record_coverage: fraction of the record's intervals matched.
     melody: the record's highest voice against the best query voice: matched / the longer of the two.
     melody_voice: that query voice (None without one).
+    setting: voice by voice (rank with rank, pieces of as many voices, at least :data:`MIN_SETTING_VOICES`),
+      the mean of matched intervals / the longer voice; 0 for pieces of different voice counts or fewer voices.
+    setting_voices: the per-voice scores whose mean is ``setting`` (empty when it is not computed).
   """
 
   pairs: list[VoicePair]
@@ -220,10 +229,13 @@ class Comparison:
   record_coverage: float
   melody: float
   melody_voice: int | None
+  setting: float = 0.0
+  setting_voices: tuple[float, ...] = ()
 
   def to_json(self) -> dict[str, Any]:
     return {"query_coverage": round(self.query_coverage, 4), "record_coverage": round(self.record_coverage, 4),
             "melody": round(self.melody, 4), "melody_voice": self.melody_voice,
+            "setting": round(self.setting, 4), "setting_voices": [round(v, 4) for v in self.setting_voices],
             "voices": [dataclasses.asdict(p) for p in self.pairs]}
 
 
@@ -241,8 +253,13 @@ def _upper_bound(key: str, grams: set[str], size: int) -> int:
   return covered
 
 
+def _longer(query: VoiceSketch, record: VoiceSketch) -> int:
+  return max(1, len(query.intervals), len(record.intervals))
+
+
 def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_block: int = MIN_BLOCK,
-            min_pair_fraction: float = MIN_PAIR_FRACTION, min_melody: float = 0.0) -> Comparison:
+            min_pair_fraction: float = MIN_PAIR_FRACTION, min_melody: float = 0.0,
+            min_setting: float = 0.0) -> Comparison:
   """Aligns every query voice with every record voice (see the module docstring).
 
   Args:
@@ -251,6 +268,8 @@ def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_
     min_pair_fraction: a voice pair is kept when it matches at least this fraction of the shorter voice.
     min_melody: melody scores below this may be reported as 0 (voice pairs that cannot reach it, nor a kept
       pair, are not aligned: a count of the intervals in shared ``min_block``-grams bounds the alignment).
+    min_setting: setting scores below this may be reported as 0 (when the same bound shows that the voices
+      cannot reach it, the voices of equal rank are not all aligned).
 
   Returns:
     :class:`Comparison`.
@@ -261,14 +280,20 @@ def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_
     return Comparison([], 0.0, 0.0, 0.0, None)
   table = {}
   record_grams = [_gram_set(r.key, min_block) for r in record]
+  bounds = {(qi, ri): _upper_bound(q.key, record_grams[ri], min_block)
+            for qi, q in enumerate(query) for ri in range(len(record))}
+  by_rank = len(query) == len(record) >= MIN_SETTING_VOICES
+  if by_rank:  # the setting score is wanted only when the bounds of the voices of equal rank can reach it
+    by_rank = statistics.fmean(bounds[(i, i)] / _longer(q, record[i]) for i, q in enumerate(query)) >= min_setting
   for qi, q in enumerate(query):
-    key = q.key
     for ri, r in enumerate(record):
       shorter = min(len(q.intervals), len(r.intervals))
       needed = max(MIN_PAIR_INTERVALS, min_pair_fraction * shorter)
       if ri == 0:
         needed = min(needed, min_melody * max(len(q.intervals), len(r.intervals)))
-      if _upper_bound(key, record_grams[ri], min_block) < needed:
+      if by_rank and qi == ri:
+        needed = 0  # the setting score needs every voice of equal rank aligned
+      if bounds[(qi, ri)] < needed:
         table[(qi, ri)] = (0, [], shorter)  # cannot reach a kept pair (nor the melody floor): not aligned
         continue
       matched, blocks = align(q, r, min_block=min_block)
@@ -290,5 +315,7 @@ def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_
     used_r.add(ri)
     pairs.append(pair)
   matched = sum(p.matched for p in pairs)
+  setting_voices = tuple(table[(i, i)][0] / _longer(q, record[i]) for i, q in enumerate(query)) if by_rank else ()
   return Comparison(sorted(pairs, key=lambda p: p.query_voice), matched / total_query, matched / total_record,
-                    melody, melody_voice)
+                    melody, melody_voice, statistics.fmean(setting_voices) if setting_voices else 0.0,
+                    setting_voices)

@@ -18,6 +18,14 @@ interval; an example not seen in the interval falls back to its most recent earl
 later one. ``aggregate="union"`` uses the union over the whole run at every checkpoint. An example never seen
 in the log gets an all-zero mask (it never trained, so it gets no credit) and is counted in the report.
 
+Each group's effective learning rate enters as ``group_weights[c, g]``: with the ``contributors`` normaliser a
+group's update is the sum of its contributors' gradients divided by their count ``N_g = sum_b mask[b, g]``
+instead of the batch size ``B``, so each contributor's step in group ``g`` is ``B / N_g`` times a plain step's
+(a deep group that few examples reach moves each of them further). ``group_weights[c, g]`` is the mean of
+``B / N_g`` over the steps of checkpoint ``c``'s interval in which ``g`` had contributors (1 with the ``batch``
+normaliser); the schedule enters through each checkpoint's learning rate. :meth:`TrainingRecord.credit_masks`
+multiplies the masks by these weights: the masks the featurizer is given.
+
 Example:
   >>> log = RoutingLog(steps=np.array([1, 2]), example_id=np.array([[0, 1], [1, 2]]),
   ...                  work_index=np.array([[0, 0], [0, 1]]),
@@ -27,6 +35,8 @@ Example:
   [[1.0, 1.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
   >>> rec.report["never_trained"]
   1
+  >>> training_record(log, [CheckpointInfo(2, 0.1)], normaliser="contributors").group_weights.tolist()
+  [[2.0, 1.0]]
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from govjax.models.transformer import Transformer
 from govjax.train.step import model_config
 
 AGGREGATES = ("interval", "union")
+NORMALISERS = ("batch", "contributors")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +156,8 @@ class TrainingRecord:
     work_index: int ``[N]`` work of each example as logged (-1 if never seen).
     aggregate: how the masks were aggregated (``interval`` or ``union``).
     report: JSON-able counts (never trained examples, steps after the last checkpoint, ...).
+    group_weights: float32 ``[C, G]`` each group's per-contributor step relative to a plain step (see the module
+      docstring); None = all 1.
   """
 
   checkpoints: tuple[CheckpointInfo, ...]
@@ -154,6 +167,14 @@ class TrainingRecord:
   work_index: np.ndarray
   aggregate: str
   report: dict
+  group_weights: np.ndarray | None = None
+
+  def credit_masks(self) -> np.ndarray:
+    """float32 ``[C, N, G]``: the masks times each checkpoint's group weights (what each example's gradient
+    contributed to each group's update, relative to a plain step)."""
+    if self.group_weights is None:
+      return self.masks
+    return (self.masks * self.group_weights[:, None, :]).astype(np.float32)
 
   @property
   def num_groups(self) -> int:
@@ -174,6 +195,7 @@ def training_record(
     *,
     num_examples: int | None = None,
     aggregate: str = "interval",
+    normaliser: str = "batch",
 ) -> TrainingRecord:
   """Aggregates a routing log into per-checkpoint example masks.
 
@@ -182,12 +204,15 @@ def training_record(
     checkpoints: the checkpoints to use (any order; sorted by step).
     num_examples: number of training examples (default: 1 + the largest logged example id).
     aggregate: ``"interval"`` (per checkpoint interval, see the module docstring) or ``"union"``.
+    normaliser: the run's ``governance.normaliser``, ``"batch"`` or ``"contributors"`` (sets ``group_weights``).
 
   Returns:
     A :class:`TrainingRecord`.
   """
   if aggregate not in AGGREGATES:
     raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+  if normaliser not in NORMALISERS:
+    raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser!r}")
   if not checkpoints:
     raise ValueError("training_record needs at least one checkpoint")
   checkpoints = tuple(sorted(checkpoints, key=lambda c: c.step))
@@ -246,9 +271,25 @@ def training_record(
       "steps_after_last_checkpoint": int((log.steps > bounds[-1]).sum()),
       "examples_with_no_group": int((masks.max(axis=(0, 2)) == 0).sum()),
   }
+  weights = _group_weights(log, interval, num_ckpt) if normaliser == "contributors" else None
+  if weights is not None:
+    report["group_weights"] = np.round(weights, 4).tolist()
   return TrainingRecord(checkpoints=checkpoints, num_examples=n, masks=masks.astype(np.float32),
                         occurrences=occurrences[:num_ckpt], work_index=work_index, aggregate=aggregate,
-                        report=report)
+                        report=report, group_weights=weights)
+
+
+def _group_weights(log: RoutingLog, interval: np.ndarray, num_ckpt: int) -> np.ndarray:
+  """``[C, G]`` mean over each interval's steps of ``B / N_g`` (steps where group ``g`` had contributors)."""
+  contributors = log.mask.sum(axis=1)  # [S, G]
+  batch = float(log.mask.shape[1])
+  ratio = np.where(contributors > 0, batch / np.maximum(contributors, 1e-12), 0.0)
+  weights = np.ones((num_ckpt, log.num_groups), np.float32)
+  for c in range(num_ckpt):
+    rows = interval == c
+    active = (contributors[rows] > 0).sum(axis=0)
+    weights[c] = np.where(active > 0, ratio[rows].sum(axis=0) / np.maximum(active, 1), 1.0)
+  return weights
 
 
 # --------------------------------------------------------------------------------------------- checkpoints
@@ -289,10 +330,13 @@ def read_training_record(
     steps: use only these checkpoint steps (default: all kept checkpoints).
 
   Returns:
-    The record.
+    The record. For a run with ``governance.routing = "none"`` the logged masks (the policy's, not applied) are
+    replaced by full masks; otherwise the run's ``governance.normaliser`` sets ``group_weights``.
   """
   with RunDir(workdir) as run:
     checkpoints = _checkpoint_infos(run)
+    governance = run.read_config().get("governance", {})
+    routing, normaliser = governance.get("routing", "none"), governance.get("normaliser", "batch")
     if steps is not None:
       wanted = {int(s) for s in steps}
       missing = wanted - {c.step for c in checkpoints}
@@ -305,7 +349,14 @@ def read_training_record(
     if not run.routing_log_file.is_file():
       raise FileNotFoundError(f"routing log not found: {run.routing_log_file} (written by govjax.train.loop.train)")
     log = _routing_log(run.routing_log_file, run.read_routing_log())
-  return training_record(log, checkpoints, num_examples=num_examples, aggregate=aggregate)
+  if routing == "none":
+    # Unrouted training (vanilla and the baselines) logs the policy's masks without applying them: every trained
+    # example reached every group, with a plain step.
+    log = dataclasses.replace(log, mask=np.ones_like(log.mask))
+    normaliser = "batch"
+  record = training_record(log, checkpoints, num_examples=num_examples, aggregate=aggregate, normaliser=normaliser)
+  record.report["routing"] = routing
+  return record
 
 
 @dataclasses.dataclass

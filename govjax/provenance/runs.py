@@ -118,7 +118,7 @@ def index_run(
   featurizer = transformer_featurizer(run.graphdef, num_layers=run.model_config.num_layers, config=config)
   start = time.perf_counter()
   index = build_index(
-      featurizer, checkpoints, {"tokens": examples.tokens}, record.masks, example_work=examples.work_index,
+      featurizer, checkpoints, {"tokens": examples.tokens}, record.credit_masks(), example_work=examples.work_index,
       works=work_entries(data.catalogue),
       metadata={"run": {"workdir": str(workdir), "config_hash": run.config_hash, "name": run.config.name},
                 "context": int(run.model_config.context), "routing": record.report},

@@ -77,3 +77,20 @@ def test_extra_query_collections_are_held_out_queries(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match="development"):
     ld.measure_distinct(num_distinct=5, seed=0, cache=tmp_path, max_chorales=2,
                         extra_query_collections=(ld.DEVELOPMENT_COLLECTION,))
+
+
+def test_reused_settings_are_found_as_copies_and_other_settings_as_the_same_tune(tmp_path, monkeypatch):
+  import music21  # noqa: PLC0415 (slow import, only this test needs the corpus paths)
+
+  chorales = ["bach/bwv326", "bach/bwv327", "bach/bwv65.7", "bach/bwv144.6"]
+  monkeypatch.setattr(ld.bench_lookup, "corpus_paths",
+                      lambda composer="bach": [pathlib.Path(music21.corpus.getWork(w)) for w in chorales])
+  monkeypatch.setattr(ld, "essen_paths", lambda: [_essen("variant0")])
+  section = ld.measure_distinct(num_distinct=5, seed=0, cache=tmp_path)
+  assert section["chorales"] == 4
+  # bwv326 / bwv327: one setting (three voices recur, the bass re-written), found both ways as a copy
+  assert section["reused_setting_recall"]["pairs"] == 2 and section["reused_setting_recall"]["found"] == 2
+  # bwv65.7 / bwv144.6: two harmonisations of one tune, answered as the same tune, not as a copy
+  assert section["same_tune_recall"]["pairs"] == 2 and section["same_tune_recall"]["found"] == 2
+  assert section["copy_false_positives"]["chorales"]["events"] == 0
+  assert section["copy_answers_for_same_tune_pairs"] == 0

@@ -327,3 +327,39 @@ def test_one_voice_works_need_the_tune_score_for_any_answer():
   # The exact transposed copy is found at the exact-content tier.
   query = mf.fingerprint_notes(_tune(melody, transpose=-3), index.manifest.music_config, minhash=False)
   assert [m.level for m in index.search_music(query)[0]] == ["exact-content"]
+
+
+@pytest.fixture(scope="module")
+def settings_index():
+  """Chorales of two tunes: bwv327 (whose setting bwv326 re-uses) and bwv144.6 (harmonised again in bwv65.7)."""
+  tunes = {w: mf.notes_from_score(music21.corpus.parse(w)) for w in ("bach/bwv327", "bach/bwv144.6", "bach/bwv66.6")}
+  return _one_voice_index(tunes)
+
+
+def _chorale_query(index, work_id):
+  notes = mf.notes_from_score(music21.corpus.parse(work_id))
+  return index.search_music(mf.fingerprint_notes(notes, index.manifest.music_config, minhash=False))
+
+
+def test_a_reused_setting_with_a_rewritten_voice_is_a_near_copy(settings_index):
+  # bwv326 re-uses bwv327's setting: soprano, alto and tenor recur (the bass is re-written), so less than half of
+  # either piece is covered and the coverage rule misses it; voice by voice the setting scores 0.67.
+  matches, same = _chorale_query(settings_index, "bach/bwv326")
+  assert [(m.work_id, m.level) for m in matches] == [("bach/bwv327", "near-copy")] and not same
+  scores = matches[0].scores
+  assert scores["copy_axis"] == "setting" and matches[0].score == pytest.approx(scores["setting"], abs=1e-4)
+  assert min(scores["query_coverage"], scores["record_coverage"]) < settings_index.copy_threshold
+  assert scores["setting"] >= settings_index.setting_threshold == lookup.SETTING_THRESHOLD == 0.6
+  assert len(scores["setting_voices"]) == 4 and sum(v >= 0.7 for v in scores["setting_voices"]) == 3
+  strict = _one_voice_index({"bach/bwv327": mf.notes_from_score(music21.corpus.parse("bach/bwv327"))},
+                            setting_threshold=0.7)
+  matches, same = _chorale_query(strict, "bach/bwv326")
+  assert not matches and [m.level for m in same] == ["same-tune"]
+
+
+def test_another_harmonisation_of_the_same_tune_is_same_tune_not_a_copy(settings_index):
+  # bwv65.7 and bwv144.6 set one tune (the soprano aligns fully) with other inner voices and bass: no copy.
+  matches, same = _chorale_query(settings_index, "bach/bwv65.7")
+  assert not matches
+  assert [(m.work_id, m.level) for m in same] == [("bach/bwv144.6", "same-tune")]
+  assert same[0].scores["melody"] == 1.0 and same[0].scores["setting"] < lookup.SETTING_THRESHOLD

@@ -91,3 +91,24 @@ def test_sketch_json_round_trip_and_bad_lengths(chorale):
   broken = ma.VoiceSketch(np.zeros(2, np.int8), np.zeros(2, np.int8), np.zeros(5, np.uint16)).to_json()
   with pytest.raises(ValueError, match="2 intervals, 2 rhythm classes and 5 bars: expected n - 1, n - 1 and n"):
     ma.VoiceSketch.from_json(broken)
+
+
+def test_setting_score_compares_voices_rank_by_rank():
+  reused, record = (ma.voice_sketches(notes_from_score(music21.corpus.parse(w))) for w in ("bach/bwv326",
+                                                                                          "bach/bwv327"))
+  other, tune = (ma.voice_sketches(notes_from_score(music21.corpus.parse(w))) for w in ("bach/bwv65.7",
+                                                                                        "bach/bwv144.6"))
+  same_setting, same_tune = ma.compare(reused, record), ma.compare(other, tune)
+  # A re-used setting whose bass is re-written: three voices recur, the mean over the four stays high.
+  assert [round(v, 2) for v in same_setting.setting_voices] == [1.0, 0.82, 0.75, 0.12]
+  assert same_setting.setting == pytest.approx(sum(same_setting.setting_voices) / 4)
+  assert 0.6 < same_setting.setting < 0.7 and same_setting.query_coverage < 0.5
+  # Another harmonisation of one tune: the soprano recurs, the other voices do not.
+  assert same_tune.melody == 1.0 and same_tune.setting_voices[0] == 1.0 and same_tune.setting < 0.56
+  # Pieces of different voice counts (or fewer than MIN_SETTING_VOICES) get no setting score.
+  assert ma.compare(reused[:3], record).setting == 0.0 and ma.compare(reused[:3], record).setting_voices == ()
+  assert ma.compare(reused[:2], record[:2]).setting == 0.0 and ma.MIN_SETTING_VOICES == 3
+  # A floor the voices cannot reach (bounded by shared grams) reports 0; a reachable one the exact score.
+  pruned = ma.compare(reused, record, min_setting=0.6)
+  assert pruned.setting == same_setting.setting and pruned.pairs == same_setting.pairs
+  assert ma.compare(other, tune, min_setting=0.99).setting in (0.0, same_tune.setting)

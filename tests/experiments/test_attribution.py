@@ -17,7 +17,8 @@ def toy_config() -> AttributionConfig:
       train=TrainConfig(name="attribution-test", model=ModelSpec(num_layers=1, width=16, num_heads=2, context=32),
                         batch_size=8, num_steps=4, learning_rate=1e-2, warmup_steps=1, window_stride=32),
       train_works=5, calibration_works=2, queries_per_work=2, subsets=2, seeds_per_subset=1, models=1,
-      checkpoints=2, k=32, dampings=(0.1,), ngrams=(8,), outputs=1, removal_k=1, random_draws=1, resamples=50)
+      checkpoints=2, k=32, dampings=(0.1,), ngrams=(8,), outputs=2, removal_k=1, random_draws=2,
+      removal_seeds=(1,), resamples=50)
 
 
 @pytest.mark.slow
@@ -31,7 +32,13 @@ def test_toy_run_writes_the_schema_and_resumes_from_its_cache(prepared_data_dir,
   for entry in [*results["lds"].values(), *results["baselines"].values()]:
     assert entry["ci95"][0] <= entry["mean"] <= entry["ci95"][1]
   assert results["removal"]["scorer"] == results["default_scorer"]
-  assert set(results["removal"]["top_k_over_random_k"]) >= {"mean", "ci95"}
+  removal = results["removal"]
+  assert set(removal["top_k_over_random_k"]) >= {"mean", "ci95"}
+  assert removal["seeds"] == [1] and len(removal["random_k_rise"]) == 2 and set(removal["reference_nll"]) == {"1"}
+  # Rises are taken against the same seed's retrain on every work, never against the model that sampled.
+  assert removal["top_k_minus_random_k"]["mean"] == pytest.approx(
+      sum(a - b for a, b in zip(removal["per_scorer"][removal["scorer"]]["top_k_rise"], removal["random_k_rise"],
+                                strict=True)) / 2)
   assert sum("subset" in line for line in lines) == 2
   json.dumps(results)  # JSON-able
   plot(results, tmp_path / "figure.png")

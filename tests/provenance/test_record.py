@@ -58,3 +58,37 @@ def test_run_directory(tiny_run):
   assert rec.report["never_trained"] == 0
   depth = tiny_run.data.catalogue.per_work_depth[rec.work_index]
   np.testing.assert_array_equal(rec.masks[-1].sum(axis=1), depth)
+
+
+def test_group_weights_are_the_training_normalisers_relative_to_a_plain_step():
+  import jax.numpy as jnp
+
+  from govjax.routing.transforms import group_normalisers
+
+  log = _log()
+  checkpoints = [CheckpointInfo(4, 0.1), CheckpointInfo(6, 0.1)]
+  rec = training_record(log, checkpoints, normaliser="contributors")
+  # Interval (0, 4]: steps 1 and 3; interval (4, 6]: step 5. Each step's factor is B * (1 / N_g) of training.
+  per_step = [2 * np.asarray(group_normalisers(jnp.asarray(m), "contributors")) for m in log.mask]
+  np.testing.assert_allclose(rec.group_weights[0], (per_step[0] + per_step[1]) / 2)
+  np.testing.assert_allclose(rec.group_weights[1], [1.0, per_step[2][1]])  # group 0 idle in (4, 6]: weight 1
+  np.testing.assert_allclose(rec.credit_masks()[0], rec.masks[0] * rec.group_weights[0])
+  plain = training_record(log, checkpoints, normaliser="batch")
+  assert plain.group_weights is None and np.array_equal(plain.credit_masks(), plain.masks)
+  with pytest.raises(ValueError, match="normaliser must be one of"):
+    training_record(log, checkpoints, normaliser="tokens")
+
+
+def test_unrouted_runs_credit_every_group(tiny_run, tmp_path):
+  import shutil
+
+  copy = tmp_path / "run"
+  shutil.copytree(tiny_run.workdir, copy)
+  record = json.loads((copy / "config.json").read_text())
+  record["config"]["governance"]["routing"] = "none"  # the same log, as a vanilla run would have written it
+  (copy / "config.json").write_text(json.dumps(record))
+  rec = read_training_record(copy)
+  assert rec.report["routing"] == "none" and rec.group_weights is None
+  assert (rec.masks == 1).all()  # the logged policy masks were never applied
+  routed = read_training_record(tiny_run.workdir)
+  assert routed.report["routing"] == "depth" and (routed.masks.sum(axis=2) < 3).any()

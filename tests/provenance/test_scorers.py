@@ -70,7 +70,7 @@ def test_tracin_scores_equal_the_index_of_govjax_index(tiny_run):
   examples = training_examples(tiny_run.data)
   record = read_training_record(tiny_run.workdir, num_examples=len(examples))
   inputs = {"tokens": examples.tokens}
-  raw = np.stack([checkpoint_features(tracer.featurizer, c, inputs, record.masks[i])
+  raw = np.stack([checkpoint_features(tracer.featurizer, c, inputs, record.credit_masks()[i])
                   for i, c in enumerate(tracer.checkpoints)])
   queries = examples.tokens[:5]
   psi = np.stack([checkpoint_features(tracer.featurizer, c, {"tokens": queries}) for c in tracer.checkpoints])
