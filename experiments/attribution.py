@@ -34,7 +34,8 @@ Command (not run in CI; the full chorale subset ``spq4_max120`` prepared under `
 Runtime: 51.8 minutes on 2 shared CPU cores with ``experiments/configs/attribution.py`` (124 retrains of 11-61 s);
 a pass over a finished cache 35-55 s.
 Expected (measured) result: LDS 0.332 [0.296, 0.366] for TracIn, 0.394 for TracIn-Adam, 0.631 [0.605, 0.658] for
-the TRAK-style scorer (above 8-gram overlap, 0.300); removal ratio 1.87 [1.37, 2.43] (see the config's docstring
+the TRAK-style scorer (above 8-gram overlap, 0.300); removal: top-k minus random-k +0.033 [+0.020, +0.045] nats/token,
+ratio not bounded (see the config's docstring
 and experiments/RESULTS.md, "Attribution validated by retraining").
 """
 

@@ -11,8 +11,10 @@ experiments/results/premise.json`` adds them to a study report.
 
 Runtime: about 30-60 s per run, about 1 hour for the 63 runs, on 2 shared CPU cores (tiny model: 2 layers,
 width 32, context 64; 600 steps of 32 windows, about 25 epochs of the 384 training windows).
-Expected result: ``full`` learns the rule (rule gain > 0, control gain < 0) and exposes the secrets; ``exclude``
-does neither by construction; the question is where the routed treatments fall.
+Expected (measured, 63 runs, 3,512 s) result: ``full`` learns the rule (specific gain 1.80 [0.15, 3.65]) and
+memorizes the secrets (59.5 bits, MIA 0.96); no routed treatment resolves the rule at 50% restricted (depth_1 0.67
+[-0.54, 2.05], exposure 3.0 bits); trunk leakage finds nothing kept by any routed treatment (experiments/RESULTS.md,
+"The premise").
 """
 
 from __future__ import annotations
