@@ -61,6 +61,7 @@ from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.models.transformer import Transformer, count_params
 from govjax.probe.monitor import direction_from_heldout
 from govjax.probe.stats import zlib_bits_per_token
+from govjax.study.plotting import pyplot
 from govjax.train.counterfactual import (
   Trainer,
   complementary_subsets,
@@ -580,11 +581,7 @@ def plot_results(result: dict, path: str | pathlib.Path) -> pathlib.Path:
   Returns:
     The path.
   """
-  import matplotlib  # noqa: PLC0415 (matplotlib takes about a second to import; only figures need it)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the Agg backend)
-
+  plt = pyplot()
   units = list(result["units"])
   every = sorted({n for u in units for n in result["units"][u]["equal_frequency"]},
                  key=lambda n: (n.startswith(("rep_", "attn")), n))

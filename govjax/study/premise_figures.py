@@ -20,21 +20,14 @@ from __future__ import annotations
 
 import pathlib
 
+from govjax.study.plotting import pyplot, series_style
+
 __all__ = ["SHARE_METRICS", "figure_restricted_share", "figure_rule_vs_exposure", "premise_figures"]
 
 SHARE_METRICS = (("rule_gain_specific", "specific rule gain (nats)", 0.0),
                  ("secret_exposure", "secret exposure (bits)", None),
                  ("mia_auc_restricted", "membership AUC, restricted works", 0.5),
                  ("val_nll_minus_exclude", "val NLL - exclude (nats/token)", 0.0))
-
-
-def _plt():
-  import matplotlib  # noqa: PLC0415 (matplotlib takes about a second to import; only figures need it)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the Agg backend)
-
-  return plt
 
 
 def _err(value: dict) -> tuple[float, list[list[float]]]:
@@ -59,20 +52,19 @@ def figure_rule_vs_exposure(summary: dict, path: str | pathlib.Path) -> pathlib.
           if "rule_gain_specific" in block and "secret_exposure" in block]
   if not rows:
     return None
-  plt = _plt()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7.0, 4.6))
-  colours, markers = plt.get_cmap("tab20").colors, "osD^vPX*<>ph"
   leakage = summary.get("trunk_leakage", {})
   for i, (name, block) in enumerate(rows):
-    colour = colours[(2 * i) % len(colours)]
+    colour, marker, _ = series_style(plt, i)
     x, xerr = _err(block["rule_gain_specific"])
     y, yerr = _err(block["secret_exposure"])
-    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=markers[i % len(markers)], color=colour, capsize=3, label=name)
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, color=colour, capsize=3, label=name)
     leak = leakage.get(name)
     if leak and name != "exclude":
       lx, lxerr = _err(leak["rule_gain_specific"])
       ly, lyerr = _err(leak["secret_exposure"])
-      ax.errorbar(lx, ly, xerr=lxerr, yerr=lyerr, fmt=markers[i % len(markers)], color=colour, mfc="none",
+      ax.errorbar(lx, ly, xerr=lxerr, yerr=lyerr, fmt=marker, color=colour, mfc="none",
                   capsize=2, alpha=0.6)
   reference = summary.get("treatments", {}).get("exclude", {}).get("secret_exposure")
   if reference:
@@ -108,7 +100,7 @@ def figure_restricted_share(summary: dict, path: str | pathlib.Path) -> pathlib.
     return None
   names = [n for n in ("full", "depth_1", "region", "region_dropped", "input_1")
            if any(n in by_share[s] for s in shares)]
-  plt = _plt()
+  plt = pyplot()
   fig, axes = plt.subplots(1, len(SHARE_METRICS), figsize=(3.4 * len(SHARE_METRICS), 3.2))
   for ax, (key, label, chance) in zip(axes, SHARE_METRICS, strict=True):
     for offset, name in enumerate(names):

@@ -39,16 +39,8 @@ import numpy as np
 
 from govjax.core.rundir import RunDir
 from govjax.report.page import Report
-from govjax.study.premise_figures import premise_figures
-
-
-def _plt():
-  import matplotlib  # noqa: PLC0415 (matplotlib takes about a second to import; only figures need it)
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the Agg backend)
-
-  return plt
+from govjax.study.plotting import pyplot, series_style
+from govjax.study.premise_figures import figure_restricted_share, figure_rule_vs_exposure
 
 
 def _save(fig, ax, path: pathlib.Path, *, xlabel: str | None = None, ylabel: str | None = None,
@@ -64,7 +56,7 @@ def _save(fig, ax, path: pathlib.Path, *, xlabel: str | None = None, ylabel: str
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  _plt().close(fig)
+  pyplot().close(fig)
 
 
 def _fmt(value, digits: int = 3):
@@ -77,7 +69,7 @@ def _fmt(value, digits: int = 3):
 
 def figure_extraction_curve(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
   """Figure 1: extraction of restricted works (and canaries, dashed) over training steps."""
-  plt = _plt()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6.4, 4))
   drawn = False
   for run in runs:
@@ -100,7 +92,7 @@ def figure_extraction_curve(runs: list[dict], path: pathlib.Path) -> pathlib.Pat
 
 def figure_pareto(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
   """Figure 2: held-out NLL against restricted-work extraction (token match as a tie-breaker axis)."""
-  plt = _plt()
+  plt = pyplot()
   points = [(r["val_nll"], r["memorization"].get("token_match_restricted"), r["run"]) for r in runs
             if r.get("val_nll") is not None and r["memorization"].get("token_match_restricted") is not None]
   if not points:
@@ -127,7 +119,7 @@ def probe_auc(rows: list[dict]) -> float | None:
 
 def figure_probe(runs: list[dict], path: pathlib.Path) -> tuple[pathlib.Path | None, dict]:
   """Figure 3: probe evidence vs extraction per work; returns the path and ``{run: auc}``."""
-  plt = _plt()
+  plt = pyplot()
   probed = [r for r in runs if r.get("probe")]
   if not probed:
     return None, {}
@@ -145,7 +137,7 @@ def figure_probe(runs: list[dict], path: pathlib.Path) -> tuple[pathlib.Path | N
 
 def figure_provenance(runs: list[dict], path: pathlib.Path) -> pathlib.Path | None:
   """Figure 4: recall@1 of tracing reproduced training windows, by training depth, per traced run."""
-  plt = _plt()
+  plt = pyplot()
   traced = [r for r in runs if r.get("provenance")]
   if not traced:
     return None
@@ -166,7 +158,7 @@ def figure_lookup(lookup: dict | None, path: pathlib.Path) -> pathlib.Path | Non
   """Figure 5: lookup recall per transformation (``lookup["by_transformation"]: {name: recall}``)."""
   if not lookup or not lookup.get("by_transformation"):
     return None
-  plt = _plt()
+  plt = pyplot()
   names = list(lookup["by_transformation"])
   fig, ax = plt.subplots(figsize=(6.4, 3.6))
   ax.bar(names, [lookup["by_transformation"][n] for n in names])
@@ -225,7 +217,7 @@ def figure_evidence(evidence: dict, path: pathlib.Path) -> pathlib.Path | None:
   metrics = evidence_metrics(evidence)
   if not metrics:
     return None
-  plt = _plt()
+  plt = pyplot()
   cols = 3
   rows = -(-len(metrics) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
@@ -259,7 +251,7 @@ def figure_privacy_utility(evidence: dict, path: pathlib.Path) -> pathlib.Path |
   points = [(m, v) for m, v in methods.items() if "val_nll" in v and "mia_auc_works" in v]
   if not points:
     return None
-  plt = _plt()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6.4, 4.2))
 
   def err(value):
@@ -271,12 +263,11 @@ def figure_privacy_utility(evidence: dict, path: pathlib.Path) -> pathlib.Path |
   if dp:
     ax.plot([v["val_nll"]["mean"] for _, v in dp], [v["mia_auc_works"]["mean"] for _, v in dp], color="grey",
             lw=1, zorder=0)
-  # More methods than a default colour cycle: distinct colours, and markers that keep coincident points visible.
-  colours, markers = plt.get_cmap("tab20").colors, "osD^vPX*<>ph"
   for i, (name, value) in enumerate(points):
+    colour, marker, hollow = series_style(plt, i)
     ax.errorbar(value["val_nll"]["mean"], value["mia_auc_works"]["mean"], xerr=err(value["val_nll"]),
-                yerr=err(value["mia_auc_works"]), fmt=markers[i % len(markers)], capsize=3, label=name,
-                color=colours[(2 * i) % len(colours) + (2 * i // len(colours)) % 2], mfc="none" if i % 2 else None)
+                yerr=err(value["mia_auc_works"]), fmt=marker, capsize=3, label=name,
+                color=colour, mfc="none" if hollow else None)
     if "epsilon" in value:
       ax.annotate(f"eps {value['epsilon']['mean']:.3g}", (value["val_nll"]["mean"], value["mia_auc_works"]["mean"]),
                   fontsize=7, xytext=(4, 4), textcoords="offset points")
@@ -326,11 +317,13 @@ def premise_section(report: Report, premise: dict, figures: pathlib.Path) -> Non
           ("mia_auc_restricted", "membership AUC"), ("val_nll_minus_exclude", "val NLL - exclude"))
   section.table([{"treatment": name, **{label: _ci_text(block.get(key)) for key, label in keys}}
                  for name, block in premise["treatments"].items()], caption="premise.json: treatments")
-  for path, caption in zip(premise_figures(premise, figures),
-                           ("8a. Rule learning against secret exposure (open markers: after trunk-leakage "
-                            "retraining; grey band: exclusion's exposure).",
-                            "8b. The metrics against the share of restricted works."), strict=False):
-    section.figure(path, caption)
+  rule = figure_rule_vs_exposure(premise, figures / "premise.png")
+  if rule is not None:
+    section.figure(rule, "8a. Rule learning against secret exposure (open markers: after trunk-leakage retraining; "
+                   "grey band: exclusion's exposure).")
+  shares = figure_restricted_share(premise, figures / "premise_shares.png")
+  if shares is not None:
+    section.figure(shares, "8b. The metrics against the share of restricted works.")
 
 
 def write_study_report(out: str | pathlib.Path, *, premise: str | pathlib.Path | None = None) -> pathlib.Path:
@@ -436,7 +429,7 @@ def write_run_report(workdir: str | pathlib.Path) -> pathlib.Path:
                   f"{workdir} (config hash {record.get('config_hash')})")
   section = report.section("Training")
   if metrics:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax.plot([m["step"] for m in metrics], [m["loss"] for m in metrics], label="train loss")
     val = [m for m in metrics if "val_nll" in m]
