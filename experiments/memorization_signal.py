@@ -29,4 +29,5 @@ def get_config() -> SignalStudyConfig:
       SizeSpec("s", num_layers=3, width=96, num_heads=4, num_steps=240, num_models=6),
       SizeSpec("m", num_layers=4, width=128, num_heads=4, num_steps=120, num_models=6),
       SizeSpec("l", num_layers=4, width=256, num_heads=4, num_steps=120, num_models=6),
+      SizeSpec("xl", num_layers=4, width=320, num_heads=4, num_steps=120, num_models=6),
   ), set_works=4)

@@ -11,16 +11,19 @@ Protocol (``govjax bench probe --json [--quick]``):
 2. ``probe_auc_equal_frequency``: ``--models`` small models (2 layers, width 64, context 64) are trained, each on
    a complementary half of ``--pool-works`` Essen folk melodies (music21's corpus, ABC text by character; two
    windows per song), by epochs: every trained window exactly as often as every other, ``--steps`` steps of
-   batch 16. The probe rides along in each (observing: ``adaptive=False``), with the configuration the
-   memorization-signal study supports best among what the step computes (``experiments/RESULTS.md``): the
-   uncentred representation entropy of the embeddings (``--layer 0 --uncentred``), side ``high`` (higher entropy =
-   memorized), EMA 0.9 over the example's sightings, each value fresh from that step's forward pass (every window
-   is seen once per epoch, so none is stale by more than an epoch). Labels are counterfactual (Zhang et al.
-   2021): a window's mean loss in the models that did not train on it minus in those that did, leaving out the
-   model being scored; *memorized* = the top quarter of a model's trained windows (fixed before looking at any
-   signal). The figure is the ROC AUC of the probe's evidence against these labels, pooled over models
-   (within-model ranks), with a 95% interval by bootstrap over songs. ``auc_equal_frequency`` holds the same AUC
-   for every statistic of :mod:`govjax.probe.signals` on the final models (representation entropy of every layer
+   batch 16. The probe rides along in each (observing: ``adaptive=False``) with its default bench signal, the
+   memorization gap (:mod:`govjax.probe.gap`): each window's loss as of the calibration at which the loss of 32
+   never-trained songs was lowest, minus its loss EMA (0.9) at the end, both from the steps' own forward passes;
+   the probe calibrates every ``--calibrate-every`` steps on those 32 songs (never audited). ``--signal`` picks
+   another statistic (e.g. ``representation_entropy --layer 0 --uncentred --direction high``). Labels are
+   counterfactual (Zhang et al. 2021): a window's mean loss in the models that did not train on it minus in those
+   that did, leaving out the model being scored; *memorized* = the top quarter of a model's trained windows (fixed
+   before looking at any signal). The figure is the ROC AUC of the probe's evidence against these labels, pooled
+   over models and ``--data-seeds`` data seeds (within-model ranks), with a 95% interval by bootstrap over songs.
+   Data seeds 0-2 were used to design the gap (its reference point and ``reference_ema``); the bench starts at
+   seed 3. ``probe_flag_rate`` gives the share of memorized and of other windows whose final gap is above the
+   probe's held-out threshold (what adaptive depth would lower). ``auc_equal_frequency`` holds the same AUC for
+   every statistic of :mod:`govjax.probe.signals` on the final models (representation entropy of every layer
    included) and the model-free ``zlib_bits``, oriented as *higher value = memorized* (below 0.5: lower value =
    memorized). Target >= 0.9.
 """
@@ -38,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from govjax.core.config import ModelSpec, TrainConfig
-from govjax.core.intervals import grouped_auc
+from govjax.core.intervals import clopper_pearson, grouped_auc
 from govjax.data.folk import FOLK_VOCAB_SIZE, folk_works
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.probe.monitor import ProbeSpec, make_probe_plugin
@@ -55,13 +58,15 @@ from govjax.train.step import create_train_state, make_train_step, plain_loss
 
 
 def measure_overhead(*, layers: int, width: int, context: int, batch: int, steps: int, seed: int,
-                     signal: str = "loss", ema: float = 0.5, layer: int = -1, center: bool = True) -> dict:
+                     signal: str = "loss", ema: float = 0.5, layer: int = -1, center: bool = True,
+                     direction: str = "low") -> dict:
   """Median step time with the probe over without, same state and batches, timed alternately."""
   config = TrainConfig(model=ModelSpec(num_layers=layers, width=width, num_heads=4, context=context),
                        num_steps=1000, batch_size=batch, seed=seed)
   groups = layers + 2
   num_examples = 4096
-  plugin = make_probe_plugin(ProbeSpec(enabled=True, signal=signal, ema=ema, layer=layer, center=center), groups)
+  plugin = make_probe_plugin(ProbeSpec(enabled=True, signal=signal, ema=ema, layer=layer, center=center,
+                                         direction=direction), groups)
   graphdef, state, tx, _ = create_train_state(config, vocab_size=VOCAB_SIZE,
                                               extras={"probe": plugin.init(num_examples)})
   plain = make_train_step(graphdef, tx, plain_loss, donate=False)
@@ -109,89 +114,136 @@ def probe_evidence_values(plugin, state, ids: np.ndarray) -> np.ndarray:
   return plugin.evidence(state)[ids]
 
 
-def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal: str, ema: float, seed: int,
-                            direction: str = "high", layer: int = 0, center: bool = False,
-                            layers: int = 2, width: int = 64, context: int = 64, batch: int = 16,
-                            quantile: float = 0.25, resamples: int = 1000) -> dict:
-  """Trains ``models`` half-subset models with the observing probe; AUCs against counterfactual labels."""
-  if models < 4 or models % 2:
-    raise ValueError(f"the counterfactual labels need an even number of at least 4 models, got {models}")
+def probe_flags(plugin, state, ids: np.ndarray) -> np.ndarray:
+  """Whether the probe's final state flags windows ``ids`` (its signal beyond the held-out threshold of its side)."""
+  ema = np.asarray(state.ema[:, plugin.signal_index], np.float64)[ids]
+  if plugin.gap:
+    return (np.asarray(state.reference, np.float64)[ids] - ema) > float(state.gap_upper)
+  k, direction = plugin.signal_index, plugin.spec.direction
+  low = ema < float(state.low[k])
+  high = ema > float(state.upper[k])
+  return low if direction == "low" else high if direction == "high" else low | high
+
+
+def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: ProbeSpec, seed: int, layers: int,
+                          width: int, context: int, batch: int, quantile: float, calibrate_every: int) -> dict:
+  """One data seed: trains ``models`` half-subset models with the observing probe; per (model, trained window)
+  pair the counterfactual label, the song, the probe's evidence and every statistic of the final model."""
   data = equal_frequency_data(pool_works=pool_works, calib_works=32, context=context, seed=seed)
   windows, pool_work = data["windows"], data["pool_work"]
-  pool = np.flatnonzero(pool_work >= 0)
+  pool, heldout = np.flatnonzero(pool_work >= 0), np.flatnonzero(pool_work < 0)
   config = TrainConfig(model=ModelSpec(num_layers=layers, width=width, num_heads=4, context=context),
                        num_steps=steps, batch_size=batch, learning_rate=3e-3, warmup_steps=20, seed=seed)
-  spec = ProbeSpec(enabled=True, signal=signal, adaptive=False, ema=ema, direction=direction, layer=layer,
-                   center=center)
-  plugin = make_probe_plugin(spec, layers + 2)
+  plugin = make_probe_plugin(dataclasses.replace(spec, calibrate_every=calibrate_every), layers + 2)
   trainer = Trainer(config, FOLK_VOCAB_SIZE, plugins=(plugin,))
   subsets = complementary_subsets(pool_works, models, seed=seed)
-  losses, evidence, finals, train_s = [], [], [], 0.0
+  losses, evidence, flags, finals, train_s = [], [], [], [], 0.0
   for k in range(models):
     rows = pool[subsets[k][pool_work[pool]]]
     result = train_and_measure(dataclasses.replace(config, seed=seed * 1000 + k), windows, rows,
                                vocab_size=FOLK_VOCAB_SIZE, measure_at=(steps,), data_seed=seed * 1000 + k,
-                               trainer=trainer)
+                               trainer=trainer, heldout=windows[heldout])
     finals.append(result["signals"][steps])
     losses.append(result["signals"][steps]["loss"][pool])
     evidence.append(probe_evidence_values(plugin, result["extras"]["probe"], pool))
+    flags.append(probe_flags(plugin, result["extras"]["probe"], pool))
     train_s += result["train_s"]
   member = subsets[:, pool_work[pool]]
   loo = leave_one_out_scores(np.stack(losses), member)
-  model_of, work_of, labels, values = [], [], [], {"probe": []}
   names = list(finals[0]) + ["zlib_bits"]
-  for name in names:
-    values[name] = []
   zlib_bits = zlib_bits_per_token(windows[pool])
+  out = {"model": [], "work": [], "label": [], "flag": [], "values": {name: [] for name in ["probe", *names]}}
   for k in range(models):
     trained = member[k]
-    model_of.append(np.full(trained.sum(), k))
-    work_of.append(data["work"][pool][trained])
-    labels.append(top_quantile_labels(loo[k, trained], quantile))
-    values["probe"].append(evidence[k][trained])
+    out["model"].append(np.full(trained.sum(), seed * 1000 + k))
+    out["work"].append(data["work"][pool][trained])
+    out["label"].append(top_quantile_labels(loo[k, trained], quantile))
+    out["values"]["probe"].append(evidence[k][trained])
+    out["flag"].append(flags[k][trained])
     for name in names:
       source = zlib_bits if name == "zlib_bits" else finals[k][name][pool]
-      values[name].append(source[trained])
-  model_of, work_of, labels = (np.concatenate(x) for x in (model_of, work_of, labels))
+      out["values"][name].append(source[trained])
+  return {"model": np.concatenate(out["model"]), "work": np.concatenate(out["work"]),
+          "label": np.concatenate(out["label"]), "flag": np.concatenate(out["flag"]), "train_s": train_s,
+          "values": {name: np.concatenate(v) for name, v in out["values"].items()}}
 
-  def auc(name, n=resamples):
-    ranked = within_model_ranks(np.concatenate(values[name]), model_of)
+
+def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal: str, ema: float,
+                            seeds: tuple[int, ...], direction: str = "high", layer: int = 0, center: bool = False,
+                            layers: int = 2, width: int = 64, context: int = 64, batch: int = 16,
+                            quantile: float = 0.25, resamples: int = 1000, calibrate_every: int = 8) -> dict:
+  """Half-subset models for every data seed in ``seeds``; AUCs against counterfactual labels, pooled over seeds.
+
+  Pairs of all seeds are pooled with within-model ranks; the interval resamples songs (a song drawn by two seeds
+  is one cluster).
+  """
+  if models < 4 or models % 2:
+    raise ValueError(f"the counterfactual labels need an even number of at least 4 models, got {models}")
+  if not seeds:
+    raise ValueError("measure_equal_frequency needs at least one data seed")
+  spec = ProbeSpec(enabled=True, signal=signal, adaptive=False, ema=ema, direction=direction, layer=layer,
+                   center=center)
+  parts = [equal_frequency_pairs(models=models, pool_works=pool_works, steps=steps, spec=spec, seed=seed,
+                                 layers=layers, width=width, context=context, batch=batch, quantile=quantile,
+                                 calibrate_every=calibrate_every) for seed in seeds]
+  model_of, work_of, labels = (np.concatenate([p[key] for p in parts]) for key in ("model", "work", "label"))
+
+  def auc(values, n=resamples):
+    ranked = within_model_ranks(values, model_of)
     ok = np.isfinite(ranked)
-    return grouped_auc(ranked[ok], labels[ok], work_of[ok], resamples=n, seed=seed)
+    return grouped_auc(ranked[ok], labels[ok], work_of[ok], resamples=n, seed=seeds[0])
 
-  probe = auc("probe")
+  probe = auc(np.concatenate([p["values"]["probe"] for p in parts]))
+  per_seed = {}
+  for seed, part in zip(seeds, parts, strict=True):
+    ranked = within_model_ranks(part["values"]["probe"], part["model"])
+    ok = np.isfinite(ranked)
+    per_seed[str(seed)] = grouped_auc(ranked[ok], part["label"][ok], part["work"][ok], resamples=0,
+                                      seed=seed)["mean"]
+  names = [name for name in parts[0]["values"] if name != "probe"]
+  flag = np.concatenate([p["flag"] for p in parts])
+  flag_rate = {"memorized": float(flag[labels].mean()), "other": float(flag[~labels].mean()),
+               "memorized_ci95": list(clopper_pearson(int(flag[labels].sum()), int(labels.sum()))),
+               "other_ci95": list(clopper_pearson(int(flag[~labels].sum()), int((~labels).sum())))}
   return {
       "probe_auc_equal_frequency": probe["mean"],
       "probe_auc_equal_frequency_ci95": probe["ci95"],
+      "probe_auc_equal_frequency_per_seed": per_seed,
       "probe_signal": signal,
       "probe_ema": ema,
       "probe_direction": direction,
       "probe_layer": layer,
       "probe_centred": center,
-      "auc_equal_frequency": {name: auc(name, 0)["mean"] for name in names},
+      "probe_calibrate_every": calibrate_every,
+      "probe_flag_rate": flag_rate,
+      "auc_equal_frequency": {name: auc(np.concatenate([p["values"][name] for p in parts]), 0)["mean"]
+                              for name in names},
+      "equal_frequency_seeds": list(seeds),
       "equal_frequency_models": models,
       "equal_frequency_pool_works": pool_works,
       "equal_frequency_pairs": int(labels.size),
       "equal_frequency_label": f"top {quantile:.0%} of leave-one-out counterfactual memorization per model",
       "equal_frequency_steps": steps,
       "equal_frequency_epochs": steps * batch / (pool_works // 2 * 2),
-      "equal_frequency_train_s": train_s,
+      "equal_frequency_train_s": sum(p["train_s"] for p in parts),
   }
 
 
 def run(args: argparse.Namespace) -> dict:
   if args.quick:
     overhead = measure_overhead(layers=2, width=64, context=64, batch=16, steps=args.overhead_steps, seed=args.seed,
-                                signal=args.signal, ema=args.ema, layer=args.layer, center=not args.uncentred)
-    models, steps = min(args.models, 4), min(args.steps, 160)
+                                signal=args.signal, ema=args.ema, layer=args.layer, center=not args.uncentred,
+                                direction=args.direction)
+    models, steps, seeds = min(args.models, 4), min(args.steps, 160), (args.seed,)
   else:
     overhead = measure_overhead(layers=4, width=128, context=128, batch=32, steps=args.overhead_steps,
                                 seed=args.seed, signal=args.signal, ema=args.ema, layer=args.layer,
-                                center=not args.uncentred)
+                                center=not args.uncentred, direction=args.direction)
     models, steps = args.models, args.steps
+    seeds = tuple(args.seed + i for i in range(args.data_seeds))
   auc = measure_equal_frequency(models=models, pool_works=args.pool_works, steps=steps, signal=args.signal,
                                 ema=args.ema, direction=args.direction, layer=args.layer, center=not args.uncentred,
-                                seed=args.seed)
+                                seeds=seeds, calibrate_every=args.calibrate_every)
   result = {**overhead, **auc, "quick": bool(args.quick), "backend": jax.default_backend()}
   result["targets_met"] = bool(result["probe_overhead"] <= 1.03 and result["probe_auc_equal_frequency"] >= 0.9)
   return result

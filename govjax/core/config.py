@@ -173,8 +173,10 @@ class ProbeSpec:
 
   Attributes:
     enabled: run the probe (and its adaptive depth) in the train step.
-    signal: the statistic that drives adaptive depth: ``loss``, ``predictive_entropy`` or
-      ``representation_entropy`` (all three are tracked and logged whatever this is).
+    signal: the statistic that drives adaptive depth: ``loss``, ``predictive_entropy``,
+      ``representation_entropy`` (all three are tracked and logged whatever this is) or ``memorization_gap``
+      (the fall of the example's loss since the held-out loss was lowest, :mod:`govjax.probe.gap`; needs
+      ``direction="high"``).
     layer: index into the hidden-state list (``0`` = embeddings, ``num_layers`` = last block; negative counts
       from the end) whose representation entropy is measured.
     ema: weight of the old value in the per-example EMA (0 = last observation only).
@@ -191,6 +193,7 @@ class ProbeSpec:
       restoring thresholds). Choose it from data (``govjax.probe.monitor.direction_from_heldout``).
     center: centre the hidden states before the representation entropy (False: the uncentred entropy, the
       variant the memorization-signal study found informative; see experiments/RESULTS.md).
+    reference_ema: weight of the old value in the running reference loss of ``memorization_gap``.
   """
 
   enabled: bool = False
@@ -206,8 +209,12 @@ class ProbeSpec:
   adaptive: bool = True
   direction: ProbeDirection = "low"
   center: bool = True
+  reference_ema: Annotated[float, Field(ge=0, lt=1)] = 0.5
 
   def __post_init__(self):
+    if self.signal == "memorization_gap" and self.direction != "high":
+      raise ValueError(f"probe.signal 'memorization_gap' flags large gaps: probe.direction must be 'high', "
+                       f"got {self.direction!r}")
     if self.restore_percentile <= self.percentile:
       raise ValueError(f"probe.restore_percentile ({self.restore_percentile}) must exceed probe.percentile "
                        f"({self.percentile})")

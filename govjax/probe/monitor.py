@@ -46,6 +46,7 @@ from flax import nnx
 
 from govjax.core.config import ProbeSpec
 from govjax.core.intervals import clopper_pearson
+from govjax.probe.gap import HELDOUT_ROWS, fold_reference, heldout_update
 from govjax.probe.stats import STATISTICS, example_statistics, statistic_index
 from govjax.routing.masks import SURFACES, depth_rows_to_mask
 
@@ -62,6 +63,14 @@ class ProbeState(NamedTuple):
     calibrations: int32 scalar, number of calibrations so far.
     upper: float32 ``[3]`` lowering thresholds on the high side (``+inf`` before calibration).
     upper_restore: float32 ``[3]`` restoring thresholds on the high side (``-inf`` before calibration).
+    running_reference: float32 ``[N]`` EMA (``reference_ema``) of each example's fresh loss
+      (:mod:`govjax.probe.gap`).
+    reference: float32 ``[N]`` the running reference as of the calibration with the lowest held-out loss (NaN
+      before it).
+    heldout_reference: float32 ``[HELDOUT_ROWS]`` the held-out windows' losses at that calibration.
+    best_heldout: float32 scalar, the lowest held-out mean loss so far (``+inf`` before calibration).
+    gap_upper: float32 scalar, flag an example whose memorization gap is above this.
+    gap_restore: float32 scalar, restore an example whose memorization gap is below this.
   """
 
   ema: jax.Array
@@ -72,6 +81,12 @@ class ProbeState(NamedTuple):
   calibrations: jax.Array
   upper: jax.Array | None = None
   upper_restore: jax.Array | None = None
+  running_reference: jax.Array | None = None
+  reference: jax.Array | None = None
+  heldout_reference: jax.Array | None = None
+  best_heldout: jax.Array | None = None
+  gap_upper: jax.Array | None = None
+  gap_restore: jax.Array | None = None
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "layer", "center"))
@@ -106,7 +121,8 @@ class ProbePlugin:
     self.num_groups = int(num_groups)
     self.surface = surface
     self.calibrate_every = int(spec.calibrate_every)
-    self.signal_index = statistic_index(spec.signal)
+    self.gap = spec.signal == "memorization_gap"
+    self.signal_index = statistic_index("loss" if self.gap else spec.signal)
 
   def init(self, num_examples: int) -> ProbeState:
     """Fresh state for ``num_examples`` training windows: full depth, nothing seen, uncalibrated."""
@@ -122,6 +138,12 @@ class ProbePlugin:
         calibrations=jnp.zeros((), jnp.int32),
         upper=jnp.full((n,), jnp.inf, jnp.float32),
         upper_restore=jnp.full((n,), -jnp.inf, jnp.float32),
+        running_reference=jnp.zeros((num_examples,), jnp.float32),
+        reference=jnp.full((num_examples,), jnp.nan, jnp.float32),
+        heldout_reference=jnp.full((HELDOUT_ROWS,), jnp.nan, jnp.float32),
+        best_heldout=jnp.full((), jnp.inf, jnp.float32),
+        gap_upper=jnp.full((), jnp.inf, jnp.float32),
+        gap_restore=jnp.full((), -jnp.inf, jnp.float32),
     )
 
   def _row_depth(self, state: ProbeState, example_id: jax.Array) -> jax.Array:
@@ -169,9 +191,14 @@ class ProbePlugin:
     new = jnp.where(seen[:, None] > 0, spec.ema * old + (1.0 - spec.ema) * stats, stats)
     seen_new = seen + 1
     k = self.signal_index
-    signal = new[:, k]
+    if state.running_reference is not None:
+      running = fold_reference(state.running_reference[safe], stats[:, 0], seen, spec.reference_ema)
+      state = state._replace(running_reference=state.running_reference.at[scatter_ids].set(running, mode="drop"))
+    signal = state.reference[safe] - new[:, 0] if self.gap else new[:, k]
     flag_low, restore_low = signal < state.low[k], signal > state.high[k]
-    if state.upper is None:  # a state from before the high side existed
+    if self.gap:
+      flag_high, restore_high = signal > state.gap_upper, signal < state.gap_restore
+    elif state.upper is None:  # a state from before the high side existed
       flag_high, restore_high = jnp.zeros_like(flag_low), jnp.ones_like(restore_low)
     else:
       flag_high, restore_high = signal > state.upper[k], signal < state.upper_restore[k]
@@ -201,7 +228,7 @@ class ProbePlugin:
         "lowered": jnp.sum(valid & (depth_new < depth)),
         "restored": jnp.sum(valid & (depth_new > depth)),
         "flagged": jnp.sum(flagged),
-        "threshold": state.low[k],
+        "threshold": state.gap_upper if self.gap else state.low[k],
     }
     for index, name in enumerate(STATISTICS):
       metrics[f"mean_{name}"] = jnp.sum(jnp.nan_to_num(stats[:, index]) * weight) / count
@@ -216,7 +243,9 @@ class ProbePlugin:
       eval_batches: validation batches; at most ``spec.calibration_batches`` are read.
 
     Returns:
-      The state with new ``low`` / ``high`` (unchanged when there were no held-out rows).
+      The state with new ``low`` / ``high`` / ``upper`` / ``upper_restore`` and, for the memorization gap
+      (:func:`govjax.probe.gap.heldout_update`), a new reference snapshot when the held-out loss is a new minimum
+      or new gap thresholds otherwise (unchanged when there were no held-out rows).
     """
     values = calibration_statistics(model, eval_batches, layer=self.spec.layer, center=self.spec.center,
                                     max_batches=self.spec.calibration_batches)
@@ -224,17 +253,29 @@ class ProbePlugin:
       return state
     low, high = thresholds(values, self.spec.percentile, self.spec.restore_percentile)
     upper_restore, upper = thresholds(values, 100.0 - self.spec.restore_percentile, 100.0 - self.spec.percentile)
-    return state._replace(low=jnp.asarray(low), high=jnp.asarray(high), calibrations=state.calibrations + 1,
-                          upper=jnp.asarray(upper), upper_restore=jnp.asarray(upper_restore))
+    state = state._replace(low=jnp.asarray(low), high=jnp.asarray(high), calibrations=state.calibrations + 1,
+                           upper=jnp.asarray(upper), upper_restore=jnp.asarray(upper_restore))
+    if state.running_reference is None:  # a state from before the memorization gap existed
+      return state
+    gap = heldout_update(best=np.asarray(state.best_heldout), heldout_reference=np.asarray(state.heldout_reference),
+                         heldout_loss=values[:, 0], percentile=self.spec.percentile,
+                         restore_percentile=self.spec.restore_percentile)
+    return state._replace(
+        reference=jnp.where(state.seen > 0, state.running_reference, jnp.nan) if gap.improved else state.reference,
+        heldout_reference=jnp.asarray(gap.heldout_reference), best_heldout=jnp.asarray(gap.best),
+        gap_upper=jnp.asarray(gap.upper), gap_restore=jnp.asarray(gap.restore))
 
   def evidence(self, state: ProbeState) -> np.ndarray:
     """Per-example memorization score (higher = more memorized); NaN if unseen.
 
     ``low``: minus the EMA of the signal; ``high``: the EMA; ``both``: its distance from the middle of the
     calibrated band (``(low + upper) / 2``, in units of the band's width; the EMA itself before calibration).
+    ``memorization_gap``: the reference loss minus the loss EMA (NaN before the first reference snapshot).
     """
     ema = np.asarray(state.ema[:, self.signal_index], np.float64)
-    if self.spec.direction == "low":
+    if self.gap:
+      score = np.asarray(state.reference, np.float64) - ema
+    elif self.spec.direction == "low":
       score = -ema
     elif self.spec.direction == "high":
       score = ema
@@ -321,7 +362,8 @@ def make_probe_plugin(spec: ProbeSpec, num_groups: int, *, surface: str = "outpu
   Returns:
     A :class:`ProbePlugin`.
   """
-  statistic_index(spec.signal)
+  if spec.signal != "memorization_gap":
+    statistic_index(spec.signal)
   if not 0.0 <= spec.ema < 1.0:
     raise ValueError(f"ProbeSpec.ema must be in [0, 1), got {spec.ema}")
   if not 0.0 <= spec.percentile < spec.restore_percentile <= 100.0:

@@ -53,13 +53,13 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
-from govjax.core.config import ModelSpec, TrainConfig, load_python_config
+from govjax.core.config import ModelSpec, ProbeSpec, TrainConfig, load_python_config
 from govjax.core.intervals import auc, clopper_pearson, grouped_auc, verdict
 from govjax.data.chorales import load_chorale_works
 from govjax.data.folk import FOLK_VOCAB_SIZE, folk_works, transpose_diatonic
 from govjax.data.tokenizer import VOCAB_SIZE
 from govjax.models.transformer import Transformer, count_params
-from govjax.probe.monitor import direction_from_heldout
+from govjax.probe.monitor import direction_from_heldout, make_probe_plugin
 from govjax.probe.stats import zlib_bits_per_token
 from govjax.study.plotting import pyplot
 from govjax.train.counterfactual import (
@@ -106,6 +106,8 @@ class SignalStudyConfig:
     sensitivity_quantiles: other shares reported for the probe's signal and representation entropy.
     seed: roles of the works, subsets, inits.
     resamples: bootstrap resamples per interval.
+    gap_calibrate_every: steps between the observing probe's calibrations on the ``calib`` windows (the
+      memorization gap's reference point, :mod:`govjax.probe.gap`).
   """
 
   sizes: tuple[SizeSpec, ...]
@@ -123,6 +125,7 @@ class SignalStudyConfig:
   sensitivity_quantiles: tuple[float, ...] = (0.1, 0.5)
   seed: int = 0
   resamples: int = 1000
+  gap_calibrate_every: int = 6
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -214,6 +217,13 @@ def measure_steps(size: SizeSpec) -> tuple[int, ...]:
   return tuple(sorted({max(size.num_steps // 4, 1), max(size.num_steps // 2, 1), size.num_steps}))
 
 
+def gap_probe(config: SignalStudyConfig, size: SizeSpec):
+  """The observing probe whose evidence is the memorization gap (calibrated on the ``calib`` windows)."""
+  spec = ProbeSpec(enabled=True, signal="memorization_gap", direction="high", adaptive=False, ema=0.9,
+                   calibrate_every=config.gap_calibrate_every)
+  return make_probe_plugin(spec, size.num_layers + 2)
+
+
 def run_unit(kind: str, size: SizeSpec, config: SignalStudyConfig, out: pathlib.Path, data: dict) -> list[dict]:
   """Trains (or loads from ``out``) the ``K`` half-subset models of one (kind, size); returns their records."""
   subsets = complementary_subsets(config.pool_works, size.num_models, seed=config.seed)
@@ -226,11 +236,13 @@ def run_unit(kind: str, size: SizeSpec, config: SignalStudyConfig, out: pathlib.
       continue
     train_config = _train_config(config, size, seed=1000 * config.seed + k)
     if trainer is None:
-      trainer = Trainer(train_config, data["vocab_size"])
+      trainer = Trainer(train_config, data["vocab_size"], plugins=(gap_probe(config, size),))
     rows = epoch_rows(data, subsets[k], config.copies)
     result = train_and_measure(train_config, data["windows"], rows, vocab_size=data["vocab_size"],
-                               measure_at=measure_steps(size), data_seed=1000 * config.seed + k, trainer=trainer)
+                               measure_at=measure_steps(size), data_seed=1000 * config.seed + k, trainer=trainer,
+                               heldout=data["windows"][data["role"] == "calib"])
     record = {"member_works": subsets[k], "first_loss": result["first_loss"], "last_loss": result["last_loss"],
+              "memorization_gap": trainer.plugins[0].evidence(result["extras"]["probe"]),
               "step_ids": result["step_ids"], "step_loss": result["step_loss"],
               "train_s": np.float64(result["train_s"]), "measure_s": np.float64(result["measure_s"]),
               "steps": np.array(sorted(result["signals"]))}
@@ -299,8 +311,10 @@ def _auc_entry(scores, labels, works, model, *, seed, resamples) -> dict:
   return {"auc": out["mean"], "ci95": out["ci95"], "n": out["n"]}
 
 
+REPLICATED = ("memorization_gap", "loss", "ema90_loss", "predictive_entropy", "zlib_bits", "rep_u0", "rep_c0",
+              "rep_u1", "rep_c1")
 HISTORY_SIGNALS = ("first_loss", "mid_loss", "last_loss", "ema50_loss", "ema90_loss", "loss_drop", "mid_drop",
-                   "zlib_bits")
+                   "zlib_bits", "memorization_gap")
 
 
 def history_signals(record: dict, windows: np.ndarray) -> dict[str, np.ndarray]:
@@ -309,7 +323,8 @@ def history_signals(record: dict, windows: np.ndarray) -> dict[str, np.ndarray]:
   ``first_loss`` / ``mid_loss`` / ``last_loss``: the loss at the first sighting, at the sighting nearest the middle
   of training, at the last one; ``ema50_loss`` / ``ema90_loss``: exponential moving averages over sightings
   (weight 0.5 / 0.9 on the old value); ``loss_drop`` = first - last; ``mid_drop`` = mid - last. ``zlib_bits`` is
-  the model-free baseline: the window's zlib size in bits per token. NaN for rows never trained.
+  the model-free baseline: the window's zlib size in bits per token. ``memorization_gap``: the observing probe's
+  evidence (:mod:`govjax.probe.gap`; NaN in records from before it). NaN for rows never trained.
   """
   ids, losses = np.asarray(record["step_ids"]), np.asarray(record["step_loss"], np.float64)
   num = windows.shape[0]
@@ -329,6 +344,8 @@ def history_signals(record: dict, windows: np.ndarray) -> dict[str, np.ndarray]:
   out["loss_drop"] = out["first_loss"] - out["last_loss"]
   out["mid_drop"] = out["mid_loss"] - out["last_loss"]
   out["zlib_bits"] = zlib_bits_per_token(windows)
+  if "memorization_gap" in record:
+    out["memorization_gap"] = np.asarray(record["memorization_gap"], np.float64)
   return out
 
 
@@ -407,7 +424,7 @@ def analyse_unit(data: dict, records: list[dict], config: SignalStudyConfig, *, 
                          resamples=max(resamples // 4, 100)) for name in names}
   for quantile in config.sensitivity_quantiles:
     other = _pairs(data, records, final, names + list(HISTORY_SIGNALS), quantile)
-    keep = [probe_signal, "loss"] + [n for n in names if n.startswith("rep_")]
+    keep = [probe_signal, "loss", "memorization_gap"] + [n for n in names if n.startswith("rep_")]
     out["sensitivity"][str(quantile)] = {
         name: _auc_entry(other["values"][name], other["label"], other["work"], other["model"], seed=seed,
                          resamples=max(resamples // 4, 100))["auc"] for name in keep}
@@ -571,6 +588,35 @@ def _num_params(size: SizeSpec, config: SignalStudyConfig, vocab_size: int) -> i
   return count_params(nnx.eval_shape(lambda: Transformer(shape, rngs=nnx.Rngs(0))))
 
 
+def replication_summary(results: list[dict], names: tuple[str, ...] = REPLICATED) -> dict:
+  """Equal-frequency AUCs of ``names`` per data seed and unit, and their mean and range across seeds.
+
+  Args:
+    results: :func:`run_study` outputs of different data seeds (the first is the main one).
+    names: the statistics summarised.
+
+  Returns:
+    ``{"seeds": [...], "units": {unit: {name: {"per_seed": {seed: auc}, "mean", "min", "max", "seeds"}}}}``
+    (a unit is listed when at least two seeds ran it).
+  """
+  seeds = [int(r["config"]["seed"]) for r in results]
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f"replications need distinct data seeds, got {seeds}")
+  units = {}
+  for unit in results[0]["units"]:
+    runs = [(seed, r["units"][unit]) for seed, r in zip(seeds, results, strict=True) if unit in r["units"]]
+    if len(runs) < 2:
+      continue
+    units[unit] = {}
+    for name in names:
+      per_seed = {str(seed): u["equal_frequency"][name]["auc"] for seed, u in runs if name in u["equal_frequency"]}
+      if per_seed:
+        values = list(per_seed.values())
+        units[unit][name] = {"per_seed": per_seed, "mean": float(np.mean(values)), "min": float(min(values)),
+                             "max": float(max(values)), "seeds": len(values)}
+  return {"seeds": seeds, "units": units}
+
+
 def plot_results(result: dict, path: str | pathlib.Path) -> pathlib.Path:
   """The figure of the committed JSON: per unit, AUC with interval of every statistic at equal frequency.
 
@@ -618,9 +664,24 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--results", default=None, help="write the analysis JSON here")
   parser.add_argument("--train-only", action="store_true")
   parser.add_argument("--figure", default=None, help="write the figure (from the results) here")
+  parser.add_argument("--seed", type=int, default=None, help="override the config's data seed")
+  parser.add_argument("--sizes", default=None, help="comma-separated size names to run (default: all)")
+  parser.add_argument("--replications", nargs="*", default=(),
+                      help="results JSONs of other data seeds, summarised under 'replications'")
   args = parser.parse_args(argv)
   config = load_python_config(args.config, "get_config", SignalStudyConfig)
+  if args.seed is not None:
+    config = dataclasses.replace(config, seed=args.seed)
+  if args.sizes:
+    wanted = args.sizes.split(",")
+    unknown = sorted(set(wanted) - {size.name for size in config.sizes})
+    if unknown:
+      raise SystemExit(f"--sizes: unknown size(s) {unknown}; the config has {[s.name for s in config.sizes]}")
+    config = dataclasses.replace(config, sizes=tuple(s for s in config.sizes if s.name in wanted))
   result = run_study(config, args.out, analyse=not args.train_only)
+  if args.replications:
+    others = [json.loads(pathlib.Path(path).read_text()) for path in args.replications]
+    result["replications"] = replication_summary([result, *others])
   if args.results:
     path = pathlib.Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -154,8 +154,21 @@ class Trainer:
         self.config, seed=0)
 
 
+def calibrate_due(trainer: Trainer, extras: dict, params, step: int, heldout: np.ndarray | None) -> dict:
+  """Calibrates the plugins that have a ``calibrate`` and are due at ``step`` (0 and every ``calibrate_every``
+  steps, as in the training loop) on the held-out windows ``heldout`` (int ``[M, T]``, batches of 64)."""
+  due = [p for p in trainer.plugins if hasattr(p, "calibrate") and heldout is not None and len(heldout)
+         and (step == 0 or step % max(int(getattr(p, "calibrate_every", 0) or 0), 1) == 0)]
+  if not due:
+    return extras
+  model = nnx.merge(trainer.graphdef, params)
+  batches = [{"tokens": np.asarray(heldout[i:i + 64], np.int32)} for i in range(0, len(heldout), 64)]
+  return {**extras, **{p.name: p.calibrate(extras[p.name], model, batches) for p in due}}
+
+
 def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray, *, vocab_size: int,
-                      measure_at: tuple[int, ...], data_seed: int, trainer: Trainer | None = None) -> dict:
+                      measure_at: tuple[int, ...], data_seed: int, trainer: Trainer | None = None,
+                      heldout: np.ndarray | None = None) -> dict:
   """Trains one model on ``windows[rows]`` by epochs and measures every signal of every window at given steps.
 
   Args:
@@ -166,6 +179,8 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
     measure_at: steps after which the signals are measured (``num_steps`` = the final model).
     data_seed: seed of the epoch permutations.
     trainer: a :class:`Trainer` built for the same shape and schedule (saves a compilation); None: a new one.
+    heldout: int ``[M, T]`` never-trained windows that calibrate the trainer's plugins (:func:`calibrate_due`);
+      None: no calibration.
 
   Returns:
     ``{"signals": {step: {name: [N]}}, "first_loss": [N], "last_loss": [N]`` (NaN for rows never trained),
@@ -184,6 +199,9 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
   signals, train_s, measure_s = {}, 0.0, 0.0
   t0 = time.perf_counter()
   for step, ids in enumerate(epoch_batches(rows, config.batch_size, config.num_steps, seed=data_seed)):
+    if trainer.plugins and heldout is not None:
+      extras = calibrate_due(trainer, state.extras, state.params, step, heldout)
+      state = state._replace(extras=extras) if extras is not state.extras else state
     batch = {"tokens": jnp.asarray(windows[ids], jnp.int32), "example_id": jnp.asarray(ids, jnp.int32)}
     state, metrics = trainer.step(state, batch, mask)
     losses = np.asarray(metrics["per_example_loss"], np.float64)

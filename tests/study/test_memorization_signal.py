@@ -13,13 +13,14 @@ from govjax.study.memorization_signal import (
     history_signals,
     increment_over_loss,
     plot_results,
+    replication_summary,
     run_study,
 )
 
 
 def _tiny_config(**overrides):
   values = dict(sizes=(SizeSpec("t", 1, 16, 2, 8, 4),), kinds=("folk",), context=16, batch_size=8, pool_works=8,
-                set_works=2, copies=2, calib_works=4, resamples=20, warmup_steps=1)
+                set_works=2, copies=2, calib_works=4, resamples=20, warmup_steps=1, gap_calibrate_every=2)
   values.update(overrides)
   return SignalStudyConfig(**values)
 
@@ -64,7 +65,7 @@ def test_tiny_study_end_to_end(tmp_path):
   result = run_study(_tiny_config(), tmp_path / "run")
   unit = result["units"]["folk/t"]
   assert unit["num_models"] == 4 and unit["num_pairs"] == 16 * 2  # 4 models x 8 trained pool windows
-  for name in ("loss", "rep_c0", "rep_u1", "attn1", "zlib_bits", "mid_loss"):
+  for name in ("loss", "rep_c0", "rep_u1", "attn1", "zlib_bits", "mid_loss", "memorization_gap"):
     entry = unit["equal_frequency"][name]
     assert 0.0 <= entry["auc"] <= 1.0 and len(entry["ci95"]) == 2
   assert "rep_c1" in unit["increment_over_loss"] and "loss" not in unit["increment_over_loss"]
@@ -74,3 +75,17 @@ def test_tiny_study_end_to_end(tmp_path):
   assert again["units"]["folk/t"]["equal_frequency"]["loss"] == unit["equal_frequency"]["loss"]
   path = plot_results(json.loads(json.dumps(result, default=float)), tmp_path / "figure.png")
   assert path.stat().st_size > 1000
+
+
+def test_replication_summary_lists_each_seed_and_rejects_repeated_seeds(tmp_path):
+  first = run_study(_tiny_config(), tmp_path / "s0")
+  second = run_study(_tiny_config(seed=1), tmp_path / "s1")
+  summary = replication_summary([first, second])
+  entry = summary["units"]["folk/t"]["memorization_gap"]
+  assert summary["seeds"] == [0, 1] and entry["seeds"] == 2
+  per_seed = [first["units"]["folk/t"]["equal_frequency"]["memorization_gap"]["auc"],
+              second["units"]["folk/t"]["equal_frequency"]["memorization_gap"]["auc"]]
+  assert entry["per_seed"] == {"0": per_seed[0], "1": per_seed[1]}
+  assert entry["min"] == min(per_seed) and entry["mean"] == np.mean(per_seed)
+  with np.testing.assert_raises(ValueError):
+    replication_summary([first, first])

@@ -1,0 +1,118 @@
+"""The memorization gap: how far an example's loss has fallen since the model generalised best.
+
+Counterfactual memorization (Zhang et al. 2021) is an example's loss under models that never trained on it minus
+its loss under models that did. A single training run has no model without the example, but it passes through
+one that is the closest stand-in it has: the model at the point where the held-out loss was lowest. Before that
+point the model still learns what transfers to unseen music; after it, the training loss keeps falling while the
+held-out loss rises, and what the model gains on a training example from then on does not transfer. So
+
+    memorization_gap(x) = reference_loss(x) - loss_now(x)
+
+where ``reference_loss(x)`` is the example's loss, measured fresh on its own sightings (the train step's forward
+pass, before the update), as of the calibration at which the held-out loss reached its lowest value so far, and
+``loss_now(x)`` is the probe's EMA of the example's loss. Both sides come from the step's own forward pass: no
+extra forward pass and no stale value older than the example's last sighting.
+
+Mechanics (the probe state of :mod:`govjax.probe.monitor` holds the arrays):
+
+* every step folds each row's fresh loss into ``running_reference`` (an EMA with weight ``reference_ema``);
+* every calibration measures the held-out (never trained) windows; when their mean loss is a new minimum,
+  ``reference = running_reference`` (a snapshot) and the held-out windows' own losses become
+  ``heldout_reference``; otherwise the reference stays frozen and the held-out windows' gaps
+  (``heldout_reference - loss now``) set the thresholds: an example is flagged when its gap is above the
+  ``100 - percentile``-th percentile of the held-out gaps, restored below the ``100 - restore_percentile``-th.
+  While the held-out loss is still falling nothing is flagged (thresholds ``+inf`` / ``-inf``).
+
+The memorization-signal study and the probe bench (``experiments/RESULTS.md``) measure how well the gap ranks
+counterfactual memorization among windows trained equally often.
+
+Example:
+  >>> import numpy as np
+  >>> update = heldout_update(best=np.float32(2.0), heldout_reference=np.full(4, np.nan, np.float32),
+  ...                         heldout_loss=np.array([1.5, 1.7], np.float32), percentile=5.0, restore_percentile=20.0)
+  >>> bool(update.improved), round(float(update.best), 3)
+  (True, 1.6)
+  >>> update = heldout_update(best=update.best, heldout_reference=update.heldout_reference,
+  ...                         heldout_loss=np.array([1.6, 1.9], np.float32), percentile=5.0, restore_percentile=20.0)
+  >>> bool(update.improved), round(float(update.upper), 3)     # gaps -0.1 and -0.2: flag above -0.105
+  (False, -0.105)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+# Held-out rows kept for the held-out gaps; calibrations read at most ``calibration_batches`` batches.
+HELDOUT_ROWS = 4096
+
+
+class HeldoutUpdate(NamedTuple):
+  """What one calibration decides for the memorization gap.
+
+  Attributes:
+    improved: the held-out mean loss is a new minimum (take a new reference snapshot).
+    best: the lowest held-out mean loss so far.
+    heldout_reference: float32 ``[HELDOUT_ROWS]``: the held-out windows' losses at the best calibration (NaN
+      beyond the rows measured).
+    upper: flag an example whose gap is above this (``+inf`` at a new minimum).
+    restore: restore an example whose gap is below this (``-inf`` at a new minimum).
+  """
+
+  improved: bool
+  best: np.float32
+  heldout_reference: np.ndarray
+  upper: np.float32
+  restore: np.float32
+
+
+def fold_reference(running: jnp.ndarray, loss: jnp.ndarray, seen: jnp.ndarray, weight: float) -> jnp.ndarray:
+  """The running reference after one sighting: ``loss`` at the first, else ``weight * running + (1 - weight) * loss``.
+
+  Args:
+    running: ``[B]`` the rows' running references.
+    loss: ``[B]`` their fresh losses.
+    seen: ``[B]`` how often each row was seen before this sighting.
+    weight: the EMA weight of the old value.
+
+  Returns:
+    ``[B]`` the new running references.
+  """
+  return jnp.where(seen > 0, weight * running + (1.0 - weight) * loss, loss)
+
+
+def heldout_update(*, best, heldout_reference: np.ndarray, heldout_loss: np.ndarray, percentile: float,
+                   restore_percentile: float) -> HeldoutUpdate:
+  """One calibration: a new reference snapshot, or thresholds from the held-out gaps.
+
+  Args:
+    best: the lowest held-out mean loss so far (``+inf`` before the first calibration).
+    heldout_reference: ``[HELDOUT_ROWS]`` the held-out losses at the best calibration.
+    heldout_loss: ``[m]`` the held-out windows' losses now, in the same order at every calibration (the
+      calibration batches are deterministic); rows beyond ``HELDOUT_ROWS`` are not used.
+    percentile: the flagging tail (flag above the ``100 - percentile``-th percentile of held-out gaps).
+    restore_percentile: the restoring percentile (restore below the ``100 - restore_percentile``-th).
+
+  Returns:
+    A :class:`HeldoutUpdate`.
+  """
+  loss = np.asarray(heldout_loss, np.float32)[:HELDOUT_ROWS]
+  if loss.size == 0 or not np.isfinite(loss).any():
+    raise ValueError("memorization gap: the calibration batches hold no held-out rows with a finite loss")
+  mean = np.float32(np.nanmean(loss))
+  reference = np.asarray(heldout_reference, np.float32)
+  if reference.shape != (HELDOUT_ROWS,):
+    raise ValueError(f"memorization gap: heldout_reference must have shape ({HELDOUT_ROWS},), got {reference.shape}")
+  if not mean < np.float32(best):
+    gaps = reference[:loss.size] - loss
+    gaps = gaps[np.isfinite(gaps)]
+    if gaps.size:
+      upper = np.float32(np.percentile(gaps, 100.0 - percentile))
+      restore = np.float32(np.percentile(gaps, 100.0 - restore_percentile))
+      return HeldoutUpdate(False, np.float32(best), reference, upper, restore)
+    return HeldoutUpdate(False, np.float32(best), reference, np.float32(np.inf), np.float32(-np.inf))
+  fresh = np.full(HELDOUT_ROWS, np.nan, np.float32)
+  fresh[:loss.size] = loss
+  return HeldoutUpdate(True, mean, fresh, np.float32(np.inf), np.float32(-np.inf))
