@@ -28,7 +28,7 @@ counterfactual memorization among windows trained equally often.
 
 Example:
   >>> import numpy as np
-  >>> update = heldout_update(best=np.float32(2.0), heldout_reference=np.full(4, np.nan, np.float32),
+  >>> update = heldout_update(best=np.float32(2.0), heldout_reference=np.full(HELDOUT_ROWS, np.nan, np.float32),
   ...                         heldout_loss=np.array([1.5, 1.7], np.float32), percentile=5.0, restore_percentile=20.0)
   >>> bool(update.improved), round(float(update.best), 3)
   (True, 1.6)
