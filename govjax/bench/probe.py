@@ -114,17 +114,6 @@ def probe_evidence_values(plugin, state, ids: np.ndarray) -> np.ndarray:
   return plugin.evidence(state)[ids]
 
 
-def probe_flags(plugin, state, ids: np.ndarray) -> np.ndarray:
-  """Whether the probe's final state flags windows ``ids`` (its signal beyond the held-out threshold of its side)."""
-  ema = np.asarray(state.ema[:, plugin.signal_index], np.float64)[ids]
-  if plugin.gap:
-    return (np.asarray(state.reference, np.float64)[ids] - ema) > float(state.gap_upper)
-  k, direction = plugin.signal_index, plugin.spec.direction
-  low = ema < float(state.low[k])
-  high = ema > float(state.upper[k])
-  return low if direction == "low" else high if direction == "high" else low | high
-
-
 def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: ProbeSpec, seed: int, layers: int,
                           width: int, context: int, batch: int, quantile: float, calibrate_every: int) -> dict:
   """One data seed: trains ``models`` half-subset models with the observing probe; per (model, trained window)
@@ -146,7 +135,7 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
     finals.append(result["signals"][steps])
     losses.append(result["signals"][steps]["loss"][pool])
     evidence.append(probe_evidence_values(plugin, result["extras"]["probe"], pool))
-    flags.append(probe_flags(plugin, result["extras"]["probe"], pool))
+    flags.append(plugin.flagged(result["extras"]["probe"])[pool])
     train_s += result["train_s"]
   member = subsets[:, pool_work[pool]]
   loo = leave_one_out_scores(np.stack(losses), member)

@@ -195,19 +195,7 @@ class ProbePlugin:
       running = fold_reference(state.running_reference[safe], stats[:, 0], seen, spec.reference_ema)
       state = state._replace(running_reference=state.running_reference.at[scatter_ids].set(running, mode="drop"))
     signal = state.reference[safe] - new[:, 0] if self.gap else new[:, k]
-    flag_low, restore_low = signal < state.low[k], signal > state.high[k]
-    if self.gap:
-      flag_high, restore_high = signal > state.gap_upper, signal < state.gap_restore
-    elif state.upper is None:  # a state from before the high side existed
-      flag_high, restore_high = jnp.zeros_like(flag_low), jnp.ones_like(restore_low)
-    else:
-      flag_high, restore_high = signal > state.upper[k], signal < state.upper_restore[k]
-    if spec.direction == "low":
-      flag, back = flag_low, restore_low
-    elif spec.direction == "high":
-      flag, back = flag_high, restore_high
-    else:
-      flag, back = flag_low | flag_high, restore_low & restore_high
+    flag, back = self._sides(state, signal)
     flagged = valid & (seen_new >= spec.min_seen) & flag
     restore = valid & back
     depth = state.depth[safe]
@@ -233,6 +221,29 @@ class ProbePlugin:
     for index, name in enumerate(STATISTICS):
       metrics[f"mean_{name}"] = jnp.sum(jnp.nan_to_num(stats[:, index]) * weight) / count
     return state, metrics
+
+  def _sides(self, state: ProbeState, signal: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(flag, restore)`` of each value of ``signal`` against the state's thresholds on the spec's side."""
+    k = self.signal_index
+    flag_low, restore_low = signal < state.low[k], signal > state.high[k]
+    if self.gap:
+      flag_high, restore_high = signal > state.gap_upper, signal < state.gap_restore
+    elif state.upper is None:  # a state from before the high side existed
+      flag_high, restore_high = jnp.zeros_like(flag_low), jnp.ones_like(restore_low)
+    else:
+      flag_high, restore_high = signal > state.upper[k], signal < state.upper_restore[k]
+    if self.spec.direction == "low":
+      return flag_low, restore_low
+    if self.spec.direction == "high":
+      return flag_high, restore_high
+    return flag_low | flag_high, restore_low & restore_high
+
+  def flagged(self, state: ProbeState) -> np.ndarray:
+    """bool ``[N]``: examples whose current EMA (gap) is beyond the flagging threshold, as the step would judge
+    them at their next sighting (``min_seen`` and unseen examples aside)."""
+    ema = state.ema[:, self.signal_index]
+    signal = state.reference - state.ema[:, 0] if self.gap else ema
+    return np.asarray(self._sides(state, signal)[0])
 
   def calibrate(self, state: ProbeState, model: nnx.Module, eval_batches: Iterable[dict]) -> ProbeState:
     """Sets the thresholds from held-out batches (``tokens`` and optional ``weight``; weight-0 rows skipped).

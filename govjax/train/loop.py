@@ -41,7 +41,7 @@ from govjax.models.transformer import drop_region
 from govjax.train.data import TrainBatches, TrainingData, build_training_data
 from govjax.train.governance import governance_components
 from govjax.train.parallel_step import place_state, sharded_train_step
-from govjax.train.step import TrainState, create_train_state, make_eval_step
+from govjax.train.step import TrainState, calibration_due, create_train_state, make_eval_step
 
 DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
 
@@ -51,11 +51,7 @@ def calibrate_plugins(plugins, extras: dict, graphdef, params, data: TrainBatche
   """Runs ``plugin.calibrate`` for plugins that have one and are due at ``step`` (0 and every
   ``calibrate_every`` steps), on the calibration batches (validation batches when the data have none); returns the
   updated extras."""
-  def is_due(plugin) -> bool:
-    every = int(getattr(plugin, "calibrate_every", 0) or 0)
-    return hasattr(plugin, "calibrate") and (step == 0 or (every > 0 and step % every == 0))
-
-  due = [p for p in plugins if is_due(p)]
+  due = [p for p in plugins if calibration_due(p, step)]
   source = data.calibration or data.validation  # disjoint from val NLL and audit non-members
   if not due or source is None:
     return extras

@@ -177,6 +177,12 @@ class CalibratedPlugin(StepPlugin, Protocol):
   def calibrate(self, state: Any, model: nnx.Module, eval_batches: list[dict]) -> Any: ...
 
 
+def calibration_due(plugin: StepPlugin, step: int) -> bool:
+  """Whether ``plugin`` has a ``calibrate`` and is due at ``step``: step 0 and every ``calibrate_every`` steps."""
+  every = int(getattr(plugin, "calibrate_every", 0) or 0)
+  return hasattr(plugin, "calibrate") and (step == 0 or (every > 0 and step % every == 0))
+
+
 def update_plugins(plugins: Sequence[StepPlugin], state: TrainState, batch: dict, aux: dict,
                    metrics: dict) -> dict:
   """Updates every plugin's state from the step's forward pass; adds their metrics (prefixed) to ``metrics``.
