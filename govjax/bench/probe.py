@@ -12,8 +12,9 @@ Protocol (``govjax bench probe --json [--quick]``):
    a complementary half of ``--pool-works`` Essen folk melodies (music21's corpus, ABC text by character; two
    windows per song), by epochs: every trained window exactly as often as every other, ``--steps`` steps of
    batch 16. The probe rides along in each (observing: ``adaptive=False``) with its default bench signal, the
-   memorization gap (:mod:`govjax.probe.gap`): each window's loss as of the calibration at which the loss of 32
-   never-trained songs was lowest, minus its loss EMA (0.9) at the end, both from the steps' own forward passes;
+   memorization gap (:mod:`govjax.probe.gap`): each window's loss EMA (0.5, over its sightings) as of the
+   calibration at which the loss of 32 never-trained songs was lowest, minus the same EMA at the end, both from
+   the steps' own forward passes;
    the probe calibrates every ``--calibrate-every`` steps on those 32 songs (never audited). ``--signal`` picks
    another statistic (e.g. ``representation_entropy --layer 0 --uncentred --direction high``). Labels are
    counterfactual (Zhang et al. 2021): a window's mean loss in the models that did not train on it minus in those
@@ -22,7 +23,11 @@ Protocol (``govjax bench probe --json [--quick]``):
    over models and ``--data-seeds`` data seeds (within-model ranks), with a 95% interval by bootstrap over songs.
    Data seeds 0-2 were used to design the gap (its reference point and ``reference_ema``); the bench starts at
    seed 3. ``probe_flag_rate`` gives the share of memorized and of other windows whose final gap is above the
-   probe's held-out threshold (what adaptive depth would lower). ``auc_equal_frequency`` holds the same AUC for
+   probe's threshold (what adaptive depth would lower). The top quarter is a relative label: after 60 epochs every
+   trained window is memorized by several nats per token, so ``probe_flags_by_counterfactual`` also compares the
+   flags with the *absolute* leave-one-out counterfactual memorization at ``--flag-steps`` steps (during the
+   phase where windows cross the margin): the flag rate among pairs above ``--margin`` nats per token (recall)
+   and among pairs at or below it (false flags). ``auc_equal_frequency`` holds the same AUC for
    every statistic of :mod:`govjax.probe.signals` on the final models (representation entropy of every layer
    included) and the model-free ``zlib_bits``, oriented as *higher value = memorized* (below 0.5: lower value =
    memorized). Target >= 0.9.
@@ -115,9 +120,12 @@ def probe_evidence_values(plugin, state, ids: np.ndarray) -> np.ndarray:
 
 
 def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: ProbeSpec, seed: int, layers: int,
-                          width: int, context: int, batch: int, quantile: float, calibrate_every: int) -> dict:
+                          width: int, context: int, batch: int, quantile: float, calibrate_every: int,
+                          flag_steps: tuple[int, ...] = ()) -> dict:
   """One data seed: trains ``models`` half-subset models with the observing probe; per (model, trained window)
-  pair the counterfactual label, the song, the probe's evidence and every statistic of the final model."""
+  pair the counterfactual label, the song, the probe's evidence and every statistic of the final model, and at
+  every step of ``flag_steps`` the window's leave-one-out counterfactual memorization (nats per token) and whether
+  the probe flags it then."""
   data = equal_frequency_data(pool_works=pool_works, calib_works=32, context=context, seed=seed)
   windows, pool_work = data["windows"], data["pool_work"]
   pool, heldout = np.flatnonzero(pool_work >= 0), np.flatnonzero(pool_work < 0)
@@ -127,23 +135,33 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
   trainer = Trainer(config, FOLK_VOCAB_SIZE, plugins=(plugin,))
   subsets = complementary_subsets(pool_works, models, seed=seed)
   losses, evidence, flags, finals, train_s = [], [], [], [], 0.0
+  loss_at = {s: [] for s in flag_steps}
+  flags_at = {s: [] for s in flag_steps}
   for k in range(models):
     rows = pool[subsets[k][pool_work[pool]]]
     result = train_and_measure(dataclasses.replace(config, seed=seed * 1000 + k), windows, rows,
-                               vocab_size=FOLK_VOCAB_SIZE, measure_at=(steps,), data_seed=seed * 1000 + k,
-                               trainer=trainer, heldout=windows[heldout])
+                               vocab_size=FOLK_VOCAB_SIZE, measure_at=tuple(sorted({*flag_steps, steps})),
+                               data_seed=seed * 1000 + k, trainer=trainer, heldout=windows[heldout])
     finals.append(result["signals"][steps])
     losses.append(result["signals"][steps]["loss"][pool])
     evidence.append(probe_evidence_values(plugin, result["extras"]["probe"], pool))
     flags.append(plugin.flagged(result["extras"]["probe"])[pool])
+    for s in flag_steps:
+      loss_at[s].append(result["signals"][s]["loss"][pool])
+      flags_at[s].append(plugin.flagged(result["extras_at"][s]["probe"])[pool])
     train_s += result["train_s"]
   member = subsets[:, pool_work[pool]]
   loo = leave_one_out_scores(np.stack(losses), member)
+  loo_at = {s: leave_one_out_scores(np.stack(loss_at[s]), member) for s in flag_steps}
   names = list(finals[0]) + ["zlib_bits"]
   zlib_bits = zlib_bits_per_token(windows[pool])
-  out = {"model": [], "work": [], "label": [], "flag": [], "values": {name: [] for name in ["probe", *names]}}
+  out = {"model": [], "work": [], "label": [], "flag": [], "values": {name: [] for name in ["probe", *names]},
+         "memorization_at": {s: [] for s in flag_steps}, "flag_at": {s: [] for s in flag_steps}}
   for k in range(models):
     trained = member[k]
+    for s in flag_steps:
+      out["memorization_at"][s].append(loo_at[s][k, trained])
+      out["flag_at"][s].append(flags_at[s][k][trained])
     out["model"].append(np.full(trained.sum(), seed * 1000 + k))
     out["work"].append(data["work"][pool][trained])
     out["label"].append(top_quantile_labels(loo[k, trained], quantile))
@@ -154,27 +172,59 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
       out["values"][name].append(source[trained])
   return {"model": np.concatenate(out["model"]), "work": np.concatenate(out["work"]),
           "label": np.concatenate(out["label"]), "flag": np.concatenate(out["flag"]), "train_s": train_s,
-          "values": {name: np.concatenate(v) for name, v in out["values"].items()}}
+          "values": {name: np.concatenate(v) for name, v in out["values"].items()},
+          "memorization_at": {s: np.concatenate(v) for s, v in out["memorization_at"].items()},
+          "flag_at": {s: np.concatenate(v) for s, v in out["flag_at"].items()}}
+
+
+def flags_against_counterfactual(memorization: np.ndarray, flag: np.ndarray, margin: float) -> dict:
+  """How the probe's flags match counterfactual memorization above ``margin`` (nats per token).
+
+  Args:
+    memorization: float ``[n]`` each (model, trained window) pair's leave-one-out counterfactual memorization.
+    flag: bool ``[n]`` whether the probe flags the pair's window in that model.
+    margin: the probe's ``memorization_margin``.
+
+  Returns:
+    ``share_above_margin``, ``flagged_above`` / ``flagged_below`` (the flag rate among pairs above / at or below
+    the margin; None without such pairs) with Clopper-Pearson intervals, and the pair counts.
+
+  Example:
+    >>> out = flags_against_counterfactual(np.array([0.2, 0.9, 1.5]), np.array([False, True, True]), 0.5)
+    >>> out["share_above_margin"], out["flagged_above"], out["flagged_below"]
+    (0.6666666666666666, 1.0, 0.0)
+  """
+  memorization, flag = np.asarray(memorization, np.float64), np.asarray(flag, bool)
+  ok = np.isfinite(memorization)
+  above, below = ok & (memorization > margin), ok & (memorization <= margin)
+  out = {"share_above_margin": float(above.sum() / max(ok.sum(), 1)), "pairs_above": int(above.sum()),
+         "pairs_below": int(below.sum())}
+  for name, rows in (("flagged_above", above), ("flagged_below", below)):
+    out[name] = float(flag[rows].mean()) if rows.any() else None
+    out[f"{name}_ci95"] = list(clopper_pearson(int(flag[rows].sum()), int(rows.sum()))) if rows.any() else None
+  return out
 
 
 def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal: str, ema: float,
                             seeds: tuple[int, ...], direction: str = "high", layer: int = 0, center: bool = False,
                             layers: int = 2, width: int = 64, context: int = 64, batch: int = 16,
-                            quantile: float = 0.25, resamples: int = 1000, calibrate_every: int = 8) -> dict:
+                            quantile: float = 0.25, resamples: int = 1000, calibrate_every: int = 8,
+                            margin: float = 0.5, flag_steps: tuple[int, ...] = ()) -> dict:
   """Half-subset models for every data seed in ``seeds``; AUCs against counterfactual labels, pooled over seeds.
 
   Pairs of all seeds are pooled with within-model ranks; the interval resamples songs (a song drawn by two seeds
-  is one cluster).
+  is one cluster). At every step of ``flag_steps`` the probe's flags (with ``memorization_margin=margin``) are
+  compared with the pairs' counterfactual memorization above the margin (:func:`flags_against_counterfactual`).
   """
   if models < 4 or models % 2:
     raise ValueError(f"the counterfactual labels need an even number of at least 4 models, got {models}")
   if not seeds:
     raise ValueError("measure_equal_frequency needs at least one data seed")
   spec = ProbeSpec(enabled=True, signal=signal, adaptive=False, ema=ema, direction=direction, layer=layer,
-                   center=center)
+                   center=center, memorization_margin=margin)
   parts = [equal_frequency_pairs(models=models, pool_works=pool_works, steps=steps, spec=spec, seed=seed,
                                  layers=layers, width=width, context=context, batch=batch, quantile=quantile,
-                                 calibrate_every=calibrate_every) for seed in seeds]
+                                 calibrate_every=calibrate_every, flag_steps=flag_steps) for seed in seeds]
   model_of, work_of, labels = (np.concatenate([p[key] for p in parts]) for key in ("model", "work", "label"))
 
   def auc(values, n=resamples):
@@ -205,6 +255,11 @@ def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal:
       "probe_centred": center,
       "probe_calibrate_every": calibrate_every,
       "probe_flag_rate": flag_rate,
+      "probe_margin": margin,
+      "probe_flags_by_counterfactual": {
+          str(s): flags_against_counterfactual(np.concatenate([p["memorization_at"][s] for p in parts]),
+                                               np.concatenate([p["flag_at"][s] for p in parts]), margin)
+          for s in flag_steps},
       "auc_equal_frequency": {name: auc(np.concatenate([p["values"][name] for p in parts]), 0)["mean"]
                               for name in names},
       "equal_frequency_seeds": list(seeds),
@@ -232,7 +287,8 @@ def run(args: argparse.Namespace) -> dict:
     seeds = tuple(args.seed + i for i in range(args.data_seeds))
   auc = measure_equal_frequency(models=models, pool_works=args.pool_works, steps=steps, signal=args.signal,
                                 ema=args.ema, direction=args.direction, layer=args.layer, center=not args.uncentred,
-                                seeds=seeds, calibrate_every=args.calibrate_every)
+                                seeds=seeds, calibrate_every=args.calibrate_every, margin=args.margin,
+                                flag_steps=tuple(s for s in args.flag_steps if s <= steps))
   result = {**overhead, **auc, "quick": bool(args.quick), "backend": jax.default_backend()}
   result["targets_met"] = bool(result["probe_overhead"] <= 1.03 and result["probe_auc_equal_frequency"] >= 0.9)
   return result

@@ -263,6 +263,11 @@ def _bench_probe(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--seed", type=int, default=3,
                       help="first data seed (seeds 0-2 chose the probe's design; 3 onwards are fresh)")
   parser.add_argument("--data-seeds", type=int, default=3, help="data seeds, pooled (--quick: one)")
+  parser.add_argument("--margin", type=float, default=0.5,
+                      help="the memorization gap's margin: counterfactual memorization (nats per token) it flags")
+  parser.add_argument("--flag-steps", type=lambda text: tuple(int(v) for v in text.split(",")),
+                      default=(48, 56, 64, 80, 240),
+                      help="comma-separated steps at which the flags are compared with counterfactual memorization")
 
 
 def _bench_provenance(parser: argparse.ArgumentParser) -> None:

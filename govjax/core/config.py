@@ -173,10 +173,10 @@ class ProbeSpec:
 
   Attributes:
     enabled: run the probe (and its adaptive depth) in the train step.
-    signal: the statistic that drives adaptive depth: ``loss``, ``predictive_entropy``,
-      ``representation_entropy`` (all three are tracked and logged whatever this is) or ``memorization_gap``
-      (the fall of the example's loss since the held-out loss was lowest, :mod:`govjax.probe.gap`; needs
-      ``direction="high"``).
+    signal: the statistic that drives adaptive depth: ``memorization_gap`` (the default: the fall of the
+      example's loss since the held-out loss was lowest, :mod:`govjax.probe.gap`, flagged above
+      ``memorization_margin``; the signal the memorization-signal study validated), or ``loss``,
+      ``predictive_entropy``, ``representation_entropy`` (all three are tracked and logged whatever this is).
     layer: index into the hidden-state list (``0`` = embeddings, ``num_layers`` = last block; negative counts
       from the end) whose representation entropy is measured.
     ema: weight of the old value in the per-example EMA (0 = last observation only).
@@ -190,14 +190,20 @@ class ProbeSpec:
     direction: which side of the held-out distribution flags an example: ``low`` (below the ``percentile``-th
       percentile; restored above the ``restore_percentile``-th), ``high`` (above the ``100 - percentile``-th;
       restored below the ``100 - restore_percentile``-th) or ``both`` (either tail; restored inside both
-      restoring thresholds). Choose it from data (``govjax.probe.monitor.direction_from_heldout``).
+      restoring thresholds). None (the default): the signal's own side, :attr:`side` (``high`` for
+      ``memorization_gap``, which allows no other, ``low`` otherwise). Choose it from data
+      (``govjax.probe.monitor.direction_from_heldout``).
     center: centre the hidden states before the representation entropy (False: the uncentred entropy, the
       variant the memorization-signal study found informative; see experiments/RESULTS.md).
-    reference_ema: weight of the old value in the running reference loss of ``memorization_gap``.
+    reference_ema: weight of the old value in the running EMA of each example's fresh loss that
+      ``memorization_gap`` snapshots as its reference and compares it with.
+    memorization_margin: ``memorization_gap`` flags an example when its estimated counterfactual memorization
+      (its gap plus the held-out windows' mean loss rise since the reference, in nats per token) exceeds this,
+      and exceeds the held-out windows' own estimate at the ``100 - percentile``-th percentile (the noise).
   """
 
   enabled: bool = False
-  signal: ProbeSignal = "loss"
+  signal: ProbeSignal = "memorization_gap"
   layer: int = -1
   ema: Annotated[float, Field(ge=0, lt=1)] = 0.5
   percentile: Percentile = 5.0
@@ -207,17 +213,26 @@ class ProbeSpec:
   min_depth: PositiveInt = 1
   min_seen: NonNegativeInt = 2
   adaptive: bool = True
-  direction: ProbeDirection = "low"
+  direction: ProbeDirection | None = None
   center: bool = True
   reference_ema: Annotated[float, Field(ge=0, lt=1)] = 0.5
+  memorization_margin: NonNegativeFloat = 0.5
 
   def __post_init__(self):
-    if self.signal == "memorization_gap" and self.direction != "high":
+    if self.signal == "memorization_gap" and self.direction not in (None, "high"):
       raise ValueError(f"probe.signal 'memorization_gap' flags large gaps: probe.direction must be 'high', "
                        f"got {self.direction!r}")
     if self.restore_percentile <= self.percentile:
       raise ValueError(f"probe.restore_percentile ({self.restore_percentile}) must exceed probe.percentile "
                        f"({self.percentile})")
+
+  @property
+  def side(self) -> str:
+    """The side that flags an example: ``direction``, or when it is None ``high`` for ``memorization_gap`` and
+    ``low`` for the other signals."""
+    if self.direction is not None:
+      return self.direction
+    return "high" if self.signal == "memorization_gap" else "low"
 
 
 @_section

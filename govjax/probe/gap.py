@@ -8,34 +8,51 @@ held-out loss rises, and what the model gains on a training example from then on
 
     memorization_gap(x) = reference_loss(x) - loss_now(x)
 
-where ``reference_loss(x)`` is the example's loss, measured fresh on its own sightings (the train step's forward
-pass, before the update), as of the calibration at which the held-out loss reached its lowest value so far, and
-``loss_now(x)`` is the probe's EMA of the example's loss. Both sides come from the step's own forward pass: no
-extra forward pass and no stale value older than the example's last sighting.
+where ``loss_now(x)`` is an EMA (weight ``reference_ema``) of the example's fresh losses, measured on its own
+sightings (the train step's forward pass, before the update), and ``reference_loss(x)`` is that EMA as it stood
+at the calibration at which the held-out loss reached its lowest value so far. No extra forward pass and no
+value older than the example's last sighting.
+
+The gap ranks examples; the decision to lower an example's depth needs an absolute scale. A never-trained
+window's loss rises after the optimum by the *drift* (the held-out mean loss now minus its minimum), so a
+training example's loss without it would be about ``reference_loss(x) + drift`` and
+
+    estimated counterfactual memorization(x) = memorization_gap(x) + drift      (nats per token).
+
+On the held-out windows themselves this estimate is centred on zero by construction; its upper percentile is the
+estimate's noise. An example is flagged when its estimate exceeds both ``memorization_margin`` (a policy: how
+many nats per token of memorization a run tolerates) and that noise level, i.e. when
+
+    memorization_gap(x) > max(memorization_margin - drift, percentile_{100 - percentile}(held-out gaps)).
 
 Mechanics (the probe state of :mod:`govjax.probe.monitor` holds the arrays):
 
-* every step folds each row's fresh loss into ``running_reference`` (an EMA with weight ``reference_ema``);
+* every step folds each row's fresh loss into ``running_reference`` (``loss_now``);
 * every calibration measures the held-out (never trained) windows; when their mean loss is a new minimum,
   ``reference = running_reference`` (a snapshot) and the held-out windows' own losses become
-  ``heldout_reference``; otherwise the reference stays frozen and the held-out windows' gaps
-  (``heldout_reference - loss now``) set the thresholds: an example is flagged when its gap is above the
-  ``100 - percentile``-th percentile of the held-out gaps, restored below the ``100 - restore_percentile``-th.
-  While the held-out loss is still falling nothing is flagged (thresholds ``+inf`` / ``-inf``).
+  ``heldout_reference``; otherwise the reference stays frozen and :func:`heldout_update` sets the flagging
+  threshold above, and a restoring threshold lower by the held-out spread between the ``100 - percentile``-th
+  and ``100 - restore_percentile``-th percentiles (hysteresis). While the held-out loss is still falling
+  nothing is flagged (thresholds ``+inf`` / ``-inf``).
 
 The memorization-signal study and the probe bench (``experiments/RESULTS.md``) measure how well the gap ranks
-counterfactual memorization among windows trained equally often.
+counterfactual memorization among windows trained equally often, and how the flags match counterfactual
+memorization above the margin.
 
 Example:
   >>> import numpy as np
   >>> update = heldout_update(best=np.float32(2.0), heldout_reference=np.full(HELDOUT_ROWS, np.nan, np.float32),
-  ...                         heldout_loss=np.array([1.5, 1.7], np.float32), percentile=5.0, restore_percentile=20.0)
+  ...                         heldout_loss=np.array([1.5, 1.7], np.float32), percentile=5.0, restore_percentile=20.0,
+  ...                         margin=0.5)
   >>> bool(update.improved), round(float(update.best), 3)
   (True, 1.6)
   >>> update = heldout_update(best=update.best, heldout_reference=update.heldout_reference,
-  ...                         heldout_loss=np.array([1.6, 1.9], np.float32), percentile=5.0, restore_percentile=20.0)
-  >>> bool(update.improved), round(float(update.upper), 3)     # gaps -0.1 and -0.2: flag above -0.105
-  (False, -0.105)
+  ...                         heldout_loss=np.array([1.6, 1.9], np.float32), percentile=5.0, restore_percentile=20.0,
+  ...                         margin=0.5)
+  >>> round(float(update.drift), 3), round(float(update.upper), 3)   # margin 0.5 - drift 0.15 > noise -0.105
+  (0.15, 0.35)
+  >>> round(float(update.restore), 3)                                 # 0.35 - (-0.105 - (-0.12))
+  0.335
 """
 
 from __future__ import annotations
@@ -59,6 +76,7 @@ class HeldoutUpdate(NamedTuple):
       beyond the rows measured).
     upper: flag an example whose gap is above this (``+inf`` at a new minimum).
     restore: restore an example whose gap is below this (``-inf`` at a new minimum).
+    drift: the held-out mean loss now minus its minimum (0 at a new minimum).
   """
 
   improved: bool
@@ -66,6 +84,7 @@ class HeldoutUpdate(NamedTuple):
   heldout_reference: np.ndarray
   upper: np.float32
   restore: np.float32
+  drift: np.float32
 
 
 def fold_reference(running: jnp.ndarray, loss: jnp.ndarray, seen: jnp.ndarray, weight: float) -> jnp.ndarray:
@@ -84,8 +103,8 @@ def fold_reference(running: jnp.ndarray, loss: jnp.ndarray, seen: jnp.ndarray, w
 
 
 def heldout_update(*, best, heldout_reference: np.ndarray, heldout_loss: np.ndarray, percentile: float,
-                   restore_percentile: float) -> HeldoutUpdate:
-  """One calibration: a new reference snapshot, or thresholds from the held-out gaps.
+                   restore_percentile: float, margin: float) -> HeldoutUpdate:
+  """One calibration: a new reference snapshot, or thresholds from the margin, the drift and the held-out gaps.
 
   Args:
     best: the lowest held-out mean loss so far (``+inf`` before the first calibration).
@@ -94,6 +113,7 @@ def heldout_update(*, best, heldout_reference: np.ndarray, heldout_loss: np.ndar
       calibration batches are deterministic); rows beyond ``HELDOUT_ROWS`` are not used.
     percentile: the flagging tail (flag above the ``100 - percentile``-th percentile of held-out gaps).
     restore_percentile: the restoring percentile (restore below the ``100 - restore_percentile``-th).
+    margin: the tolerated counterfactual memorization in nats per token (``memorization_margin``).
 
   Returns:
     A :class:`HeldoutUpdate`.
@@ -106,13 +126,15 @@ def heldout_update(*, best, heldout_reference: np.ndarray, heldout_loss: np.ndar
   if reference.shape != (HELDOUT_ROWS,):
     raise ValueError(f"memorization gap: heldout_reference must have shape ({HELDOUT_ROWS},), got {reference.shape}")
   if not mean < np.float32(best):
+    drift = np.float32(mean - np.float32(best))
     gaps = reference[:loss.size] - loss
     gaps = gaps[np.isfinite(gaps)]
-    if gaps.size:
-      upper = np.float32(np.percentile(gaps, 100.0 - percentile))
-      restore = np.float32(np.percentile(gaps, 100.0 - restore_percentile))
-      return HeldoutUpdate(False, np.float32(best), reference, upper, restore)
-    return HeldoutUpdate(False, np.float32(best), reference, np.float32(np.inf), np.float32(-np.inf))
+    if not gaps.size:
+      return HeldoutUpdate(False, np.float32(best), reference, np.float32(np.inf), np.float32(-np.inf), drift)
+    noise = np.float32(np.percentile(gaps, 100.0 - percentile))
+    spread = noise - np.float32(np.percentile(gaps, 100.0 - restore_percentile))
+    upper = np.float32(max(np.float32(margin) - drift, noise))
+    return HeldoutUpdate(False, np.float32(best), reference, upper, np.float32(upper - spread), drift)
   fresh = np.full(HELDOUT_ROWS, np.nan, np.float32)
   fresh[:loss.size] = loss
-  return HeldoutUpdate(True, mean, fresh, np.float32(np.inf), np.float32(-np.inf))
+  return HeldoutUpdate(True, mean, fresh, np.float32(np.inf), np.float32(-np.inf), np.float32(0.0))

@@ -13,11 +13,16 @@ almost all unseen music: it loses one depth group each time it is seen, down to 
 above ``high`` it regains one group per sighting, up to full depth. Between the two it keeps its depth
 (hysteresis). Before the first calibration the thresholds are ``-inf`` / ``+inf`` and nothing changes.
 
-The side is ``ProbeSpec.direction``: ``low`` (above), ``high`` (flagged above the ``100 - percentile``-th
-percentile ``upper``, restored below the ``100 - restore_percentile``-th ``upper_restore``) or ``both``. Which
-side memorized examples fall on is a property of the data, not of the statistic's name: the memorization-signal
-study found it differs between statistics and settings, so :func:`direction_from_heldout` chooses it from windows
-known to be memorized and never-trained windows of a calibration split (disjoint from any audit).
+The side is ``ProbeSpec.side`` (``direction``, or the signal's own side): ``low`` (above), ``high`` (flagged
+above the ``100 - percentile``-th percentile ``upper``, restored below the ``100 - restore_percentile``-th
+``upper_restore``) or ``both``. Which side memorized examples fall on is a property of the data, not of the
+statistic's name: the memorization-signal study found it differs between statistics and settings, so
+:func:`direction_from_heldout` chooses it from windows known to be memorized and never-trained windows of a
+calibration split (disjoint from any audit).
+
+The default signal, ``memorization_gap`` (:mod:`govjax.probe.gap`), is the one that study validated: an
+example's loss at the held-out optimum minus its loss now, flagged when that estimate of counterfactual
+memorization (plus the held-out drift) exceeds ``memorization_margin`` nats per token and the held-out noise.
 
 The plugin's depth combines with the incoming (policy) mask by minimum: row ``b`` may reach group ``g`` iff the
 policy allows it and ``g >= G - depth[example_id[b]]``.
@@ -194,7 +199,7 @@ class ProbePlugin:
     if state.running_reference is not None:
       running = fold_reference(state.running_reference[safe], stats[:, 0], seen, spec.reference_ema)
       state = state._replace(running_reference=state.running_reference.at[scatter_ids].set(running, mode="drop"))
-    signal = state.reference[safe] - new[:, 0] if self.gap else new[:, k]
+    signal = state.reference[safe] - running if self.gap else new[:, k]
     flag, back = self._sides(state, signal)
     flagged = valid & (seen_new >= spec.min_seen) & flag
     restore = valid & back
@@ -232,9 +237,9 @@ class ProbePlugin:
       flag_high, restore_high = jnp.zeros_like(flag_low), jnp.ones_like(restore_low)
     else:
       flag_high, restore_high = signal > state.upper[k], signal < state.upper_restore[k]
-    if self.spec.direction == "low":
+    if self.spec.side == "low":
       return flag_low, restore_low
-    if self.spec.direction == "high":
+    if self.spec.side == "high":
       return flag_high, restore_high
     return flag_low | flag_high, restore_low & restore_high
 
@@ -242,7 +247,7 @@ class ProbePlugin:
     """bool ``[N]``: examples whose current EMA (gap) is beyond the flagging threshold, as the step would judge
     them at their next sighting (``min_seen`` and unseen examples aside)."""
     ema = state.ema[:, self.signal_index]
-    signal = state.reference - state.ema[:, 0] if self.gap else ema
+    signal = state.reference - state.running_reference if self.gap else ema
     return np.asarray(self._sides(state, signal)[0])
 
   def calibrate(self, state: ProbeState, model: nnx.Module, eval_batches: Iterable[dict]) -> ProbeState:
@@ -270,7 +275,7 @@ class ProbePlugin:
       return state
     gap = heldout_update(best=np.asarray(state.best_heldout), heldout_reference=np.asarray(state.heldout_reference),
                          heldout_loss=values[:, 0], percentile=self.spec.percentile,
-                         restore_percentile=self.spec.restore_percentile)
+                         restore_percentile=self.spec.restore_percentile, margin=self.spec.memorization_margin)
     return state._replace(
         reference=jnp.where(state.seen > 0, state.running_reference, jnp.nan) if gap.improved else state.reference,
         heldout_reference=jnp.asarray(gap.heldout_reference), best_heldout=jnp.asarray(gap.best),
@@ -281,14 +286,15 @@ class ProbePlugin:
 
     ``low``: minus the EMA of the signal; ``high``: the EMA; ``both``: its distance from the middle of the
     calibrated band (``(low + upper) / 2``, in units of the band's width; the EMA itself before calibration).
-    ``memorization_gap``: the reference loss minus the loss EMA (NaN before the first reference snapshot).
+    ``memorization_gap``: the reference loss minus the running loss EMA (NaN before the first reference
+    snapshot).
     """
     ema = np.asarray(state.ema[:, self.signal_index], np.float64)
     if self.gap:
-      score = np.asarray(state.reference, np.float64) - ema
-    elif self.spec.direction == "low":
+      score = np.asarray(state.reference, np.float64) - np.asarray(state.running_reference, np.float64)
+    elif self.spec.side == "low":
       score = -ema
-    elif self.spec.direction == "high":
+    elif self.spec.side == "high":
       score = ema
     else:
       low = float(state.low[self.signal_index])

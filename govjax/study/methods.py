@@ -9,7 +9,9 @@ Methods:
 - ``vanilla``: no governance: every work, opted-out ones included, trains the full depth.
 - ``exclude``: the baseline of simply excluding opted-out and restricted works.
 - ``depth``: the default policy with depth routing (restricted works train the surface only).
-- ``depth_probe``: ``depth`` plus the in-training memorization probe lowering depth adaptively.
+- ``depth_probe``: ``depth`` plus the in-training memorization probe lowering depth adaptively, on the loss EMA
+  (signal ``loss``, side ``low``: the probe the committed study measured; the probe's default is now the
+  memorization gap).
 - ``sink``: restricted works routed into a removable region (extra MLP units), dropped at generation.
 - ``dpsgd``: per-example clipping and Gaussian noise (all works, full depth).
 - ``goldfish``: goldfish loss, dropping 1/k of the tokens by a hash of their context (all works).
@@ -55,7 +57,8 @@ METHODS = {m.name: m for m in (
            ("governance.routing=none", "governance.policy=exclude-restricted")),
     Method("depth", "depth routing (policy)", ("governance.routing=depth", "governance.policy=default")),
     Method("depth_probe", "depth routing + probe",
-           ("governance.routing=depth", "governance.policy=default", "probe.enabled=true")),
+           ("governance.routing=depth", "governance.policy=default", "probe.enabled=true", "probe.signal=loss",
+            "probe.direction=low")),
     Method("sink", "removable region (sink)",
            ("governance.routing=region", "governance.policy=sink", "model.region_width=64")),
     Method("dpsgd", "DP-SGD", ("governance.routing=none", "governance.policy=include-all",

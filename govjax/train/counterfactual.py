@@ -195,7 +195,7 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
   last = np.full(windows.shape[0], np.nan)
   step_ids = np.zeros((config.num_steps, config.batch_size), np.int32)
   step_loss = np.zeros((config.num_steps, config.batch_size), np.float32)
-  signals, train_s, measure_s = {}, 0.0, 0.0
+  signals, extras_at, train_s, measure_s = {}, {}, 0.0, 0.0
   t0 = time.perf_counter()
   for step, ids in enumerate(epoch_batches(rows, config.batch_size, config.num_steps, seed=data_seed)):
     if trainer.plugins and heldout is not None:
@@ -214,9 +214,10 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
       t1 = time.perf_counter()
       model = nnx.merge(trainer.graphdef, state.params)
       signals[step + 1] = window_signals(model, windows, batch_size=64)
+      extras_at[step + 1] = jax.device_get(state.extras)  # the step donates its input state
       measure_s += time.perf_counter() - t1
       t0 = time.perf_counter()
   jax.block_until_ready(state.params)
   train_s += time.perf_counter() - t0
   return {"signals": signals, "first_loss": first, "last_loss": last, "step_ids": step_ids, "step_loss": step_loss,
-          "train_s": train_s, "measure_s": measure_s, "extras": state.extras}
+          "train_s": train_s, "measure_s": measure_s, "extras": state.extras, "extras_at": extras_at}

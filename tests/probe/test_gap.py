@@ -17,30 +17,53 @@ def _empty():
 
 def test_heldout_update_snapshots_at_a_new_minimum_and_thresholds_otherwise():
   first = heldout_update(best=np.float32(np.inf), heldout_reference=_empty(), heldout_loss=np.array([2.0, 3.0]),
-                         percentile=5.0, restore_percentile=20.0)
+                         percentile=5.0, restore_percentile=20.0, margin=0.0)
   assert first.improved and first.best == np.float32(2.5)
   np.testing.assert_array_equal(first.heldout_reference[:2], [2.0, 3.0])
   assert np.isnan(first.heldout_reference[2:]).all()
   assert first.upper == np.inf and first.restore == -np.inf  # nothing flagged while generalisation improves
   rising = np.linspace(2.1, 3.5, 2)  # held-out gaps -0.1 and -0.5
   later = heldout_update(best=first.best, heldout_reference=first.heldout_reference, heldout_loss=rising,
-                         percentile=5.0, restore_percentile=20.0)
+                         percentile=5.0, restore_percentile=20.0, margin=0.0)
   assert not later.improved and later.best == first.best
+  np.testing.assert_allclose(later.drift, 0.3, rtol=1e-5)  # held-out mean 2.8 against its minimum 2.5
+  # margin 0: the noise (-0.12) is above -drift (-0.3), so the held-out percentiles decide
   np.testing.assert_allclose(later.upper, np.percentile([-0.1, -0.5], 95.0), rtol=1e-6)
   np.testing.assert_allclose(later.restore, np.percentile([-0.1, -0.5], 80.0), rtol=1e-6)
   np.testing.assert_array_equal(later.heldout_reference, first.heldout_reference)  # frozen
   again = heldout_update(best=later.best, heldout_reference=later.heldout_reference,
-                         heldout_loss=np.array([1.0, 1.5]), percentile=5.0, restore_percentile=20.0)
+                         heldout_loss=np.array([1.0, 1.5]), percentile=5.0, restore_percentile=20.0, margin=0.0)
   assert again.improved and again.best == np.float32(1.25)
+
+
+def test_heldout_update_flags_above_the_margin_in_counterfactual_nats():
+  """Gap + drift estimates counterfactual memorization: it is centred on zero for the held-out windows, and
+  the threshold is the margin minus the drift unless the held-out noise is higher."""
+  rng = np.random.default_rng(0)
+  reference = rng.normal(2.0, 0.3, 200).astype(np.float32)
+  first = heldout_update(best=np.float32(np.inf), heldout_reference=_empty(), heldout_loss=reference,
+                         percentile=5.0, restore_percentile=20.0, margin=0.5)
+  now = reference + rng.normal(0.4, 0.05, 200).astype(np.float32)  # never trained: the loss drifts up 0.4
+  update = heldout_update(best=first.best, heldout_reference=first.heldout_reference, heldout_loss=now,
+                          percentile=5.0, restore_percentile=20.0, margin=0.5)
+  gaps = reference - now
+  np.testing.assert_allclose(np.mean(gaps + update.drift), 0.0, atol=1e-5)
+  np.testing.assert_allclose(update.upper, 0.5 - update.drift, rtol=1e-5)  # ~0.1: the margin decides
+  spread = np.percentile(gaps, 95.0) - np.percentile(gaps, 80.0)
+  np.testing.assert_allclose(update.restore, update.upper - spread, rtol=1e-4)
+  assert update.restore < update.upper
+  noisy = heldout_update(best=first.best, heldout_reference=first.heldout_reference, heldout_loss=now,
+                         percentile=5.0, restore_percentile=20.0, margin=0.0)
+  np.testing.assert_allclose(noisy.upper, np.percentile(gaps, 95.0), rtol=1e-5)  # the noise decides
 
 
 def test_heldout_update_rejects_empty_and_misshaped_input():
   with pytest.raises(ValueError, match="held-out rows"):
     heldout_update(best=np.inf, heldout_reference=_empty(), heldout_loss=np.array([]), percentile=5,
-                   restore_percentile=20)
+                   restore_percentile=20, margin=0.5)
   with pytest.raises(ValueError, match="heldout_reference"):
     heldout_update(best=np.inf, heldout_reference=np.zeros(3), heldout_loss=np.ones(2), percentile=5,
-                   restore_percentile=20)
+                   restore_percentile=20, margin=0.5)
 
 
 def test_fold_reference_is_an_ema_started_at_the_first_sighting():
@@ -50,12 +73,21 @@ def test_fold_reference_is_an_ema_started_at_the_first_sighting():
 
 def test_gap_needs_the_high_direction():
   with pytest.raises(ValueError, match="direction must be 'high'"):
-    ProbeSpec(enabled=True, signal="memorization_gap")
+    ProbeSpec(enabled=True, signal="memorization_gap", direction="low")
+
+
+def test_the_default_probe_is_the_gap_on_its_own_side():
+  spec = ProbeSpec(enabled=True)
+  assert (spec.signal, spec.direction, spec.side) == ("memorization_gap", None, "high")
+  assert ProbeSpec(signal="loss").side == "low"  # each signal's own side unless a direction is set
+  assert ProbeSpec(signal="loss", direction="both").side == "both"
+  assert make_probe_plugin(spec, num_groups=3).gap
 
 
 def test_reference_is_the_loss_ema_as_of_the_best_heldout_calibration():
   """The plugin's reference equals an EMA of the step losses up to the calibration with the lowest held-out
-  loss, found from the models measured at every calibration step (an independent forward pass)."""
+  loss, found from the models measured at every calibration step (an independent forward pass); the gap is
+  that reference minus the same EMA at the end."""
   rng = np.random.default_rng(0)
   windows = rng.integers(3, 20, (20, 12)).astype(np.int32)
   heldout = rng.integers(3, 20, (6, 12)).astype(np.int32)
@@ -74,18 +106,18 @@ def test_reference_is_the_loss_ema_as_of_the_best_heldout_calibration():
   best = calibrations[int(np.argmin(heldout_loss))]
   assert 4 < best < 36, "the run must pass its held-out optimum inside the calibrations for the test to bite"
   reference = np.full(20, np.nan)
-  ema = np.full(20, np.nan)
+  running = np.full(20, np.nan)
   for step in range(config.num_steps):
     ids, loss = result["step_ids"][step], result["step_loss"][step]
-    ema[ids] = np.where(np.isnan(ema[ids]), loss, 0.9 * ema[ids] + 0.1 * loss)
-    if step < best:
-      reference[ids] = np.where(np.isnan(reference[ids]), loss, 0.5 * reference[ids] + 0.5 * loss)
+    running[ids] = np.where(np.isnan(running[ids]), loss, 0.5 * running[ids] + 0.5 * loss)
+    if step + 1 == best:
+      reference = running.copy()
   state = result["extras"]["probe"]
   np.testing.assert_allclose(np.asarray(state.reference)[:16], reference[:16], rtol=1e-5)
   assert np.isnan(np.asarray(state.reference)[16:]).all()  # never trained: no reference
   np.testing.assert_allclose(float(state.best_heldout), min(heldout_loss), rtol=1e-4)
   evidence = plugin.evidence(state)
-  np.testing.assert_allclose(evidence[:16], reference[:16] - ema[:16], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(evidence[:16], reference[:16] - running[:16], rtol=1e-4, atol=1e-5)
   assert np.isfinite(float(state.gap_upper))  # frozen after the optimum: thresholds from the held-out gaps
 
 
@@ -103,3 +135,26 @@ def test_adaptive_depth_lowers_large_gaps_and_restores_small_ones():
   state = state._replace(depth=jnp.array([2, 2, 4]))
   state, metrics = plugin.update(state, batch, aux, jnp.int32(1))
   np.testing.assert_array_equal(state.depth, [1, 3, 4])  # 0: still above; 1: gap 0.1 < restore: back one group
+
+
+@pytest.mark.parametrize("margin", [0.0, 50.0])
+def test_adaptive_depth_in_a_run_follows_the_margin(margin):
+  """A run past its held-out optimum: with margin 0 the gap lowers depths once the training windows pull away from
+  the held-out ones; a margin of 50 nats per token is never reached, so no depth changes."""
+  rng = np.random.default_rng(0)
+  windows = rng.integers(3, 20, (22, 12)).astype(np.int32)
+  heldout = windows[16:]
+  config = TrainConfig(model=ModelSpec(num_layers=1, width=16, num_heads=2, context=12), num_steps=40, batch_size=8,
+                       learning_rate=1e-2, warmup_steps=2, seed=0)
+  spec = ProbeSpec(enabled=True, calibrate_every=4, min_seen=1, memorization_margin=margin)
+  plugin = make_probe_plugin(spec, num_groups=3)
+  result = train_and_measure(config, windows, np.arange(16), vocab_size=20, measure_at=(40,), data_seed=1,
+                             trainer=Trainer(config, 20, plugins=(plugin,)), heldout=heldout)
+  state = result["extras"]["probe"]
+  assert np.isfinite(float(state.gap_upper)), "the run must pass its held-out optimum for the test to bite"
+  depth = np.asarray(state.depth)[:16]
+  if margin == 0.0:
+    assert (depth < 3).any()
+    assert float(state.gap_upper) <= np.nanmax(plugin.evidence(state))
+  else:
+    assert (depth == 3).all() and float(state.gap_upper) > 40.0
