@@ -201,6 +201,30 @@ def to_host(tree: Any) -> Any:
   return jax.tree.map(get, tree)
 
 
+def array_to_host(x: Any) -> np.ndarray:
+  """One array, however it is laid out, as a whole numpy array on every process.
+
+  An array split across processes is first gathered on its own mesh (a collective: every process must call this
+  at the same point, as the training loop's calibrations do); replicated or process-local arrays are read
+  directly.
+
+  Args:
+    x: a ``jax.Array`` (with a :class:`NamedSharding` when it is split across processes) or anything numpy reads.
+
+  Returns:
+    The whole array.
+
+  Example:
+    >>> array_to_host(jax.numpy.arange(3)).tolist()
+    [0, 1, 2]
+  """
+  if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+    if not isinstance(x.sharding, NamedSharding):
+      raise ValueError(f"array_to_host: cannot gather an array with sharding {x.sharding!r} across processes")
+    x = jax.device_put(x, NamedSharding(x.sharding.mesh, PartitionSpec()))
+  return to_host(x)
+
+
 def gather_to_host(tree: Any, mesh: Mesh) -> Any:
   """A pytree of arrays laid out in any way on ``mesh`` (sharded across processes too) as whole numpy arrays.
 

@@ -51,6 +51,7 @@ from flax import nnx
 
 from govjax.core.config import ProbeSpec
 from govjax.core.intervals import clopper_pearson
+from govjax.core.mesh import array_to_host
 from govjax.probe.gap import HELDOUT_ROWS, fold_reference, heldout_update
 from govjax.probe.stats import STATISTICS, example_statistics, statistic_index
 from govjax.routing.masks import SURFACES, depth_rows_to_mask
@@ -273,7 +274,8 @@ class ProbePlugin:
                            upper=jnp.asarray(upper), upper_restore=jnp.asarray(upper_restore))
     if state.running_reference is None:  # a state from before the memorization gap existed
       return state
-    gap = heldout_update(best=np.asarray(state.best_heldout), heldout_reference=np.asarray(state.heldout_reference),
+    gap = heldout_update(best=array_to_host(state.best_heldout),
+                         heldout_reference=array_to_host(state.heldout_reference),  # split across hosts under FSDP
                          heldout_loss=values[:, 0], percentile=self.spec.percentile,
                          restore_percentile=self.spec.restore_percentile, margin=self.spec.memorization_margin)
     return state._replace(

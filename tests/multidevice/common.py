@@ -99,3 +99,18 @@ def governed_components(config: TrainConfig):
   except ImportError:
     pass
   return governance_components(config)
+
+
+def probe_config(probe: bool) -> TrainConfig:
+  """The tiny config, with the memorization probe (default signal, calibrated every step) when ``probe``."""
+  from govjax.core.config import ProbeSpec
+
+  return tiny_config(probe=ProbeSpec(enabled=True, min_seen=1, calibrate_every=1)) if probe else tiny_config()
+
+
+def step_plugins(config: TrainConfig):
+  """``(components, plugins)``: the governed components and the step's plugins (the probe when the config enables
+  it, else the test's :class:`AdaptiveDepthPlugin`)."""
+  components = governed_components(config)
+  plugins = tuple(components.plugins) if config.probe.enabled else (AdaptiveDepthPlugin(num_groups=3),)
+  return components, plugins
