@@ -73,11 +73,8 @@ def single_process_probe():
   return _single_process(True)
 
 
-@pytest.mark.parametrize("layout", ["replicated", "fsdp"])
-def test_two_processes_with_gloo_agree_with_one_process(tmp_path, single_process, layout):
-  """Replicated: 1 device per process. FSDP: 2 fake devices per process, the state split over all 4."""
-  got = _run_two_processes(tmp_path, layout)
-  config, state, losses = single_process
+def _assert_matches(got, config, state, losses) -> None:
+  """The two-process losses and gathered state equal the single process's."""
   np.testing.assert_allclose(got["losses"], losses, rtol=1e-5)
   paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
   for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(state), strict=True)):
@@ -85,7 +82,13 @@ def test_two_processes_with_gloo_agree_with_one_process(tmp_path, single_process
     if "'key'" in path and "'bias'" in path and a.dtype.kind == "f":  # zero exact gradient, see common.py
       assert np.abs(a - b).max() <= 2 * STEPS * config.learning_rate
       continue
-    np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6, err_msg=path)
+    np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6, err_msg=path, equal_nan=True)
+
+
+@pytest.mark.parametrize("layout", ["replicated", "fsdp"])
+def test_two_processes_with_gloo_agree_with_one_process(tmp_path, single_process, layout):
+  """Replicated: 1 device per process. FSDP: 2 fake devices per process, the state split over all 4."""
+  _assert_matches(_run_two_processes(tmp_path, layout), *single_process)
 
 
 @pytest.mark.parametrize("layout", ["replicated", "fsdp"])
@@ -95,11 +98,4 @@ def test_two_processes_with_the_calibrated_probe_agree_with_one_process(tmp_path
   got = _run_two_processes(tmp_path, layout + "+probe")
   config, state, losses = single_process_probe
   assert int(state.extras["probe"].calibrations) == STEPS and np.isfinite(float(state.extras["probe"].best_heldout))
-  np.testing.assert_allclose(got["losses"], losses, rtol=1e-5)
-  paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
-  for i, (path, leaf) in enumerate(zip(paths, jax.tree.leaves(state), strict=True)):
-    a, b = np.asarray(leaf), got[f"leaf{i}"]
-    if "'key'" in path and "'bias'" in path and a.dtype.kind == "f":  # zero exact gradient, see common.py
-      assert np.abs(a - b).max() <= 2 * STEPS * config.learning_rate
-      continue
-    np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6, err_msg=path, equal_nan=True)
+  _assert_matches(got, config, state, losses)
