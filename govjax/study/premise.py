@@ -336,7 +336,7 @@ def run_sweep(spec: PremiseSpec, cache_dir: str | os.PathLike, *, names: Sequenc
   Args:
     spec: sizes.
     cache_dir: the per-run cache; a restart skips what is there.
-    names: treatments at the main share, in order (default: all).
+    names: treatments at the main share, in order (None: all; empty: only the restricted-share runs).
     log: progress lines.
 
   Returns:
@@ -349,7 +349,7 @@ def run_sweep(spec: PremiseSpec, cache_dir: str | os.PathLike, *, names: Sequenc
   cache.mkdir(parents=True, exist_ok=True)
   table = treatments(spec)
   records = []
-  for name, seed, share in _jobs(spec, list(names or table)):
+  for name, seed, share in _jobs(spec, list(table if names is None else names)):
     path = cache / f"{name}-share{share}-s{seed}.json"
     if path.exists():
       cached = json.loads(path.read_text())

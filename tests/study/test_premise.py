@@ -45,3 +45,9 @@ def test_cached_records_of_other_sizes_are_refused(tmp_path):
   assert dataclasses.replace(SPEC, seeds=(0, 1, 2)).run_key == SPEC.run_key  # which seeds run is not a size
   with pytest.raises(ValueError, match="run_key"):
     run_sweep(longer, tmp_path, names=["exclude"], log=lambda _: None)
+
+
+def test_an_empty_treatment_list_runs_only_the_restricted_share_runs(tmp_path):
+  spec = dataclasses.replace(SPEC, seeds=(0,), shares=(0.25, 0.5), share_treatments=("exclude",))
+  records = run_sweep(spec, tmp_path, names=[], log=lambda _: None)
+  assert [(r["name"], r["share"]) for r in records] == [("exclude", 0.25)]
