@@ -21,8 +21,9 @@ statistic's name: the memorization-signal study found it differs between statist
 calibration split (disjoint from any audit).
 
 The default signal, ``memorization_gap`` (:mod:`govjax.probe.gap`), is the one that study validated: an
-example's loss at the held-out optimum minus its loss now, flagged when that estimate of counterfactual
-memorization (plus the held-out drift) exceeds ``memorization_margin`` nats per token and the held-out noise.
+example's loss at the held-out optimum minus its loss now, flagged when the gap plus the held-out drift (an
+estimate of its counterfactual memorization) exceeds ``memorization_margin`` nats per token and the held-out
+noise.
 
 The plugin's depth combines with the incoming (policy) mask by minimum: row ``b`` may reach group ``g`` iff the
 policy allows it and ``g >= G - depth[example_id[b]]``.
@@ -197,6 +198,9 @@ class ProbePlugin:
     new = jnp.where(seen[:, None] > 0, spec.ema * old + (1.0 - spec.ema) * stats, stats)
     seen_new = seen + 1
     k = self.signal_index
+    if self.gap and state.running_reference is None:
+      raise ValueError("probe: signal 'memorization_gap' needs a probe state with running_reference (a state from "
+                       "before the gap existed cannot drive it; start from ProbePlugin.init)")
     if state.running_reference is not None:
       running = fold_reference(state.running_reference[safe], stats[:, 0], seen, spec.reference_ema)
       state = state._replace(running_reference=state.running_reference.at[scatter_ids].set(running, mode="drop"))

@@ -158,3 +158,12 @@ def test_adaptive_depth_in_a_run_follows_the_margin(margin):
     assert float(state.gap_upper) <= np.nanmax(plugin.evidence(state))
   else:
     assert (depth == 3).all() and float(state.gap_upper) > 40.0
+
+
+def test_the_gap_refuses_a_state_without_its_running_reference():
+  plugin = make_probe_plugin(ProbeSpec(enabled=True), num_groups=3)
+  state = plugin.init(2)._replace(running_reference=None)
+  batch = {"tokens": jnp.ones((2, 4), jnp.int32), "example_id": jnp.array([0, 1])}
+  aux = {"per_example_loss": jnp.ones(2), "logits": jnp.zeros((2, 4, 5)), "hidden": [jnp.ones((2, 4, 3))] * 2}
+  with pytest.raises(ValueError, match="running_reference"):
+    plugin.update(state, batch, aux, jnp.int32(0))
