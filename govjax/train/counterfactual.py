@@ -33,7 +33,7 @@ from flax import nnx
 
 from govjax.core.config import TrainConfig
 from govjax.probe.signals import window_signals
-from govjax.train.step import calibration_due, create_train_state, make_train_step, plain_loss
+from govjax.train.step import calibrate_due_plugins, create_train_state, make_train_step, plain_loss
 
 __all__ = ["complementary_subsets", "counterfactual_scores", "epoch_batches", "leave_one_out_scores",
            "top_quantile_labels", "Trainer", "train_and_measure", "within_model_ranks"]
@@ -157,12 +157,11 @@ class Trainer:
 def calibrate_due(trainer: Trainer, extras: dict, params, step: int, heldout: np.ndarray | None) -> dict:
   """Calibrates the plugins that have a ``calibrate`` and are due at ``step`` (0 and every ``calibrate_every``
   steps, as in the training loop) on the held-out windows ``heldout`` (int ``[M, T]``, batches of 64)."""
-  due = [p for p in trainer.plugins if calibration_due(p, step)]
-  if not due or heldout is None or not len(heldout):
+  if heldout is None or not len(heldout):
     return extras
-  model = nnx.merge(trainer.graphdef, params)
-  batches = [{"tokens": np.asarray(heldout[i:i + 64], np.int32)} for i in range(0, len(heldout), 64)]
-  return {**extras, **{p.name: p.calibrate(extras[p.name], model, batches) for p in due}}
+  return calibrate_due_plugins(
+      trainer.plugins, extras, trainer.graphdef, params, step,
+      lambda: [{"tokens": np.asarray(heldout[i:i + 64], np.int32)} for i in range(0, len(heldout), 64)])
 
 
 def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray, *, vocab_size: int,

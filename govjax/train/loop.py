@@ -41,7 +41,7 @@ from govjax.models.transformer import drop_region
 from govjax.train.data import TrainBatches, TrainingData, build_training_data
 from govjax.train.governance import governance_components
 from govjax.train.parallel_step import place_state, sharded_train_step
-from govjax.train.step import TrainState, calibration_due, create_train_state, make_eval_step
+from govjax.train.step import TrainState, calibrate_due_plugins, create_train_state, make_eval_step
 
 DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
 
@@ -51,15 +51,10 @@ def calibrate_plugins(plugins, extras: dict, graphdef, params, data: TrainBatche
   """Runs ``plugin.calibrate`` for plugins that have one and are due at ``step`` (0 and every
   ``calibrate_every`` steps), on the calibration batches (validation batches when the data have none); returns the
   updated extras."""
-  due = [p for p in plugins if calibration_due(p, step)]
   source = data.calibration or data.validation  # disjoint from val NLL and audit non-members
-  if not due or source is None:
+  if source is None:
     return extras
-  model = nnx.merge(graphdef, params)
-  extras = dict(extras)
-  for plugin in due:
-    extras[plugin.name] = plugin.calibrate(extras[plugin.name], model, list(source(max_batches)))
-  return extras
+  return calibrate_due_plugins(plugins, extras, graphdef, params, step, lambda: source(max_batches))
 
 
 @dataclasses.dataclass

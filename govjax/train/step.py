@@ -183,6 +183,29 @@ def calibration_due(plugin: StepPlugin, step: int) -> bool:
   return hasattr(plugin, "calibrate") and (step == 0 or (every > 0 and step % every == 0))
 
 
+def calibrate_due_plugins(plugins: Sequence[StepPlugin], extras: dict, graphdef, params, step: int,
+                          eval_batches: Callable[[], Sequence[dict]]) -> dict:
+  """Calibrates the plugins due at ``step`` (:func:`calibration_due`) on held-out batches.
+
+  Args:
+    plugins: the step's plugins.
+    extras: their states (``TrainState.extras``).
+    graphdef: the model's graph.
+    params: the current parameters.
+    step: the step about to run.
+    eval_batches: returns the held-out batches; called only when a plugin is due.
+
+  Returns:
+    The updated extras; ``extras`` itself when no plugin is due.
+  """
+  due = [p for p in plugins if calibration_due(p, step)]
+  if not due:
+    return extras
+  model = nnx.merge(graphdef, params)
+  batches = list(eval_batches())
+  return {**extras, **{p.name: p.calibrate(extras[p.name], model, batches) for p in due}}
+
+
 def update_plugins(plugins: Sequence[StepPlugin], state: TrainState, batch: dict, aux: dict,
                    metrics: dict) -> dict:
   """Updates every plugin's state from the step's forward pass; adds their metrics (prefixed) to ``metrics``.
