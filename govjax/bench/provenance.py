@@ -46,6 +46,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import statistics
 import tempfile
@@ -65,7 +66,7 @@ from govjax.models.generate import generate
 from govjax.provenance.featurize import FeatureConfig, Featurizer
 from govjax.provenance.index import build_index
 from govjax.provenance.query import aggregate_per_work, influence_scores, windows
-from govjax.provenance.runs import index_run, load_tracer
+from govjax.provenance.runs import DEFAULT_FEATURES, index_run, load_tracer
 from govjax.train.data import TrainBatches, TrainingData, WorkCatalogue
 from govjax.train.loop import restore_model, train
 
@@ -226,7 +227,8 @@ def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
   step_s = [record["step_s"] for record in RunDir(workdir).read_metrics()]
   train_rate = config.batch_size / statistics.median(step_s[1:])
 
-  index = index_run(workdir, data=data, config=FeatureConfig(k=args.k, seed=args.seed, microbatch=32))
+  index = index_run(workdir, data=data, config=dataclasses.replace(DEFAULT_FEATURES, k=args.k, seed=args.seed,
+                                                                    microbatch=32))
   steady = index.metadata["featurize_seconds"][1:] or index.metadata["featurize_seconds"]
   index_rate = index.num_examples / statistics.median(steady)
 

@@ -16,7 +16,8 @@ from govjax.provenance.runs import index_run
 def run(args: argparse.Namespace) -> int:
 
   config = FeatureConfig(k=args.k, seed=args.seed, projection=args.projection, normalize=args.normalize,
-                         precondition=args.precondition, microbatch=args.microbatch)
+                         precondition=args.precondition != "none", query_precondition=args.precondition == "both",
+                         microbatch=args.microbatch)
   index = index_run(args.workdir, config=config, steps=args.steps, aggregate=args.aggregate, progress=print)
   routing = index.metadata.get("routing", {})
   print(f"indexed {index.num_examples} examples of {index.num_works} works at {index.num_checkpoints} "

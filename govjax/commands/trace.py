@@ -40,7 +40,7 @@ from govjax.core.text import terminal_safe
 from govjax.data.tokenizer import NUM_VOICES, EncodingError, encode_score
 from govjax.provenance.index import sha256_file
 from govjax.provenance.lineage import build_lineage, write_lineage
-from govjax.provenance.query import MAX_TRACE_TOKENS, TraceInputError, check_output_tokens
+from govjax.provenance.query import MAX_TRACE_TOKENS, TraceInputError, check_output_tokens, scorer_name
 from govjax.provenance.runs import load_tracer
 
 # Score files above these sizes are refused before music21 reads them. MusicXML (.mxl: uncompressed) parses at
@@ -200,16 +200,18 @@ def run(args: argparse.Namespace) -> int:
       output={"file": path.name, "sha256": sha256_file(path), "num_tokens": int(tokens.size),
               "num_frames": int(tokens.size) // NUM_VOICES, "windows": -(-int(tokens.size) // tracer.context),
               "context": tracer.context},
-      method={"checkpoints": tracer.index.steps.tolist(), "learning_rates": tracer.index.learning_rates.tolist(),
+      method={"name": scorer_name(config), "checkpoints": tracer.index.steps.tolist(),
+              "learning_rates": tracer.index.learning_rates.tolist(),
               "k": config.k, "projection": config.projection, "projection_seed": config.seed,
               "normalize": config.normalize, "precondition": config.precondition,
+              "query_precondition": config.precondition and config.query_precondition,
               "depth_masked": True, "index_sha256": json.loads((index_dir / "index.json").read_text())["sha256"],
               "dataset_fingerprint": tracer.index.metadata.get("dataset_fingerprint")})
   paths = write_lineage(lineage, output_file=path, workdir=args.workdir, name=path.stem)
   if args.json:
     print(json.dumps(lineage, indent=1))
   else:
-    print(f"lineage of {terminal_safe(str(path))} ({tokens.size} tokens; TracIn over checkpoints "
+    print(f"lineage of {terminal_safe(str(path))} ({tokens.size} tokens; {scorer_name(config)} over checkpoints "
           f"{tracer.index.steps.tolist()}):")
     for work in lineage["works"]:
       print(f"  {work['rank']:>3}. {work['work_id']:<28} score {work['score']:+.4g}  share {work['share']:.1%}  "

@@ -9,6 +9,12 @@ size. :func:`ratio_of_means` is the removal test's statistic (NLL rise after rem
 over the rise after removing k random ones, bootstrap over outputs). The experiment that retrains is
 ``experiments/attribution.py``.
 
+Datamodels (Ilyas et al. 2022) are the retraining-based scorer the LDS was built around: retrain on ``R`` random
+work subsets *other than* the LDS subsets, and fit per query a ridge regression of the retrained models' negative
+loss on the subset's work indicators (:func:`fit_datamodels`); a work's coefficient is its attribution, spread
+evenly over its windows for the per-window score matrix (:func:`spread_to_examples`). They cost ``R`` retrains
+and score a new query (a generated output) by evaluating it under the ``R`` retrained models.
+
 Example:
   >>> subsets = draw_subsets(4, 3, 0.5, seed=0)
   >>> subsets.sum(axis=1).tolist()
@@ -16,6 +22,9 @@ Example:
   >>> actual = np.array([[1.0], [2.0], [3.0]])
   >>> lds_per_query(np.array([[0.1], [0.5], [0.9]]), actual).tolist()
   [1.0]
+  >>> kept = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], bool)
+  >>> fit_datamodels(kept, kept @ np.array([[2.0], [-1.0]]) + 5.0, ridge=0.0).round(6).tolist()
+  [[2.0, -1.0]]
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from scipy.stats import spearmanr
 
 from govjax.core.intervals import work_bootstrap
 
-__all__ = ["draw_subsets", "lds_per_query", "ngram_overlap", "query_windows", "ratio_of_means", "summarize"]
+__all__ = ["draw_subsets", "fit_datamodels", "lds_per_query", "ngram_overlap", "query_windows", "ratio_of_means",
+           "spread_to_examples", "summarize"]
 
 
 def query_windows(works: Sequence, context: int, per_work: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +81,38 @@ def draw_subsets(num_works: int, count: int, fraction: float, seed: int) -> np.n
   for s in range(count):
     out[s, rng.choice(num_works, size=size, replace=False)] = True
   return out
+
+
+def fit_datamodels(kept: np.ndarray, margins: np.ndarray, *, ridge: float) -> np.ndarray:
+  """Per-query linear datamodels: ridge regression of ``margins`` on the kept-work indicators (with intercept).
+
+  Args:
+    kept: bool ``[R, W]``, the works each retrained model kept.
+    margins: float ``[R, Q]``, each retrained model's output per query (e.g. negative mean NLL).
+    ridge: ``>= 0`` penalty on the coefficients (the intercept is not penalised); 0 needs the centred indicators
+      to have full column rank. When every subset keeps the same number of works (as :func:`draw_subsets`
+      draws them), a common shift of all coefficients is absorbed by the intercept, and a ridge > 0 picks the
+      centred solution; rankings of works and of equal-sized subsets do not depend on the shift.
+
+  Returns:
+    float64 ``[Q, W]``: the coefficient of every work for every query.
+  """
+  x = np.asarray(kept, np.float64)
+  y = np.asarray(margins, np.float64)
+  if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+    raise ValueError(f"fit_datamodels: kept [R, W] and margins [R, Q] must share R, got {x.shape} and {y.shape}")
+  if not ridge >= 0:
+    raise ValueError(f"fit_datamodels: ridge must be >= 0, got {ridge!r}")
+  xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+  return np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ yc).T
+
+
+def spread_to_examples(work_scores: np.ndarray, example_work: np.ndarray) -> np.ndarray:
+  """``[Q, W]`` work scores -> ``[Q, N]`` window scores: each work's score split evenly over its windows, so a
+  subset's summed window scores equal its summed work scores."""
+  example_work = np.asarray(example_work, np.int64)
+  counts = np.bincount(example_work, minlength=work_scores.shape[1]).astype(np.float64)
+  return np.asarray(work_scores, np.float64)[:, example_work] / counts[example_work]
 
 
 def lds_per_query(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:

@@ -76,8 +76,12 @@ class FeatureConfig:
     normalize: divide every feature by the norm of the example's *unmasked* projected gradient (TrackStar's
       unit normalisation when all groups are on; with a depth mask the masked groups' share of the norm is
       kept, so an example trained only in the head cannot outweigh one trained at full depth).
-    precondition: divide gradients by ``sqrt(nu_hat) + eps`` with the checkpoint's Adam second moment
-      (TrackStar's optimizer correction); needs the checkpoint's optimizer state.
+    precondition: divide training gradients by ``sqrt(nu_hat) + eps`` with the checkpoint's Adam second moment,
+      i.e. index the Adam step each example contributed; needs the checkpoint's optimizer state.
+    query_precondition: with ``precondition``, precondition the query gradients too (TrackStar's symmetric
+      metric). False (what ``govjax index`` builds by default): queries stay raw, so a score is the first-order
+      change of the query's loss under the Adam steps of the example (TracIn-Adam, the best depth-respecting
+      scorer of ``experiments/attribution.py``).
     eps: preconditioner epsilon.
     adam_b2: Adam's beta2, for the bias correction of ``nu``.
     microbatch: examples per ``vmap(grad)`` call.
@@ -90,6 +94,7 @@ class FeatureConfig:
   sparsity: int = 1
   normalize: bool = False
   precondition: bool = False
+  query_precondition: bool = True
   eps: float = 1e-8
   adam_b2: float = 0.999
   microbatch: int = 16

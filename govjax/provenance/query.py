@@ -5,7 +5,10 @@ The TracIn-CP influence of training example ``n`` on an output ``z'`` is
     I(n, z') = sum_c lr_c * <phi_c(n), psi_c(z')>
 
 with ``phi_c`` the stored (depth-masked, projected) training features and ``psi_c`` the output's projected loss
-gradient at checkpoint ``c`` through all groups (the output is produced by the whole model; the training
+gradient at checkpoint ``c`` through all groups. ``govjax index`` by default stores as ``phi_c`` the Adam step of
+each example (its gradient over ``sqrt(nu_hat) + eps``) and scores raw query gradients: TracIn-Adam, the
+first-order change of the output's loss under the steps the example contributed (:func:`scorer_name`). The
+output is scored through all groups (it is produced by the whole model; the training
 feature's mask decides which groups may carry credit). A long output is cut into windows of the model's context
 and its influence is the sum over windows. Positive scores are proponents (training on ``n`` lowered the
 output's loss), negative ones opponents.
@@ -48,11 +51,11 @@ from govjax.core.checkpoint import CheckpointParams
 from govjax.core.errors import UserError
 from govjax.core.text import terminal_safe
 from govjax.data.tokenizer import NUM_VOICES, PAD
-from govjax.provenance.featurize import Featurizer, checkpoint_preconditioner, normalize_rows
+from govjax.provenance.featurize import FeatureConfig, Featurizer, checkpoint_preconditioner, normalize_rows
 from govjax.provenance.index import InfluenceIndex
 
 __all__ = ["AGGREGATIONS", "MAX_TRACE_TOKENS", "Attribution", "NonFiniteScoresError", "TraceInputError", "Tracer",
-           "aggregate_per_work", "check_output_tokens", "influence_scores", "top_k", "windows"]
+           "aggregate_per_work", "check_output_tokens", "influence_scores", "scorer_name", "top_k", "windows"]
 
 AGGREGATIONS = ("sum", "mean", "max")
 # The longest output a trace scores: 4,096 frames (256 measures of 4/4 on the 16th-note grid). Scoring costs one
@@ -114,6 +117,19 @@ def check_output_tokens(tokens: Any, *, vocab_size: int | None, source: str = "o
   if context is not None and not np.any(windows(tokens, context)[:, 1:] != PAD):
     raise TraceInputError(f"{where}: nothing to score: every predicted token is PAD ({PAD})")
   return tokens
+
+
+def scorer_name(config: FeatureConfig) -> str:
+  """The name of the score an index with ``config`` computes (for lineages and messages).
+
+  >>> scorer_name(FeatureConfig(precondition=True, query_precondition=False))
+  'TracIn-Adam'
+  >>> scorer_name(FeatureConfig())
+  'TracIn-CP'
+  """
+  if not config.precondition:
+    return "TracIn-CP"
+  return "TracIn-CP, Adam-preconditioned both sides" if config.query_precondition else "TracIn-Adam"
 
 
 def influence_scores(index: InfluenceIndex, query_features: np.ndarray) -> np.ndarray:
@@ -221,13 +237,22 @@ class Tracer:
     self.index = index
     self.featurizer = featurizer
     self.checkpoints = list(checkpoints)
-    self._preconditioners = [checkpoint_preconditioner(c, featurizer.config) for c in self.checkpoints]
+    config = featurizer.config
+    if config.precondition and not config.query_precondition:  # Adam's step on the training side only
+      self._query_featurizer = Featurizer(
+          featurizer.graphdef, featurizer.example_loss, group_of_path=featurizer.group_of_path,
+          num_groups=featurizer.num_groups, config=dataclasses.replace(config, precondition=False))
+      self._preconditioners = [None] * len(self.checkpoints)
+    else:
+      self._query_featurizer = featurizer
+      self._preconditioners = [checkpoint_preconditioner(c, config) for c in self.checkpoints]
 
   def query_features(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-    """``[C, Q, k]`` projected full-depth loss gradients of ``Q`` query examples (normalised like the index)."""
+    """``[C, Q, k]`` projected full-depth loss gradients of ``Q`` query examples (normalised like the index;
+    Adam-preconditioned when the index's config preconditions queries)."""
     out = []
     for ckpt, pre in zip(self.checkpoints, self._preconditioners, strict=True):
-      phi = self.featurizer(ckpt.params, inputs, None, preconditioner=pre, normalize=False)
+      phi = self._query_featurizer(ckpt.params, inputs, None, preconditioner=pre, normalize=False)
       out.append(normalize_rows(phi) if self.featurizer.config.normalize else phi)
     return np.stack(out)
 

@@ -42,7 +42,7 @@ from govjax.provenance.query import (
 from govjax.provenance.record import RunCheckpoints, TrainingExamples, read_training_record
 from govjax.train import data as training_data
 
-__all__ = ["index_run", "load_tracer", "training_examples", "windows"]
+__all__ = ["DEFAULT_FEATURES", "index_run", "load_tracer", "training_examples", "windows"]
 
 
 def training_examples(data: Any) -> TrainingExamples:
@@ -63,6 +63,12 @@ def training_examples(data: Any) -> TrainingExamples:
     tokens[i, : piece.size] = piece
   return TrainingExamples(tokens=tokens, example_ids=np.arange(n), work_index=np.asarray(table.work_index,
                                                                                          np.int64))
+
+
+# What `govjax index` builds by default: training features are the Adam steps the examples contributed, queries raw
+# gradients (TracIn-Adam; LDS 0.06 above plain TracIn in experiments/attribution.py, and like TracIn it credits a
+# depth-masked example only through the groups it trained).
+DEFAULT_FEATURES = FeatureConfig(precondition=True, query_precondition=False)
 
 
 def _checkpoints(run: RunCheckpoints, steps: Iterable[int]) -> list[CheckpointParams]:
@@ -90,7 +96,7 @@ def index_run(
     workdir: a directory written by :func:`govjax.train.loop.train`.
     data: its ``TrainingData`` (default: ``build_training_data`` of the saved config).
     config: feature config (k, projection seed, normalisation, Adam preconditioning); default
-      ``FeatureConfig()``.
+      :data:`DEFAULT_FEATURES` (each example's Adam step, raw queries: TracIn-Adam, as ``govjax index``).
     steps: checkpoint steps to use (default: all kept checkpoints).
     aggregate: routing-log aggregation per checkpoint (``interval`` or ``union``).
     save: write it to ``workdir/provenance/index``.
@@ -100,7 +106,7 @@ def index_run(
     The index (its metadata holds the run's config hash, the routing report and timings).
   """
   workdir = pathlib.Path(workdir)
-  config = FeatureConfig() if config is None else config
+  config = DEFAULT_FEATURES if config is None else config
   run = RunCheckpoints(workdir)
   if data is None:
 

@@ -14,6 +14,11 @@ query's loss". They differ in the metric between the two gradients:
   ``M`` models. ``kernel_features`` lets the curvature come from other features than the scored ones (for a
   least-squares model the Gauss-Newton matrix is built from the output gradients ``x_n``, which is how the tests
   compare it with the closed-form influence function).
+- **Exact TRAK** (the same estimator without the random projection): with ``G`` the ``P``-dimensional per-example
+  gradients, ``G_q^T (G^T G + lambda I)^-1 G_n`` equals ``(G_q G^T) (G G^T + lambda I)^-1`` (the push-through
+  identity), so it needs only the ``[N, N]`` Gram matrix of the training gradients and the ``[Q, N]`` cross Gram
+  (:func:`gradient_grams`, :func:`exact_trak_scores`): no projection error, ``O(N^2)`` memory, for models whose
+  ``N x P`` gradients fit in memory. Like TRAK it is averaged over models (and, optionally, checkpoints).
 
 Example:
   >>> phi = np.eye(2, dtype=np.float32)[None]            # one checkpoint, two orthogonal examples
@@ -22,6 +27,8 @@ Example:
   [[1.0, 0.5]]
   >>> trak_scores(phi[0], psi[0], damping=0.0).tolist()  # Phi^T Phi = I: the same ranking, no learning rate
   [[2.0, 1.0]]
+  >>> exact_trak_scores(phi[0] @ phi[0].T, psi[0] @ phi[0].T, damping=1.0).tolist()  # (I + I)^-1
+  [[1.0, 0.5]]
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ import numpy as np
 from govjax.core.checkpoint import CheckpointParams
 from govjax.provenance.featurize import FeatureConfig, Featurizer, adam_preconditioner
 
-SCORERS = ("tracin", "tracin_adam", "trak")
+SCORERS = ("tracin", "tracin_adam", "trak", "trak_exact")
 
-__all__ = ["SCORERS", "checkpoint_features", "ensemble", "tracin_scores", "trak_damping", "trak_scores"]
+__all__ = ["SCORERS", "checkpoint_features", "ensemble", "exact_trak_scores", "flat_gradients", "gradient_grams",
+           "gram_damping", "tracin_scores", "trak_damping", "trak_scores"]
 
 
 def tracin_scores(train_features: np.ndarray, query_features: np.ndarray, learning_rates: Sequence[float]
@@ -93,6 +101,84 @@ def trak_scores(train_features: np.ndarray, query_features: np.ndarray, *, dampi
   gram = kernel.T @ kernel + damping * np.eye(kernel.shape[1])
   solved = np.linalg.solve(gram, psi.T)  # [k, Q]; gram is symmetric
   return solved.T @ phi.T
+
+
+def gram_damping(train_gram: np.ndarray, *, relative: float) -> float:
+  """``lambda = relative * trace(G G^T) / N``: damping relative to the mean nonzero eigenvalue of the curvature
+  when ``N <= P`` (the counterpart of :func:`trak_damping`, whose trace is the same up to projection error)."""
+  train_gram = np.asarray(train_gram, np.float64)
+  return float(relative * np.trace(train_gram) / train_gram.shape[0])
+
+
+def exact_trak_scores(train_gram: np.ndarray, cross_gram: np.ndarray, *, damping: float) -> np.ndarray:
+  """``cross_gram @ (train_gram + damping I)^-1``: TRAK's score with the unprojected gradients.
+
+  Args:
+    train_gram: float ``[N, N]``, ``G G^T`` of the training gradients.
+    cross_gram: float ``[Q, N]``, ``G_q G^T`` of the query gradients with the training gradients.
+    damping: ``lambda > 0`` (the push-through identity needs it unless ``G G^T`` is invertible).
+
+  Returns:
+    float64 ``[Q, N]``, equal to :func:`trak_scores` of the unprojected gradients with the same ``damping``.
+  """
+  gram = np.asarray(train_gram, np.float64)
+  cross = np.asarray(cross_gram, np.float64)
+  if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or cross.ndim != 2 or cross.shape[1] != gram.shape[0]:
+    raise ValueError(f"exact_trak_scores: grams must be [N, N] and [Q, N], got {gram.shape} and {cross.shape}")
+  if not damping > 0:
+    raise ValueError(f"exact_trak_scores: damping must be > 0, got {damping!r}")
+  return np.linalg.solve(gram + damping * np.eye(gram.shape[0]), cross.T).T  # the gram is symmetric
+
+
+def flat_gradients(featurizer: Featurizer, params, inputs: Mapping[str, np.ndarray], mask: np.ndarray | None = None,
+                   *, chunk: int = 64) -> np.ndarray:
+  """Unprojected per-example gradients, leaves in path order, each group's part times the example's mask.
+
+  Args:
+    featurizer: supplies the loss, the parameter groups and the per-example gradients.
+    params: the checkpoint's parameters.
+    inputs: the examples (leading ``[N]`` axis).
+    mask: ``[N, G]`` group weights (default all ones); a zero weight zeroes the group exactly.
+    chunk: examples per gradient call.
+
+  Returns:
+    float32 ``[N, P]`` (``P`` the parameter count: small models only).
+  """
+  n = len(next(iter(inputs.values())))
+  mask = np.ones((n, featurizer.num_groups), np.float32) if mask is None else np.asarray(mask, np.float32)
+  if mask.shape != (n, featurizer.num_groups):
+    raise ValueError(f"flat_gradients: mask has shape {mask.shape}, expected {(n, featurizer.num_groups)}")
+  rows = []
+  for start in range(0, n, chunk):
+    grads = featurizer.per_example_grads(params, {k: np.asarray(v)[start: start + chunk] for k, v in inputs.items()})
+    weights = mask[start: start + chunk]
+    parts = []
+    for path in sorted(grads):
+      g = grads[path].reshape(len(weights), -1).astype(np.float32)
+      w = weights[:, featurizer.group_index(path)][:, None]
+      parts.append(np.where(w > 0, w * g, 0.0))
+    rows.append(np.concatenate(parts, axis=1))
+  return np.concatenate(rows).astype(np.float32)
+
+
+def gradient_grams(featurizer: Featurizer, params, train_inputs: Mapping[str, np.ndarray],
+                   query_inputs: Sequence[Mapping[str, np.ndarray]], mask: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, list[np.ndarray]]:
+  """The training Gram ``[N, N]`` and one cross Gram ``[Q_i, N]`` per query set, at one checkpoint.
+
+  Args:
+    featurizer: as for :func:`flat_gradients`.
+    params: the checkpoint's parameters.
+    train_inputs: the training examples; ``mask`` ``[N, G]`` their depth masks (queries are unmasked).
+    query_inputs: query sets (e.g. held-out windows, generated outputs).
+    mask: training masks (default all groups).
+
+  Returns:
+    ``(G G^T float64 [N, N], [G_q G^T float64 [Q_i, N] per query set])``.
+  """
+  train = flat_gradients(featurizer, params, train_inputs, mask).astype(np.float64)
+  crosses = [flat_gradients(featurizer, params, q).astype(np.float64) @ train.T for q in query_inputs]
+  return train @ train.T, crosses
 
 
 def ensemble(scores: Sequence[np.ndarray]) -> np.ndarray:

@@ -7,7 +7,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from govjax.provenance.datamodels import draw_subsets, lds_per_query, ngram_overlap, query_windows, ratio_of_means
+from govjax.provenance.datamodels import (
+    draw_subsets,
+    fit_datamodels,
+    lds_per_query,
+    ngram_overlap,
+    query_windows,
+    ratio_of_means,
+    spread_to_examples,
+)
 
 
 def test_subsets_keep_half_the_works_reproducibly():
@@ -42,3 +50,36 @@ def test_lds_per_query_is_spearman_across_subsets():
 def test_ratio_of_means_with_paired_bootstrap():
   out = ratio_of_means(np.array([3.0, 6.0, 9.0]), np.array([1.0, 2.0, 3.0]), seed=0, resamples=200)
   assert out["mean"] == pytest.approx(3.0) and out["ci95"] == pytest.approx([3.0, 3.0])
+
+
+def test_datamodels_recover_planted_work_coefficients_and_rank_held_out_subsets():
+  rng = np.random.default_rng(4)
+  truth = rng.normal(size=(3, 12))  # [Q, W]
+  kept = draw_subsets(12, 80, 0.5, seed=1)
+  margins = kept @ truth.T + 2.0 + 0.05 * rng.normal(size=(80, 3))
+  # Every subset keeps 6 works, so a common shift of the coefficients is absorbed by the intercept; a small ridge
+  # picks the centred solution.
+  theta = fit_datamodels(kept, margins, ridge=1e-6)
+  np.testing.assert_allclose(theta, truth - truth.mean(axis=1, keepdims=True), atol=0.05)
+  varied = np.random.default_rng(5).random((80, 12)) < 0.5  # subsets of varying size identify the shift
+  np.testing.assert_allclose(fit_datamodels(varied, varied @ truth.T + 2.0, ridge=0.0), truth, atol=1e-8)
+  held_out = draw_subsets(12, 30, 0.5, seed=2)
+  assert (lds_per_query(held_out @ theta.T, held_out @ truth.T) > 0.95).all()
+  # The ridge shrinks towards 0; the intercept is never penalised, so a constant shift changes nothing.
+  shrunk = fit_datamodels(kept, margins, ridge=1e4)
+  assert np.abs(shrunk).max() < 0.1 * np.abs(theta).max()
+  np.testing.assert_allclose(fit_datamodels(kept, margins + 100.0, ridge=3.0), fit_datamodels(kept, margins, ridge=3.0),
+                             atol=1e-9)
+  with pytest.raises(ValueError, match="share R"):
+    fit_datamodels(kept, margins[:-1], ridge=1.0)
+  with pytest.raises(ValueError, match="ridge"):
+    fit_datamodels(kept, margins, ridge=-1.0)
+
+
+def test_spread_to_examples_keeps_each_subsets_sum():
+  work_scores = np.array([[3.0, -2.0, 5.0]])
+  example_work = np.array([0, 0, 0, 1, 2, 2])
+  spread = spread_to_examples(work_scores, example_work)
+  np.testing.assert_allclose(spread, [[1.0, 1.0, 1.0, -2.0, 2.5, 2.5]])
+  keep = np.array([[1, 0, 1], [0, 1, 1]], float)
+  np.testing.assert_allclose(keep[:, example_work] @ spread.T, keep @ work_scores.T)

@@ -11,9 +11,21 @@ from flax import nnx
 
 from govjax.core.checkpoint import CheckpointParams
 from govjax.provenance.featurize import FeatureConfig, Featurizer, project
+from govjax.provenance.index import build_index
+from govjax.provenance.query import Tracer
 from govjax.provenance.record import read_training_record
 from govjax.provenance.runs import load_tracer, training_examples
-from govjax.provenance.scorers import checkpoint_features, ensemble, tracin_scores, trak_damping, trak_scores
+from govjax.provenance.scorers import (
+    checkpoint_features,
+    ensemble,
+    exact_trak_scores,
+    flat_gradients,
+    gradient_grams,
+    gram_damping,
+    tracin_scores,
+    trak_damping,
+    trak_scores,
+)
 
 
 class Linear(nnx.Module):
@@ -65,17 +77,29 @@ def test_trak_without_projection_loss_equals_closed_form_influence_and_leave_one
     np.testing.assert_allclose(g_query @ (w_minus - w), scores[:, i] / (1 - leverage[i]), rtol=5e-3, atol=5e-4)
 
 
-def test_tracin_scores_equal_the_index_of_govjax_index(tiny_run):
-  tracer = load_tracer(tiny_run.workdir)
+def test_the_default_index_of_govjax_index_scores_tracin_adam(tiny_run):
+  tracer = load_tracer(tiny_run.workdir)  # built by `govjax index` with its default --precondition update
+  assert tracer.featurizer.config.precondition and not tracer.featurizer.config.query_precondition
   examples = training_examples(tiny_run.data)
   record = read_training_record(tiny_run.workdir, num_examples=len(examples))
   inputs = {"tokens": examples.tokens}
-  raw = np.stack([checkpoint_features(tracer.featurizer, c, inputs, record.credit_masks()[i])
-                  for i, c in enumerate(tracer.checkpoints)])
+  raw_featurizer = Featurizer(tracer.featurizer.graphdef, tracer.featurizer.example_loss,
+                              group_of_path=tracer.featurizer.group_of_path, num_groups=tracer.featurizer.num_groups,
+                              config=dataclasses.replace(tracer.featurizer.config, precondition=False))
+  adam = np.stack([checkpoint_features(raw_featurizer, c, inputs, record.credit_masks()[i], adam=True)
+                   for i, c in enumerate(tracer.checkpoints)])
   queries = examples.tokens[:5]
-  psi = np.stack([checkpoint_features(tracer.featurizer, c, {"tokens": queries}) for c in tracer.checkpoints])
-  np.testing.assert_allclose(tracin_scores(raw, psi, record.learning_rates), tracer.influence({"tokens": queries}),
-                             rtol=1e-4, atol=1e-6)
+  psi = np.stack([checkpoint_features(raw_featurizer, c, {"tokens": queries}) for c in tracer.checkpoints])
+  influence = tracer.influence({"tokens": queries})
+  np.testing.assert_allclose(tracin_scores(adam, psi, record.learning_rates), influence, rtol=1e-4, atol=1e-6)
+  # An index without preconditioning is plain TracIn, and a different score.
+  raw = np.stack([checkpoint_features(raw_featurizer, c, inputs, record.credit_masks()[i])
+                  for i, c in enumerate(tracer.checkpoints)])
+  plain = build_index(raw_featurizer, tracer.checkpoints, inputs, record.credit_masks(),
+                      example_work=examples.work_index, works=tracer.index.works)
+  plain_influence = Tracer(plain, raw_featurizer, tracer.checkpoints).influence({"tokens": queries})
+  np.testing.assert_allclose(tracin_scores(raw, psi, record.learning_rates), plain_influence, rtol=1e-4, atol=1e-6)
+  assert not np.allclose(plain_influence, influence, rtol=1e-2)
 
 
 def test_tracin_adam_with_unit_second_moment_is_tracin():
@@ -109,10 +133,50 @@ def test_trak_with_orthonormal_features_ranks_like_tracin():
   np.testing.assert_allclose(ensemble([trak, 3 * trak]), 2 * trak)
 
 
+def test_exact_trak_from_grams_equals_trak_of_the_unprojected_gradients():
+  rng = np.random.default_rng(2)
+  phi, psi = rng.normal(size=(7, 20)), rng.normal(size=(3, 20))  # N < P: only the damped inverse exists
+  for damping in (1e-2, 1.0, 30.0):
+    np.testing.assert_allclose(exact_trak_scores(phi @ phi.T, psi @ phi.T, damping=damping),
+                               trak_scores(phi, psi, damping=damping), rtol=1e-6, atol=1e-9)
+  # The relative damping has the same scale as TRAK's: trace / N here, trace / k there.
+  assert gram_damping(phi @ phi.T, relative=2.0) == pytest.approx(2.0 * np.sum(phi ** 2) / 7)
+
+
+def test_gradient_grams_are_products_of_masked_per_example_gradients(tiny_run):
+  tracer = load_tracer(tiny_run.workdir)
+  examples = training_examples(tiny_run.data)
+  params = tracer.checkpoints[-1].params
+  train = {"tokens": examples.tokens[:6]}
+  query = {"tokens": examples.tokens[6:9]}
+  mask = np.ones((6, tracer.featurizer.num_groups), np.float32)
+  mask[0, 1:] = 0.0  # example 0 trained only in group 0
+  mask[1] = 0.5
+  grads = tracer.featurizer.per_example_grads(params, train)
+  expected = []
+  for n in range(6):
+    expected.append(np.concatenate([grads[p][n].ravel() * mask[n, tracer.featurizer.group_index(p)]
+                                    for p in sorted(grads)]))
+  expected = np.stack(expected).astype(np.float64)
+  flat = flat_gradients(tracer.featurizer, params, train, mask, chunk=4)
+  np.testing.assert_allclose(flat, expected, rtol=1e-5, atol=1e-6)  # batch shapes differ
+  gram, (cross,) = gradient_grams(tracer.featurizer, params, train, [query], mask)
+  np.testing.assert_allclose(gram, expected @ expected.T, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(cross, flat_gradients(tracer.featurizer, params, query).astype(np.float64)
+                             @ expected.T, rtol=1e-4, atol=1e-6)
+  # A group outside the mask contributes nothing: example 0's gradient is its group-0 part alone.
+  group0 = [p for p in sorted(grads) if tracer.featurizer.group_index(p) == 0]
+  assert np.abs(flat[0]).sum() == pytest.approx(sum(np.abs(grads[p][0]).sum() for p in group0), rel=1e-5)
+
+
 def test_scorers_refuse_mismatched_shapes():
   with pytest.raises(ValueError, match="disagree"):
     tracin_scores(np.zeros((2, 3, 4)), np.zeros((1, 5, 4)), [1.0, 1.0])
   with pytest.raises(ValueError, match="damping"):
     trak_scores(np.eye(2), np.eye(2), damping=-1.0)
+  with pytest.raises(ValueError, match="damping must be > 0"):
+    exact_trak_scores(np.eye(2), np.eye(2), damping=0.0)
+  with pytest.raises(ValueError, match=r"\[N, N\] and \[Q, N\]"):
+    exact_trak_scores(np.eye(2), np.zeros((1, 3)), damping=1.0)
   with pytest.raises(ValueError, match="different shapes"):
     ensemble([np.zeros((1, 2)), np.zeros((2, 1))])
