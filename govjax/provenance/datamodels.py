@@ -83,8 +83,13 @@ def draw_subsets(num_works: int, count: int, fraction: float, seed: int) -> np.n
   return out
 
 
-def fit_datamodels(kept: np.ndarray, margins: np.ndarray, *, ridge: float) -> np.ndarray:
+def fit_datamodels(kept: np.ndarray, margins: np.ndarray, *, ridge: float, prior: np.ndarray | None = None
+                   ) -> np.ndarray:
   """Per-query linear datamodels: ridge regression of ``margins`` on the kept-work indicators (with intercept).
+
+  With a ``prior`` (e.g. a gradient scorer's work scores) the coefficients are ``c_q * prior_q + delta_q``: the
+  scale ``c_q`` is fitted by least squares, and the ridge shrinks the correction ``delta_q`` towards 0, so with few
+  retrains the fit falls back on the prior instead of on 0.
 
   Args:
     kept: bool ``[R, W]``, the works each retrained model kept.
@@ -93,6 +98,7 @@ def fit_datamodels(kept: np.ndarray, margins: np.ndarray, *, ridge: float) -> np
       to have full column rank. When every subset keeps the same number of works (as :func:`draw_subsets`
       draws them), a common shift of all coefficients is absorbed by the intercept, and a ridge > 0 picks the
       centred solution; rankings of works and of equal-sized subsets do not depend on the shift.
+    prior: float ``[Q, W]`` prior work scores, or None (shrink towards 0).
 
   Returns:
     float64 ``[Q, W]``: the coefficient of every work for every query.
@@ -104,7 +110,17 @@ def fit_datamodels(kept: np.ndarray, margins: np.ndarray, *, ridge: float) -> np
   if not ridge >= 0:
     raise ValueError(f"fit_datamodels: ridge must be >= 0, got {ridge!r}")
   xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
-  return np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ yc).T
+  scale, base = np.zeros(y.shape[1]), np.zeros((y.shape[1], x.shape[1]))
+  if prior is not None:
+    base = np.asarray(prior, np.float64)
+    if base.shape != (y.shape[1], x.shape[1]):
+      raise ValueError(f"fit_datamodels: prior must be [Q, W] = {(y.shape[1], x.shape[1])}, got {base.shape}")
+    z = xc @ base.T  # [R, Q]: the prior's centred prediction for every retrain
+    zz = np.sum(z * z, axis=0)
+    scale = np.where(zz > 0, np.sum(z * yc, axis=0) / np.where(zz > 0, zz, 1.0), 0.0)
+    yc = yc - z * scale
+  delta = np.linalg.solve(xc.T @ xc + ridge * np.eye(x.shape[1]), xc.T @ yc).T
+  return scale[:, None] * base + delta
 
 
 def spread_to_examples(work_scores: np.ndarray, example_work: np.ndarray) -> np.ndarray:

@@ -83,3 +83,24 @@ def test_spread_to_examples_keeps_each_subsets_sum():
   np.testing.assert_allclose(spread, [[1.0, 1.0, 1.0, -2.0, 2.5, 2.5]])
   keep = np.array([[1, 0, 1], [0, 1, 1]], float)
   np.testing.assert_allclose(keep[:, example_work] @ spread.T, keep @ work_scores.T)
+
+
+def test_a_prior_is_scaled_to_the_retrains_and_corrected_by_them():
+  rng = np.random.default_rng(6)
+  truth = rng.normal(size=(2, 10))
+  kept = rng.random((60, 10)) < 0.5
+  margins = kept @ truth.T + 0.01 * rng.normal(size=(60, 2))
+  # A prior that is the truth up to a scale: fitted back exactly, whatever the (huge) ridge on the correction.
+  np.testing.assert_allclose(fit_datamodels(kept, margins, ridge=1e9, prior=3.0 * truth), truth, atol=0.01)
+  # A useless prior (constant over works, no prediction): the plain ridge fit.
+  flat = np.ones((2, 10))
+  np.testing.assert_allclose(fit_datamodels(kept, margins, ridge=2.0, prior=flat * 0),
+                             fit_datamodels(kept, margins, ridge=2.0), atol=1e-12)
+  # With few retrains, a ridge towards a noisy prior beats a ridge towards 0.
+  few = kept[:8], margins[:8]
+  noisy = truth + 0.3 * rng.normal(size=truth.shape)
+  error = {name: np.abs(fit_datamodels(*few, ridge=10.0, prior=p) - truth).mean()
+           for name, p in (("prior", noisy), ("zero", None))}
+  assert error["prior"] < error["zero"]
+  with pytest.raises(ValueError, match=r"prior must be \[Q, W\]"):
+    fit_datamodels(kept, margins, ridge=1.0, prior=np.ones((3, 10)))
