@@ -228,7 +228,7 @@ def canary_benchmark(args: argparse.Namespace, workdir: pathlib.Path) -> dict:
   train_rate = config.batch_size / statistics.median(step_s[1:])
 
   index = index_run(workdir, data=data, config=dataclasses.replace(DEFAULT_FEATURES, k=args.k, seed=args.seed,
-                                                                    microbatch=32))
+                                                                    microbatch=32))  # what `govjax index` builds
   steady = index.metadata["featurize_seconds"][1:] or index.metadata["featurize_seconds"]
   index_rate = index.num_examples / statistics.median(steady)
 

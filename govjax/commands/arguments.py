@@ -23,7 +23,7 @@ __all__ = ["BENCHES", "COMMANDS", "DEFAULT_MANIFEST"]
 
 DEFAULT_MANIFEST = "manifest"  # a run's manifest folder (WORKDIR/manifest) and the lookup's default
 DATA_DIR_HELP = "prepared data (default: $GOVJAX_DATA_DIR or ~/.cache/govjax/data)"
-PRECONDITIONING = ("update", "both", "none")  # govjax index --precondition
+PRECONDITIONING = ("none", "update", "both")  # govjax index --precondition
 STRUCTURAL_HELP = "add the generated structural works (govjax.data.structural)"
 
 
@@ -48,11 +48,11 @@ def add_index(subparsers) -> None:
   parser.add_argument("--seed", type=int, default=0, help="projection seed")
   parser.add_argument("--projection", default="sparse", choices=("sparse", "rademacher", "gaussian"))
   parser.add_argument("--normalize", action="store_true", help="divide features by their unmasked norm (TrackStar)")
-  parser.add_argument("--precondition", nargs="?", const="both", default="update", choices=PRECONDITIONING,
-                      help="Adam second-moment preconditioning: 'update' (default) indexes each example's Adam step "
-                           "and scores raw query gradients (TracIn-Adam, the better scorer in "
-                           "experiments/attribution.py); 'both' preconditions queries too (TrackStar); 'none': "
-                           "plain TracIn")
+  parser.add_argument("--precondition", nargs="?", const="both", default="none", choices=PRECONDITIONING,
+                      help="Adam second-moment preconditioning: 'none' (default) plain TracIn; 'update' indexes each "
+                           "example's Adam step and scores raw query gradients (TracIn-Adam: better on unrouted runs, "
+                           "far worse on routed ones in experiments/attribution.py); 'both' preconditions queries too "
+                           "(TrackStar)")
   parser.add_argument("--aggregate", default="interval", choices=("interval", "union"),
                       help="routing-log masks per checkpoint interval or over the whole run")
   parser.add_argument("--microbatch", type=int, default=32, help="examples per per-example-gradient call")

@@ -79,9 +79,8 @@ class FeatureConfig:
     precondition: divide training gradients by ``sqrt(nu_hat) + eps`` with the checkpoint's Adam second moment,
       i.e. index the Adam step each example contributed; needs the checkpoint's optimizer state.
     query_precondition: with ``precondition``, precondition the query gradients too (TrackStar's symmetric
-      metric). False (what ``govjax index`` builds by default): queries stay raw, so a score is the first-order
-      change of the query's loss under the Adam steps of the example (TracIn-Adam, the best depth-respecting
-      scorer of ``experiments/attribution.py``).
+      metric). False (``govjax index --precondition update``): queries stay raw, so a score is the first-order
+      change of the query's loss under the Adam steps of the example (TracIn-Adam).
     eps: preconditioner epsilon.
     adam_b2: Adam's beta2, for the bias correction of ``nu``.
     microbatch: examples per ``vmap(grad)`` call.

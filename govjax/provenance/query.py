@@ -5,10 +5,10 @@ The TracIn-CP influence of training example ``n`` on an output ``z'`` is
     I(n, z') = sum_c lr_c * <phi_c(n), psi_c(z')>
 
 with ``phi_c`` the stored (depth-masked, projected) training features and ``psi_c`` the output's projected loss
-gradient at checkpoint ``c`` through all groups. ``govjax index`` by default stores as ``phi_c`` the Adam step of
-each example (its gradient over ``sqrt(nu_hat) + eps``) and scores raw query gradients: TracIn-Adam, the
-first-order change of the output's loss under the steps the example contributed (:func:`scorer_name`). The
-output is scored through all groups (it is produced by the whole model; the training
+gradient at checkpoint ``c``. With ``govjax index --precondition update`` the index stores as ``phi_c`` the Adam
+step of each example (its gradient over ``sqrt(nu_hat) + eps``) and queries stay raw: TracIn-Adam, the first-order
+change of the output's loss under the steps the example contributed (:func:`scorer_name`). The output is scored
+through all groups (it is produced by the whole model; the training
 feature's mask decides which groups may carry credit). A long output is cut into windows of the model's context
 and its influence is the sum over windows. Positive scores are proponents (training on ``n`` lowered the
 output's loss), negative ones opponents.

@@ -65,10 +65,10 @@ def training_examples(data: Any) -> TrainingExamples:
                                                                                          np.int64))
 
 
-# What `govjax index` builds by default: training features are the Adam steps the examples contributed, queries raw
-# gradients (TracIn-Adam; LDS 0.06 above plain TracIn in experiments/attribution.py, and like TracIn it credits a
-# depth-masked example only through the groups it trained).
-DEFAULT_FEATURES = FeatureConfig(precondition=True, query_precondition=False)
+# What `govjax index` builds by default: plain TracIn over depth-masked gradients. In experiments/attribution.py
+# TracIn-Adam (--precondition update) is 0.06 above it on an unrouted run but 0.21 below it on a routed one, and the
+# TRAK-style scorers, above both, let a head-only twin outrank its full-depth twin (tests/provenance).
+DEFAULT_FEATURES = FeatureConfig()
 
 
 def _checkpoints(run: RunCheckpoints, steps: Iterable[int]) -> list[CheckpointParams]:
@@ -96,7 +96,7 @@ def index_run(
     workdir: a directory written by :func:`govjax.train.loop.train`.
     data: its ``TrainingData`` (default: ``build_training_data`` of the saved config).
     config: feature config (k, projection seed, normalisation, Adam preconditioning); default
-      :data:`DEFAULT_FEATURES` (each example's Adam step, raw queries: TracIn-Adam, as ``govjax index``).
+      :data:`DEFAULT_FEATURES` (plain TracIn, as ``govjax index``).
     steps: checkpoint steps to use (default: all kept checkpoints).
     aggregate: routing-log aggregation per checkpoint (``interval`` or ``union``).
     save: write it to ``workdir/provenance/index``.

@@ -77,29 +77,29 @@ def test_trak_without_projection_loss_equals_closed_form_influence_and_leave_one
     np.testing.assert_allclose(g_query @ (w_minus - w), scores[:, i] / (1 - leverage[i]), rtol=5e-3, atol=5e-4)
 
 
-def test_the_default_index_of_govjax_index_scores_tracin_adam(tiny_run):
-  tracer = load_tracer(tiny_run.workdir)  # built by `govjax index` with its default --precondition update
-  assert tracer.featurizer.config.precondition and not tracer.featurizer.config.query_precondition
+def test_the_default_index_scores_tracin_and_precondition_update_scores_tracin_adam(tiny_run):
+  tracer = load_tracer(tiny_run.workdir)  # built by `govjax index` with its default --precondition none
+  assert not tracer.featurizer.config.precondition
   examples = training_examples(tiny_run.data)
   record = read_training_record(tiny_run.workdir, num_examples=len(examples))
   inputs = {"tokens": examples.tokens}
-  raw_featurizer = Featurizer(tracer.featurizer.graphdef, tracer.featurizer.example_loss,
-                              group_of_path=tracer.featurizer.group_of_path, num_groups=tracer.featurizer.num_groups,
-                              config=dataclasses.replace(tracer.featurizer.config, precondition=False))
-  adam = np.stack([checkpoint_features(raw_featurizer, c, inputs, record.credit_masks()[i], adam=True)
-                   for i, c in enumerate(tracer.checkpoints)])
-  queries = examples.tokens[:5]
-  psi = np.stack([checkpoint_features(raw_featurizer, c, {"tokens": queries}) for c in tracer.checkpoints])
-  influence = tracer.influence({"tokens": queries})
-  np.testing.assert_allclose(tracin_scores(adam, psi, record.learning_rates), influence, rtol=1e-4, atol=1e-6)
-  # An index without preconditioning is plain TracIn, and a different score.
-  raw = np.stack([checkpoint_features(raw_featurizer, c, inputs, record.credit_masks()[i])
+  raw = np.stack([checkpoint_features(tracer.featurizer, c, inputs, record.credit_masks()[i])
                   for i, c in enumerate(tracer.checkpoints)])
-  plain = build_index(raw_featurizer, tracer.checkpoints, inputs, record.credit_masks(),
-                      example_work=examples.work_index, works=tracer.index.works)
-  plain_influence = Tracer(plain, raw_featurizer, tracer.checkpoints).influence({"tokens": queries})
-  np.testing.assert_allclose(tracin_scores(raw, psi, record.learning_rates), plain_influence, rtol=1e-4, atol=1e-6)
-  assert not np.allclose(plain_influence, influence, rtol=1e-2)
+  queries = examples.tokens[:5]
+  psi = np.stack([checkpoint_features(tracer.featurizer, c, {"tokens": queries}) for c in tracer.checkpoints])
+  influence = tracer.influence({"tokens": queries})
+  np.testing.assert_allclose(tracin_scores(raw, psi, record.learning_rates), influence, rtol=1e-4, atol=1e-6)
+  # --precondition update: the index holds each example's Adam step, the queries stay raw (TracIn-Adam).
+  adam = np.stack([checkpoint_features(tracer.featurizer, c, inputs, record.credit_masks()[i], adam=True)
+                   for i, c in enumerate(tracer.checkpoints)])
+  update = Featurizer(tracer.featurizer.graphdef, tracer.featurizer.example_loss,
+                      group_of_path=tracer.featurizer.group_of_path, num_groups=tracer.featurizer.num_groups,
+                      config=dataclasses.replace(tracer.featurizer.config, precondition=True, query_precondition=False))
+  index = build_index(update, tracer.checkpoints, inputs, record.credit_masks(), example_work=examples.work_index,
+                      works=tracer.index.works)
+  adam_influence = Tracer(index, update, tracer.checkpoints).influence({"tokens": queries})
+  np.testing.assert_allclose(tracin_scores(adam, psi, record.learning_rates), adam_influence, rtol=1e-4, atol=1e-6)
+  assert not np.allclose(adam_influence, influence, rtol=1e-2)
 
 
 def test_tracin_adam_with_unit_second_moment_is_tracin():
