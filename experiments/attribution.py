@@ -1,17 +1,25 @@
-"""Attribution validated by retraining: LDS of TracIn / TracIn-Adam / TRAK, trivial baselines, removal test.
+"""Attribution validated by retraining: LDS of TracIn / TracIn-Adam / TRAK / unprojected TRAK / datamodels, trivial
+baselines, removal test, lineages of the outputs whose blamed works were shown to matter.
+
+The retrains and their caches live in :mod:`experiments.attribution_retrains`, the features and score matrices in
+:mod:`experiments.attribution_scores`; this module runs the protocol, analyses and plots.
 
 Protocol (Park et al. 2023, the linear datamodeling score):
 
 1. ``models`` full models (seeds ``0..models-1``) train on ``train_works`` chorales; every one is featurized
    (sparse projection, ``k`` dims) at each of its checkpoints, raw and Adam-preconditioned
-   (:mod:`govjax.provenance.scorers`).
+   (:mod:`govjax.provenance.scorers`), and (``exact``) the Gram matrices of its unprojected gradients are kept for
+   the unprojected TRAK scorers (``trak_exact_final``: final checkpoints; ``trak_exact``: every checkpoint).
+   ``datamodel_subsets`` further retrains on subsets of their own (never the LDS subsets, never an LDS seed) fit
+   the ``datamodels`` scorer (:func:`govjax.provenance.datamodels.fit_datamodels`).
 2. ``subsets`` work-level subsets keep each a random ``fraction`` (alpha = 0.5) of the training works; the same
    config is retrained on each, ``seeds_per_subset`` times (model seeds ``0, 1, ...``), and every retrained
    model's mean NLL on every query window is stored (``workdir/subsets/sNNN-rR/result.json``: the cache; an
    interrupted run resumes there, and a half-trained model resumes from its checkpoint).
 3. Query windows are non-overlapping context windows of *held-out* works (the validation and test splits,
    ``queries_per_work`` each, evaluation) and of ``calibration_works`` unused train-split works (calibration:
-   only TRAK's damping is chosen there). A scorer's prediction for subset ``S`` and query ``q`` is
+   the dampings, the datamodels' ridge and the default scorer are chosen there, once, against the first retrain
+   seed, and kept in ``workdir/scorer_choice.json``). A scorer's prediction for subset ``S`` and query ``q`` is
    ``sum_{n in S} tau(q, n)``; LDS is the Spearman correlation across subsets of the prediction with the
    retrained models' negative NLL (averaged over their seeds), averaged over queries, with a 95% bootstrap
    interval over query works (:func:`govjax.core.intervals.work_bootstrap`).
@@ -25,26 +33,30 @@ Protocol (Park et al. 2023, the linear datamodeling score):
    output's rise is its continuation NLL under a removal retrain minus under the same seed's reference, averaged
    over seeds (and random sets); reported: top-k over random-k (ratio of means over outputs) and top-k minus
    random-k, both with bootstrap intervals over outputs.
+6. Lineages: each output's lineage from the default scorer's top ``removal_k`` works
+   (:func:`govjax.provenance.lineage.build_lineage`, with the works' licences and attribution duties), marked
+   ``shown_to_matter`` when removing those works raised the output's NLL more than every random set did.
+7. With depth routing (``train.governance.routing``), TracIn and TracIn-Adam are also scored with the routing masks
+   removed (``tracin_unmasked``, ``tracin_adam_unmasked``): does crediting each example through the depth it
+   trained at predict retraining better than ignoring it?
 
 Command (not run in CI; the full chorale subset ``spq4_max120`` prepared under ``~/.cache/govjax/data``):
   nice -n 10 python -m experiments.attribution --config experiments/configs/attribution.py \\
       --workdir runs/attribution --out experiments/results/attribution.json \\
       --figure experiments/results/attribution.png
 
-Runtime: 51.8 minutes on 2 shared CPU cores with ``experiments/configs/attribution.py`` (124 retrains of 11-61 s);
-a pass over a finished cache 35-55 s.
-Expected (measured) result: LDS 0.332 [0.296, 0.366] for TracIn, 0.394 for TracIn-Adam, 0.631 [0.605, 0.658] for
-the TRAK-style scorer (above 8-gram overlap, 0.300); removal: top-k minus random-k +0.033 [+0.020, +0.045] nats/token,
-ratio not bounded (see the config's docstring
-and experiments/RESULTS.md, "Attribution validated by retraining").
+Runtime: about 1 hour on 2 idle CPU cores with ``experiments/configs/attribution.py`` (495 retrains of about 6 s,
+features and Gram matrices about 6 minutes); a pass over a finished cache about 20 s.
+Expected (measured) result: LDS 0.332 [0.296, 0.366] for TracIn, 0.631 [0.605, 0.658] for the TRAK-style scorer,
+0.660 for exact TRAK, 0.715 [0.685, 0.743] for datamodels with the exact-TRAK prior (8-gram overlap 0.300); removal
+ratio 6.13 [3.43, 22.35] for the TRAK-style scorer (see the config's docstring and experiments/RESULTS.md,
+"Attribution validated by retraining").
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import importlib.util
 import json
 import pathlib
 import platform
@@ -56,300 +68,38 @@ import jax
 import numpy as np
 from flax import nnx
 
-from govjax.core.config import TrainConfig
-from govjax.core.intervals import work_bootstrap
-from govjax.core.losses import token_losses
+from experiments.attribution_retrains import (
+    AttributionConfig,
+    datamodel_runs,
+    load_attribution_config,
+    make_nll,
+    read_subsets,
+    removal_lineages,
+    removal_runs,
+    removal_sets_for,
+    removal_summary,
+    select_works,
+    selected_work_index,
+    subset_runs,
+    train_on,
+    with_fixed_scenario,
+)
+from experiments.attribution_scores import exact_trak, model_features, model_grams, output_features, scorer_scores
 from govjax.provenance.datamodels import (
     draw_subsets,
+    fit_datamodels,
     lds_per_query,
     ngram_overlap,
     query_windows,
-    ratio_of_means,
+    spread_to_examples,
     summarize,
 )
-from govjax.provenance.featurize import FeatureConfig, transformer_featurizer
+from govjax.provenance.lineage import work_entry
 from govjax.provenance.query import aggregate_per_work
-from govjax.provenance.record import RunCheckpoints, read_training_record
-from govjax.provenance.runs import training_examples
-from govjax.provenance.scorers import checkpoint_features, ensemble, tracin_scores, trak_damping, trak_scores
-from govjax.train.data import build_training_data, load_works
-from govjax.train.loop import restore_model, train
+from govjax.provenance.scorers import ensemble, trak_damping, trak_scores
+from govjax.train.data import load_works
+from govjax.train.loop import restore_model
 from govjax.train.sampling import prompts_from_works, sample_model
-
-SCORERS = ("tracin", "tracin_unit", "tracin_adam", "tracin_ensemble", "tracin_adam_ensemble", "trak",
-           "final_dot_ensemble")
-
-
-@dataclasses.dataclass(frozen=True)
-class AttributionConfig:
-  """Settings of the attribution experiment (see the module docstring for the protocol)."""
-
-  train: TrainConfig
-  train_works: int = 40
-  calibration_works: int = 10
-  queries_per_work: int = 5
-  subsets: int = 50
-  seeds_per_subset: int = 2
-  fraction: float = 0.5
-  models: int = 3
-  checkpoints: int = 5
-  k: int = 1024
-  dampings: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
-  ngrams: tuple[int, ...] = (8, 16)
-  outputs: int = 6
-  prompt_frames: int = 4
-  temperature: float = 1.0
-  removal_k: int = 5
-  random_draws: int = 3
-  removal_seeds: tuple[int, ...] = (1, 2)  # retrain seeds of the removal test; never 0, the seed that sampled
-  removal_scorers: tuple[str, ...] = ()  # besides the default scorer (best LDS on the calibration queries)
-  seed: int = 0
-  resamples: int = 2000
-
-
-def load_attribution_config(path: str | pathlib.Path) -> AttributionConfig:
-  """``get_config()`` of a Python config file."""
-  spec = importlib.util.spec_from_file_location("attribution_config", str(path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-# ------------------------------------------------------------------------------------------------- data
-
-
-def select_works(works: dict[str, list], config: AttributionConfig) -> dict[str, list]:
-  """Training, calibration and query works: a seeded choice of train-split works, the held-out splits."""
-  pool = list(works["train"])
-  need = config.train_works + config.calibration_works
-  if len(pool) < need:
-    raise ValueError(f"the train split has {len(pool)} works, the config needs {need} (train_works + "
-                     "calibration_works)")
-  order = np.random.default_rng(config.seed).permutation(len(pool))
-  train_works = sorted((pool[i] for i in order[: config.train_works]), key=lambda w: w.work_id)
-  calibration = [pool[i] for i in order[config.train_works: need]]
-  query = list(works["validation"]) + list(works["test"])
-  if not query:
-    raise ValueError("no held-out works (validation and test splits are empty): nothing to query")
-  return {"train": train_works, "calibration": calibration, "query": query}
-
-
-# ----------------------------------------------------------------------------------------------- training
-
-
-def train_on(config: TrainConfig, works: Sequence, workdir: pathlib.Path, *, seed: int, steps_between: int = 0):
-  """Trains ``config`` (with ``seed``) on ``works``, resuming a run already there; returns the TrainResult."""
-  cfg = dataclasses.replace(config, seed=int(seed),
-                            checkpoint_every=steps_between or config.num_steps,
-                            max_to_keep=None if steps_between else 1, eval_every=10 ** 9)
-  data = build_training_data(cfg, works={"train": list(works), "validation": [], "test": []})
-  return train(cfg, workdir, data=data, progress=False), data
-
-
-def make_nll(graphdef) -> Callable[..., np.ndarray]:
-  """``nll(params, tokens, start=1) -> [Q]``: mean NLL of each row's tokens from position ``start`` on."""
-  @jax.jit
-  def losses(params, tokens):
-    loss, weight = token_losses(nnx.merge(graphdef, params)(tokens), tokens)
-    return loss, weight
-
-  def nll(params, tokens: np.ndarray, start: int = 1) -> np.ndarray:
-    out = []
-    for first in range(0, len(tokens), 64):
-      chunk = np.asarray(tokens[first: first + 64], np.int32)
-      loss, weight = (np.asarray(x, np.float64)[:, max(start, 1) - 1:] for x in losses(params, chunk))
-      out.append(loss.sum(axis=1) / np.maximum(weight.sum(axis=1), 1.0))
-    return np.concatenate(out)
-
-  return nll
-
-
-# ------------------------------------------------------------------------------------------------ features
-
-
-def model_features(workdir: pathlib.Path, data, queries: np.ndarray, k: int, seed: int) -> dict[str, np.ndarray]:
-  """Raw and Adam training features ``[C, N, k]``, raw query features ``[C, Q, k]`` and learning rates ``[C]``
-  of one trained run, at all its checkpoints (the routing log's masks, as ``govjax index`` uses them)."""
-  examples = training_examples(data)
-  record = read_training_record(workdir, num_examples=len(examples))
-  raw, adam, query = [], [], []
-  masks = record.credit_masks()
-  with RunCheckpoints(workdir) as run:
-    featurizer = transformer_featurizer(run.graphdef, num_layers=run.model_config.num_layers,
-                                        config=FeatureConfig(k=k, seed=seed))
-    for c, step in enumerate(record.steps):
-      ckpt = run.load(step)
-      inputs = {"tokens": examples.tokens}
-      raw.append(checkpoint_features(featurizer, ckpt, inputs, masks[c]))
-      adam.append(checkpoint_features(featurizer, ckpt, inputs, masks[c], adam=True))
-      query.append(checkpoint_features(featurizer, ckpt, {"tokens": queries}))
-  return {"raw": np.stack(raw), "adam": np.stack(adam), "query": np.stack(query),
-          "learning_rates": record.learning_rates, "example_work": examples.work_index,
-          "tokens": examples.tokens}
-
-
-def output_features(workdir: pathlib.Path, num_examples: int, outputs: np.ndarray, k: int, seed: int) -> np.ndarray:
-  """Raw query features ``[C, O, k]`` of ``outputs`` at every checkpoint of one trained run (the same projection
-  and checkpoints as :func:`model_features`, so they score against its training features)."""
-  steps = read_training_record(workdir, num_examples=num_examples).steps
-  with RunCheckpoints(workdir) as run:
-    featurizer = transformer_featurizer(run.graphdef, num_layers=run.model_config.num_layers,
-                                        config=FeatureConfig(k=k, seed=seed))
-    return np.stack([checkpoint_features(featurizer, run.load(step), {"tokens": outputs}) for step in steps])
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-  norm = np.linalg.norm(x, axis=-1, keepdims=True)
-  return x / np.where(norm > 0, norm, 1.0)
-
-
-def scorer_scores(features: Sequence[dict[str, np.ndarray]], damping: float) -> dict[str, np.ndarray]:
-  """``{scorer: [Q, N]}`` from the per-model features (model 0 first); ``damping`` relative (TRAK)."""
-  first = features[0]
-  tracin = [tracin_scores(f["raw"], f["query"], f["learning_rates"]) for f in features]
-  adam = [tracin_scores(f["adam"], f["query"], f["learning_rates"]) for f in features]
-  trak = [trak_scores(f["raw"][-1], f["query"][-1], damping=trak_damping(f["raw"][-1], relative=damping))
-          for f in features]
-  return {
-      "tracin": tracin[0],
-      "tracin_unit": tracin_scores(unit(first["raw"]), unit(first["query"]), first["learning_rates"]),
-      "tracin_adam": adam[0],
-      "tracin_ensemble": ensemble(tracin),
-      "tracin_adam_ensemble": ensemble(adam),
-      "trak": ensemble(trak),
-      # TRAK without the inverse (the limit of large damping): final-checkpoint gradient products, ensembled.
-      "final_dot_ensemble": ensemble([f["query"][-1].astype(np.float64) @ f["raw"][-1].T.astype(np.float64)
-                                      for f in features]),
-  }
-
-
-# --------------------------------------------------------------------------------------------------- LDS
-
-
-def subset_runs(config: AttributionConfig, works: dict, subsets: np.ndarray, queries: np.ndarray,
-                workdir: pathlib.Path, log: Callable[[str], None], seeds: Sequence[int]) -> None:
-  """Retrains every subset with every seed in ``seeds`` that is not cached yet."""
-  for r in seeds:
-    for s, keep in enumerate(subsets):
-      out = workdir / "subsets" / f"s{s:03d}-r{r}"
-      if (out / "result.json").is_file():
-        continue
-      start = time.perf_counter()
-      kept = [w for w, k in zip(works["train"], keep, strict=True) if k]
-      result, _ = train_on(config.train, kept, out / "run", seed=r)
-      nll = make_nll(result.graphdef)(result.state.params, queries)
-      (out / "result.json").write_text(json.dumps({"kept": keep.astype(int).tolist(), "seed": r,
-                                                   "nll": nll.tolist(),
-                                                   "seconds": round(time.perf_counter() - start, 2)}))
-      log(f"subset {s} seed {r}: {time.perf_counter() - start:.1f} s")
-
-
-def read_subsets(workdir: pathlib.Path, subsets: np.ndarray, seeds: int) -> tuple[np.ndarray, np.ndarray, dict]:
-  """Mean NLL over the cached seeds ``< seeds`` ``[S, Q]`` of the subsets with at least one result, their indices,
-  and the per-seed NLLs ``{seed: {subset: [Q]}}``."""
-  rows, index, per_seed = [], [], {}
-  for s, keep in enumerate(subsets):
-    results = [json.loads(p.read_text()) for p in sorted((workdir / "subsets").glob(f"s{s:03d}-r*/result.json"))]
-    results = [r for r in results if r["seed"] < seeds]
-    if not results:
-      continue
-    for res in results:
-      if np.asarray(res["kept"], bool).tolist() != keep.tolist():
-        raise ValueError(f"{workdir}/subsets/s{s:03d}: cached subset differs from the config's draw")
-      per_seed.setdefault(res["seed"], {})[s] = np.asarray(res["nll"])
-    rows.append(np.mean([r["nll"] for r in results], axis=0))
-    index.append(s)
-  return np.asarray(rows), np.asarray(index, np.int64), per_seed
-
-
-def removal_runs(config: AttributionConfig, train_works: Sequence, removal_sets: dict[str, list[list[int]]],
-                 outputs: np.ndarray, prompt_tokens: int, workdir: pathlib.Path, log: Callable[[str], None]
-                 ) -> dict[tuple[str, int], np.ndarray]:
-  """Retrains the config without each set of works (the empty set: the reference), once per removal seed.
-
-  Returns:
-    ``{(removal_key, seed): continuation NLL [O]}``; cached per set and seed in
-    ``workdir/removal/<key>-r<seed>/result.json`` (checked against the outputs' count).
-  """
-  out = {}
-  every = [[], *(removed for sets in removal_sets.values() for removed in sets)]
-  for seed in config.removal_seeds:
-    for removed in every:
-      key = removal_key(train_works, removed)
-      if (key, seed) in out:
-        continue
-      where = workdir / "removal" / f"{key}-r{seed}"
-      if not (where / "result.json").is_file():
-        start = time.perf_counter()
-        kept = [w for i, w in enumerate(train_works) if i not in set(removed)]
-        result, _ = train_on(config.train, kept, where / "run", seed=seed)
-        nll = make_nll(result.graphdef)(result.state.params, outputs, start=prompt_tokens)
-        (where / "result.json").write_text(json.dumps({"removed": [train_works[i].work_id for i in removed],
-                                                       "seed": seed, "nll": nll.tolist(),
-                                                       "seconds": round(time.perf_counter() - start, 2)}))
-        log(f"removal {key} seed {seed}: {time.perf_counter() - start:.1f} s")
-      nll = np.asarray(json.loads((where / "result.json").read_text())["nll"])
-      if nll.shape != (len(outputs),):
-        raise ValueError(f"{where}/result.json: field 'nll' holds {nll.shape[0]} outputs, the run has "
-                         f"{len(outputs)}; use a fresh --workdir for another number of outputs")
-      out[(key, seed)] = nll
-  return out
-
-
-def removal_key(train_works: Sequence, removed: Sequence[int]) -> str:
-  ids = ",".join(sorted(train_works[i].work_id for i in removed))
-  return hashlib.sha256(ids.encode()).hexdigest()[:12]
-
-
-def removal_sets_for(scores: dict[str, np.ndarray], example_work: np.ndarray, config: AttributionConfig,
-                     num_works: int, scorers: Sequence[str]) -> dict[str, list[list[int]]]:
-  """Per output, the top ``removal_k`` works of each of ``scorers``, and ``random_draws`` random sets shared by
-  every output: ``{"<scorer>": [set per output], "random": [set per draw]}`` (scores ``[O, N]``)."""
-  rng = np.random.default_rng([config.seed, 11])
-  num_outputs = next(iter(scores.values())).shape[0]
-  out = {}
-  for name in scorers:
-    out[name] = [sorted(np.argsort(-aggregate_per_work(scores[name][o], example_work, num_works),
-                                   kind="stable")[: config.removal_k].tolist()) for o in range(num_outputs)]
-  out["random"] = [sorted(rng.choice(num_works, config.removal_k, replace=False).tolist())
-                   for _ in range(config.random_draws)]
-  return out
-
-
-def removal_summary(config: AttributionConfig, train_works: Sequence, sets: dict[str, list[list[int]]],
-                    nll: dict[tuple[str, int], np.ndarray], scorers: Sequence[str]) -> dict:
-  """Rises against the same seed's reference, averaged over seeds; ratio and difference per scorer.
-
-  Args:
-    config: the settings (``removal_seeds``, ``seed``, ``resamples``).
-    train_works: the training works (set keys).
-    sets: from :func:`removal_sets_for`.
-    nll: from :func:`removal_runs`.
-    scorers: the scorers with top-k sets.
-
-  Returns:
-    ``{"per_scorer": {name: {"top_k_over_random_k", "top_k_minus_random_k", "top_k_rise"}},
-    "random_k_rise", "reference_nll"}`` (rises per output, means over seeds).
-  """
-  seeds = list(config.removal_seeds)
-  reference = {seed: nll[(removal_key(train_works, []), seed)] for seed in seeds}
-
-  def rise(removed, seed):
-    return nll[(removal_key(train_works, removed), seed)] - reference[seed]
-
-  random_rise = np.mean([rise(removed, seed) for removed in sets["random"] for seed in seeds], axis=0)
-  per_scorer = {}
-  for name in scorers:
-    top = np.asarray([np.mean([rise(removed, seed)[o] for seed in seeds]) for o, removed in enumerate(sets[name])])
-    diff = top - random_rise
-    per_scorer[name] = {
-        "top_k_over_random_k": ratio_of_means(top, random_rise, seed=config.seed, resamples=config.resamples),
-        "top_k_minus_random_k": work_bootstrap(diff, np.arange(len(diff)), seed=config.seed,
-                                               resamples=config.resamples),
-        "top_k_rise": top.tolist()}
-  return {"per_scorer": per_scorer, "random_k_rise": random_rise.tolist(),
-          "reference_nll": {str(seed): reference[seed].tolist() for seed in seeds}}
-
 
 # ------------------------------------------------------------------------------------------------- analysis
 
@@ -389,21 +139,33 @@ def analyse(config: AttributionConfig, scores: dict[str, np.ndarray], baseline_s
       b = -np.stack([per_seed[seeds[1]][s] for s in both])
       out["retrain_seed_agreement"] = summarize(lds_per_query(a, b), query_work, **boot)
       out["retrain_seed_agreement"]["subsets"] = len(both)
+  if "trak" in scores:
+    out["paired_vs_trak"] = {f"{name}_minus_trak": summarize(per_query[name] - per_query["trak"], query_work, **boot)
+                             for name in scores if name not in ("trak", reference)}
+  # Routed runs: depth-aware minus depth-blind credit, same gradients.
+  out["paired_depth_aware"] = {
+      f"{name}_minus_{name}_unmasked": summarize(per_query[name] - per_query[f"{name}_unmasked"], query_work, **boot)
+      for name in ("tracin", "tracin_adam") if f"{name}_unmasked" in scores}
   out["best_on_evaluation"] = best
   return out
+
+
+def best_on_calibration(grid: Sequence[float], scores_at: Callable[[float], np.ndarray], keep: np.ndarray,
+                        margins: np.ndarray) -> tuple[float, dict]:
+  """The value of ``grid`` whose calibration scores ``[Qc, N]`` have the highest mean LDS against ``margins``
+  ``[S, Qc]`` (``keep`` ``[S, N]`` the subsets' kept windows), and the LDS at every value."""
+  by = {str(v): float(np.nanmean(lds_per_query(keep @ scores_at(v).T, margins))) for v in grid}
+  return float(max(grid, key=lambda v: by[str(v)])), by
 
 
 def calibrate_damping(config: AttributionConfig, features: Sequence[dict], cal: slice, example_work: np.ndarray,
                       subsets: np.ndarray, nll: np.ndarray) -> tuple[float, dict]:
   """TRAK's relative damping with the highest mean LDS on the *calibration* queries."""
-  keep = subsets[:, example_work].astype(np.float64)
-  by = {}
-  for damping in config.dampings:
-    trak = ensemble([trak_scores(f["raw"][-1], f["query"][-1][cal],
-                                 damping=trak_damping(f["raw"][-1], relative=damping)) for f in features])
-    by[str(damping)] = float(np.nanmean(lds_per_query(keep @ trak.T, -nll[:, cal])))
-  best = max(config.dampings, key=lambda d: by[str(d)])
-  return float(best), by
+  return best_on_calibration(
+      config.dampings,
+      lambda d: ensemble([trak_scores(f["raw"][-1], f["query"][-1][cal], damping=trak_damping(f["raw"][-1], relative=d))
+                          for f in features]),
+      subsets[:, example_work].astype(np.float64), -nll[:, cal])
 
 
 def verdicts(results: dict, default: str) -> dict:
@@ -419,6 +181,8 @@ def verdicts(results: dict, default: str) -> dict:
     if diff is not None:
       out[f"above_{other}"] = ("met" if diff["ci95"][0] > 0 else "not met" if diff["ci95"][1] < 0
                                else "not resolved")
+  if default != "trak" and "trak" in results["lds"]:  # the stricter reading: the two intervals do not overlap
+    out["interval_above_trak_interval"] = "met" if lds["ci95"][0] > results["lds"]["trak"]["ci95"][1] else "not met"
   removal = results.get("removal", {}).get("top_k_over_random_k")
   if removal is not None:
     out["removal_ratio_at_least_3"] = ("met" if removal["ci95"][0] >= 3 else
@@ -484,6 +248,7 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
   if not started_file.is_file():
     started_file.write_text(json.dumps({"started_unix": time.time()}))
   sel = select_works(load_works(config.train) if works is None else works, config)
+  config = with_fixed_scenario(config, sel["train"], workdir)  # one rights assignment for every retrain
   context, num_works = config.train.model.context, config.train_works
   eval_q, eval_owner = query_windows(sel["query"], context, config.queries_per_work)
   cal_q, _ = query_windows(sel["calibration"], context, config.queries_per_work)
@@ -514,7 +279,8 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
     path = workdir / f"features-{m}.npz"
     if not path.is_file():
       start = time.perf_counter()
-      np.savez(path, **model_features(workdir / f"full-{m}", data, queries, config.k, config.seed))
+      np.savez(path, **model_features(workdir / f"full-{m}", data, queries, config.k, config.seed,
+                                      unmasked=config.train.governance.routing != "none"))
       log(f"features of model {m}: {time.perf_counter() - start:.1f} s")
     features.append(dict(np.load(path)))
     path = workdir / f"output-features-{m}-{config.outputs}.npz"
@@ -522,7 +288,20 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
       np.savez(path, query=output_features(workdir / f"full-{m}", len(features[-1]["example_work"]), outputs,
                                            config.k, config.seed))
     features[-1]["output_query"] = np.load(path)["query"]
-  example_work, example_tokens = features[0]["example_work"], features[0]["tokens"]
+    if config.exact:
+      path = workdir / f"grams-{m}-{config.outputs}.npz"
+      if not path.is_file():
+        start = time.perf_counter()
+        np.savez(path, **model_grams(workdir / f"full-{m}", data, [queries, outputs]))
+        log(f"gradient Gram matrices of model {m}: {time.perf_counter() - start:.1f} s")
+      grams = np.load(path)
+      features[-1].update(gram=grams["gram"], cross=grams["cross0"], output_cross=grams["cross1"])
+  # Training examples belong to the works the policy kept (a routed run may exclude some): their work index is
+  # into the training data's catalogue; subsets, removal sets and datamodels index the selected training works.
+  example_work = selected_work_index(features[0]["example_work"], data.catalogue.works, sel["train"])
+  example_tokens = features[0]["tokens"]
+  features_of_outputs = [{**f, "query": f["output_query"], **({"cross": f["output_cross"]} if "gram" in f else {})}
+                         for f in features]
 
   # Subsets (first seed), TRAK's damping on the calibration queries, removal, further seeds.
   subsets = draw_subsets(num_works, config.subsets, config.fraction, config.seed)
@@ -533,27 +312,80 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
     damping, by = calibrate_damping(config, features, cal, example_work, subsets[index], nll)
     damping_file.write_text(json.dumps({"damping": damping, "calibration_lds": by}))
   calibration = json.loads(damping_file.read_text())
-  scores = scorer_scores(features, calibration["damping"])
-  nll, index, _ = read_subsets(workdir, subsets, config.seeds_per_subset)
-  calibration_lds = {n: float(np.nanmean(lds_per_query(subsets[index][:, example_work].astype(float) @ s[cal].T,
-                                                       -nll[:, cal]))) for n, s in scores.items()}
-  default = max(SCORERS, key=lambda n: calibration_lds[n])  # chosen on the calibration queries only
+  datamodel = (datamodel_runs(config, sel, queries, outputs, prompt_tokens, workdir, log)
+               if config.datamodel_subsets else None)
+
+  prior_scorer = "trak_exact" if config.exact else "trak"  # the datamodels' prior: the best gradient scorer's kind
+
+  def prior_of(scores: np.ndarray) -> np.ndarray:  # [Q, N] example scores -> [Q, W] work scores
+    return np.stack([aggregate_per_work(row, example_work, num_works) for row in scores])
+
+  def all_scores(feats: Sequence[dict], choice: dict, dm_margins: np.ndarray | None) -> dict[str, np.ndarray]:
+    out = scorer_scores(feats, choice["dampings"])
+    if dm_margins is not None:
+      out["datamodels"] = spread_to_examples(fit_datamodels(datamodel[0], dm_margins, ridge=choice["ridge"]),
+                                             example_work)
+      out[f"datamodels_{prior_scorer}_prior"] = spread_to_examples(
+          fit_datamodels(datamodel[0], dm_margins, ridge=choice["ridge_prior"], prior=prior_of(out[prior_scorer])),
+          example_work)
+    return out
+
+  # The unprojected TRAK's dampings, the datamodels' ridge and the default scorer are chosen once, on the
+  # calibration queries against the retrains cached by then (the first seed), and kept: removal sets depend on them.
+  choice_file = workdir / "scorer_choice.json"
+  if not choice_file.is_file():
+    nll, index, _ = read_subsets(workdir, subsets, config.seeds_per_subset)
+    keep_cal, margins_cal = subsets[index][:, example_work].astype(np.float64), -nll[:, cal]
+    choice = {"dampings": {"trak": calibration["damping"]}, "ridge": None, "ridge_prior": None,
+              "calibration_lds_by_value": {}}
+    by = choice["calibration_lds_by_value"]
+    cal_features = [{**f, "query": f["query"][:, cal], **({"cross": f["cross"][:, cal]} if "gram" in f else {})}
+                    for f in features]
+    if config.exact:
+      for name, checkpoints in (("trak_exact_final", slice(-1, None)), ("trak_exact", slice(None))):
+        choice["dampings"][name], by[name] = best_on_calibration(
+            config.dampings, lambda d, c=checkpoints: exact_trak(cal_features, d, c), keep_cal, margins_cal)
+    if datamodel is not None:
+      choice["ridge"], by["datamodels"] = best_on_calibration(
+          config.ridges, lambda r: spread_to_examples(fit_datamodels(datamodel[0], -datamodel[1][:, cal], ridge=r),
+                                                      example_work), keep_cal, margins_cal)
+      prior = prior_of(scorer_scores(cal_features, choice["dampings"])[prior_scorer])
+      choice["ridge_prior"], by[f"datamodels_{prior_scorer}_prior"] = best_on_calibration(
+          config.ridges, lambda r: spread_to_examples(
+              fit_datamodels(datamodel[0], -datamodel[1][:, cal], ridge=r, prior=prior), example_work),
+          keep_cal, margins_cal)
+    cal_scores = all_scores(cal_features, choice, None if datamodel is None else -datamodel[1][:, cal])
+    choice["calibration_lds"] = {n: float(np.nanmean(lds_per_query(keep_cal @ v.T, margins_cal)))
+                                 for n, v in cal_scores.items()}
+    choice["default"] = max(choice["calibration_lds"], key=choice["calibration_lds"].get)
+    choice["retrain_seeds"] = sorted(read_subsets(workdir, subsets, config.seeds_per_subset)[2])
+    choice_file.write_text(json.dumps(choice, indent=1))
+  choice = json.loads(choice_file.read_text())
+  default = choice["default"]
   removal_scorers = list(dict.fromkeys([default, *config.removal_scorers]))
   model0 = restore_model(workdir / "full-0")[0]
   nll_sampler = make_nll(nnx.split(model0, nnx.Param)[0])(nnx.split(model0, nnx.Param)[1], outputs,
                                                           start=prompt_tokens)
-  output_scores = scorer_scores([{**f, "query": f["output_query"]} for f in features], calibration["damping"])
+  output_scores = all_scores(features_of_outputs, choice, None if datamodel is None else -datamodel[2])
   sets = removal_sets_for(output_scores, example_work, config, num_works, removal_scorers)
   removal_nll = removal_runs(config, sel["train"], sets, outputs, prompt_tokens, workdir, log)
   subset_runs(config, sel, subsets, queries, workdir, log, seeds=range(1, config.seeds_per_subset))
 
   # Analysis.
   nll, index, per_seed = read_subsets(workdir, subsets, config.seeds_per_subset)
+  scores = all_scores(features, choice, None if datamodel is None else -datamodel[1])
+  calibration_lds = {n: float(np.nanmean(lds_per_query(subsets[index][:, example_work].astype(float) @ s[cal].T,
+                                                       -nll[:, cal]))) for n, s in scores.items()}
   eval_scores = {n: s[ev] for n, s in scores.items()}
   baseline_scores = {f"ngram{n}": ngram_overlap(eval_q, example_tokens, n) for n in config.ngrams}
   results = analyse(config, eval_scores, baseline_scores, example_work, subsets[index], nll[:, ev],
                     {seed: {s: v[ev] for s, v in d.items()} for seed, d in per_seed.items()}, eval_owner, default)
   removal = removal_summary(config, sel["train"], sets, removal_nll, removal_scorers)
+  depth = {w.work_id: int(d) for w, d in zip(data.catalogue.works, data.catalogue.per_work_depth, strict=True)}
+  entries = [work_entry(w, depth=depth.get(w.work_id, 0), record=data.catalogue.records.get(w.work_id))
+             for w in sel["train"]]
+  removal["lineages"] = removal_lineages(config, sel["train"], entries, output_scores[default], example_work, sets,
+                                         removal_nll, default)
   headline = removal["per_scorer"][default]
   results["removal"] = {"top_k_over_random_k": headline["top_k_over_random_k"],
                         "top_k_minus_random_k": headline["top_k_minus_random_k"], "scorer": default, **removal,
@@ -571,7 +403,8 @@ def run(config: AttributionConfig, workdir: str | pathlib.Path, *, works: dict |
       **results,
       "default_scorer": default,
       "calibration": {"queries": int(len(cal_q)), "works": len(sel["calibration"]), "lds": calibration_lds,
-                      "trak_damping": calibration},
+                      "trak_damping": calibration, "choice": choice},
+      "datamodel_subsets": 0 if datamodel is None else int(len(datamodel[0])),
       "verdicts": verdicts(results, default),
       "settings": {**{k: v for k, v in dataclasses.asdict(config).items() if k != "train"},
                    "train": config.train.to_dict(), "training_examples": int(len(example_work))},
