@@ -6,7 +6,6 @@ Every retrain writes ``result.json`` under the experiment's ``--workdir`` (``sub
 half-trained model resumes from its checkpoint. See ``experiments/attribution.py`` for the protocol.
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +39,7 @@ DATAMODEL_SEED_OFFSET = 1000  # datamodel retrain r trains with seed 1000 + r: n
 
 @dataclasses.dataclass(frozen=True)
 class AttributionConfig:
-  """Settings of the attribution experiment (see the module docstring for the protocol)."""
+  """Settings of the attribution experiment (its protocol: the docstring of ``experiments/attribution.py``)."""
 
   train: TrainConfig
   train_works: int = 40

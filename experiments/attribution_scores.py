@@ -3,7 +3,6 @@
 scorer compared (:func:`scorer_scores`).
 """
 
-
 from __future__ import annotations
 
 import pathlib

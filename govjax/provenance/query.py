@@ -8,10 +8,9 @@ with ``phi_c`` the stored (depth-masked, projected) training features and ``psi_
 gradient at checkpoint ``c``. With ``govjax index --precondition update`` the index stores as ``phi_c`` the Adam
 step of each example (its gradient over ``sqrt(nu_hat) + eps``) and queries stay raw: TracIn-Adam, the first-order
 change of the output's loss under the steps the example contributed (:func:`scorer_name`). The output is scored
-through all groups (it is produced by the whole model; the training
-feature's mask decides which groups may carry credit). A long output is cut into windows of the model's context
-and its influence is the sum over windows. Positive scores are proponents (training on ``n`` lowered the
-output's loss), negative ones opponents.
+through all groups (it is produced by the whole model; the training feature's mask decides which groups may carry
+credit). A long output is cut into windows of the model's context and its influence is the sum over windows.
+Positive scores are proponents (training on ``n`` lowered the output's loss), negative ones opponents.
 
 Example:
   >>> from govjax.provenance.featurize import FeatureConfig
