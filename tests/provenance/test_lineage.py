@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 
@@ -47,3 +48,27 @@ def test_trace_command_writes_sidecar(tiny_run, capsys):
   assert sidecar["works"][0]["depth"] == int(tiny_run.data.catalogue.per_work_depth[3])
   assert sidecar["method"]["checkpoints"] == [8, 16, 24] and sidecar["method"]["k"] == 256
   assert len(sidecar["output"]["sha256"]) == 64
+
+
+def test_index_preconditioning_options_reach_the_lineage(tiny_run, tmp_path, monkeypatch, capsys):
+  # `govjax index --precondition update` indexes Adam steps against raw queries (TracIn-Adam); a bare
+  # `--precondition` keeps its old meaning, both sides (TrackStar); the default is plain TracIn.
+  default = tmp_path / "default"
+  shutil.copytree(tiny_run.workdir, default)  # the fixture's run is shared: traces write beside it
+  assert sidecar_method(default, tiny_run, capsys)["name"] == "TracIn-CP"
+  monkeypatch.setattr("govjax.train.data.build_training_data", lambda cfg: tiny_run.data)
+  for flags, name, query_precondition in ((["--precondition", "update"], "TracIn-Adam", False),
+                                          (["--precondition"], "TracIn-CP, Adam-preconditioned both sides", True)):
+    workdir = tmp_path / flags[-1].lstrip("-")
+    shutil.copytree(tiny_run.workdir, workdir)
+    assert cli.main(["index", "--workdir", str(workdir), "--k", "256", "--microbatch", "8", *flags]) == 0
+    method = sidecar_method(workdir, tiny_run, capsys)
+    assert (method["name"], method["precondition"], method["query_precondition"]) == (name, True, query_precondition)
+
+
+def sidecar_method(workdir, tiny_run, capsys) -> dict:
+  output = workdir / "generated-method.npy"
+  np.save(output, tiny_run.data.catalogue.works[3]["tokens"])
+  assert cli.main(["trace", "--workdir", str(workdir), "--input", str(output), "--top", "3", "--json"]) == 0
+  capsys.readouterr()
+  return json.loads((workdir / "generated-method.npy.lineage.json").read_text())["method"]
