@@ -24,11 +24,6 @@ from govjax.provenance.scorers import (
     trak_scores,
 )
 
-SCORERS = ("tracin", "tracin_unit", "tracin_adam", "tracin_ensemble", "tracin_adam_ensemble", "trak",
-           "final_dot_ensemble", "trak_exact_final", "trak_exact", "datamodels",
-           "datamodels_trak_exact_prior")
-
-
 # ------------------------------------------------------------------------------------------------ features
 
 
