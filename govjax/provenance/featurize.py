@@ -266,6 +266,11 @@ class Featurizer:
     self.config = config
     self._sketch_arrays = None
 
+  def with_config(self, **changes: Any) -> Featurizer:
+    """The same model, loss and groups with ``changes`` to the feature config (e.g. ``precondition=False``)."""
+    return Featurizer(self.graphdef, self.example_loss, group_of_path=self.group_of_path,
+                      num_groups=self.num_groups, config=dataclasses.replace(self.config, **changes))
+
   def _key(self) -> tuple:
     return (self.graphdef, self.example_loss, self.group_of_path, self.num_groups, self.config)
 

@@ -238,9 +238,7 @@ class Tracer:
     self.checkpoints = list(checkpoints)
     config = featurizer.config
     if config.precondition and not config.query_precondition:  # Adam's step on the training side only
-      self._query_featurizer = Featurizer(
-          featurizer.graphdef, featurizer.example_loss, group_of_path=featurizer.group_of_path,
-          num_groups=featurizer.num_groups, config=dataclasses.replace(config, precondition=False))
+      self._query_featurizer = featurizer.with_config(precondition=False)
       self._preconditioners = [None] * len(self.checkpoints)
     else:
       self._query_featurizer = featurizer

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from govjax.core.checkpoint import CheckpointParams
-from govjax.provenance.featurize import FeatureConfig, Featurizer, adam_preconditioner
+from govjax.provenance.featurize import Featurizer, adam_preconditioner
 
 SCORERS = ("tracin", "tracin_adam", "trak", "trak_exact")
 
@@ -214,8 +214,6 @@ def checkpoint_features(featurizer: Featurizer, checkpoint: CheckpointParams, in
   if checkpoint.adam_nu is None:
     raise ValueError(f"checkpoint {checkpoint.step}: TracIn-Adam needs the Adam second moment, which this "
                      "checkpoint's optimizer state does not hold")
-  pre_config = FeatureConfig(**{**config.to_dict(), "precondition": True})
-  adam_featurizer = Featurizer(featurizer.graphdef, featurizer.example_loss, group_of_path=featurizer.group_of_path,
-                               num_groups=featurizer.num_groups, config=pre_config)
-  pre = adam_preconditioner(checkpoint.adam_nu, count=checkpoint.adam_count, config=pre_config)
+  adam_featurizer = featurizer.with_config(precondition=True)
+  pre = adam_preconditioner(checkpoint.adam_nu, count=checkpoint.adam_count, config=adam_featurizer.config)
   return adam_featurizer(checkpoint.params, inputs, mask, preconditioner=pre)
