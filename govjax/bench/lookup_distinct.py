@@ -5,7 +5,7 @@ to the transformation bench of :mod:`govjax.bench.lookup`. Protocol:
 
 1. Works. Songs of the Essen folk-song collection bundled with music21 (ABC files, one tune per ``X:``
    record, one voice) are parsed until ``2 N`` are at hand (files in a seeded random order), and every
-   four-voice Bach chorale of music21's corpus (:func:`govjax.bench.lookup.parse_corpus_work`).
+   four-voice Bach chorale of music21's corpus (:func:`govjax.bench.lookup_truth.parse_corpus_work`).
    ``collection`` (``--distinct-collection``) names another music21 corpus folder of one-voice ABC tunes
    instead of Essen (e.g. ``oneills1850``: 1,850 Irish tunes; ``ryansMammoth``); one with fewer than ``2 N``
    tunes is split in half. Essen is the *development* data: the lookup's one-voice rule
@@ -75,7 +75,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from govjax.bench import lookup as bench_lookup
+from govjax.bench import lookup_truth
 from govjax.core.intervals import clopper_pearson
 from govjax.data.folk import essen_paths
 from govjax.documentation import music_fingerprint as mf
@@ -85,7 +85,8 @@ from govjax.documentation.manifest import Manifest, build_records
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
 
 __all__ = ["CACHE_VERSION", "DEVELOPMENT_COLLECTION", "MIN_NOTES", "collection_paths", "default_cache_dir",
-           "essen_file_works", "measure_distinct", "relation", "top_intervals"]
+           "essen_file_works", "interval", "manifest_of", "measure_distinct", "parse_chorales", "parse_collection",
+           "rate", "relation", "top_intervals"]
 
 CACHE_VERSION = "1"  # bump when the parsing of the cached works changes
 MIN_NOTES = 8  # songs with fewer notes are skipped (counted in ``skipped``)
@@ -174,7 +175,7 @@ def essen_file_works(path: pathlib.Path, prefix: str = "essen") -> tuple[list[tu
   return works, skipped
 
 
-def _essen(count: int, rng: random.Random, cache: pathlib.Path,
+def parse_collection(count: int, rng: random.Random, cache: pathlib.Path,
            collection: str = DEVELOPMENT_COLLECTION) -> tuple[WorkNotes, dict[str, int]]:
   """At least ``count`` tunes of ``collection`` (all it has if fewer; whole files, in a seeded random order),
   cached per file."""
@@ -195,14 +196,14 @@ def _essen(count: int, rng: random.Random, cache: pathlib.Path,
   return works, skipped
 
 
-def _chorales(cache: pathlib.Path, max_works: int | None) -> tuple[WorkNotes, dict[str, int]]:
+def parse_chorales(cache: pathlib.Path, max_works: int | None) -> tuple[WorkNotes, dict[str, int]]:
   """The four-voice Bach chorales of music21's corpus (at most ``max_works``, in file order), cached per file."""
   works: WorkNotes = {}
   skipped: dict[str, int] = {}
-  for path in bench_lookup.corpus_paths("bach"):
+  for path in lookup_truth.corpus_paths("bach"):
     if max_works is not None and len(works) >= max_works:
       break
-    work_id, parsed, reason = _cached(cache, "bach", path, lambda p=path: bench_lookup.parse_corpus_work(str(p)))
+    work_id, parsed, reason = _cached(cache, "bach", path, lambda p=path: lookup_truth.parse_corpus_work(str(p)))
     if parsed is None:
       skipped[reason] = skipped.get(reason, 0) + 1
     else:
@@ -215,7 +216,7 @@ def _chorales(cache: pathlib.Path, max_works: int | None) -> tuple[WorkNotes, di
 
 def top_intervals(note_list: mf.NoteList) -> list[int]:
   """Pitch intervals of the highest voice (by median pitch), one note per onset (as ``tune_alignment``)."""
-  lines = [line for line in bench_lookup._pitch_lines(note_list) if line]
+  lines = [line for line in lookup_truth.pitch_lines(note_list) if line]
   top = max(lines, key=statistics.median) if lines else []
   return [b - a for a, b in zip(top, top[1:], strict=False)]
 
@@ -224,10 +225,10 @@ def relation(a: mf.NoteList, b: mf.NoteList) -> dict[str, Any]:
   """Ground truth of a pair: ``{"duplicate", "same_tune", "voices_align", "note_overlap", "voice_alignment",
   "tune"}`` (see the module docstring; ``same_tune`` excludes duplicates; ``voices_align``: the voice alignment
   alone makes them duplicates, as opposed to the note overlap alone)."""
-  duplicate, overlap, alignment = bench_lookup.verified_duplicates(a, b)
-  tune = bench_lookup.tune_alignment(a, b)
-  return {"duplicate": duplicate, "same_tune": not duplicate and tune >= bench_lookup.SAME_TUNE_ALIGNMENT,
-          "voices_align": alignment >= bench_lookup.DUPLICATE_VOICE_ALIGNMENT,
+  duplicate, overlap, alignment = lookup_truth.verified_duplicates(a, b)
+  tune = lookup_truth.tune_alignment(a, b)
+  return {"duplicate": duplicate, "same_tune": not duplicate and tune >= lookup_truth.SAME_TUNE_ALIGNMENT,
+          "voices_align": alignment >= lookup_truth.DUPLICATE_VOICE_ALIGNMENT,
           "note_overlap": round(overlap, 3), "voice_alignment": round(alignment, 3), "tune": round(tune, 3)}
 
 
@@ -238,7 +239,7 @@ def _tune_pairs(queries: Sequence[str], candidates: Callable[[str], Sequence[str
   ``difflib``'s cheap upper bounds (``real_quick_ratio``, ``quick_ratio``) prune before the exact ratio.
   """
   found = []
-  threshold = bench_lookup.SAME_TUNE_ALIGNMENT
+  threshold = lookup_truth.SAME_TUNE_ALIGNMENT
   for a in queries:
     matcher = difflib.SequenceMatcher(None, autojunk=False)
     matcher.set_seq2(intervals[a])
@@ -250,7 +251,8 @@ def _tune_pairs(queries: Sequence[str], candidates: Callable[[str], Sequence[str
   return found
 
 
-def _rate(events: int, queries: int) -> dict[str, Any]:
+def rate(events: int, queries: int) -> dict[str, Any]:
+  """``{events, queries, rate, upper95}``: queries with a false answer and the one-sided 95% upper bound."""
   return {"events": events, "queries": queries, "rate": events / max(1, queries),
           "upper95": round(false_positive_bound(queries, events), 6)}
 
@@ -258,7 +260,7 @@ def _rate(events: int, queries: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ the run
 
 
-def _manifest(works: WorkNotes, ids: Sequence[str]) -> Manifest:
+def manifest_of(works: WorkNotes, ids: Sequence[str]) -> Manifest:
   """An in-memory manifest (tiers 2-3, default fingerprint parameters) of ``ids``."""
   inputs = [{"work_id": w, "title": w.rsplit("/", 1)[-1], "collection": w.split("/", 1)[0],
              "source_path": works[w][0], "sha256": works[w][1], "notes": works[w][2], "split": "train",
@@ -290,9 +292,9 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
   """
   t0 = time.perf_counter()
   rng = random.Random(seed)
-  folk, folk_skipped = _essen(2 * num_distinct, rng, cache, collection)
+  folk, folk_skipped = parse_collection(2 * num_distinct, rng, cache, collection)
   num_distinct = min(num_distinct, len(folk) // 2)
-  chorales, chorale_skipped = _chorales(cache, max_chorales)
+  chorales, chorale_skipped = parse_chorales(cache, max_chorales)
   folk_ids = sorted(folk)
   rng.shuffle(folk_ids)
   queries_folk = sorted(folk_ids[:num_distinct])
@@ -302,7 +304,7 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
   queries_extra = sorted(extra)
   works = {**folk, **chorales, **extra}
   t_parsed = time.perf_counter()
-  index = ManifestIndex(_manifest(works, documented_folk + chorale_ids), **(thresholds or {}))
+  index = ManifestIndex(manifest_of(works, documented_folk + chorale_ids), **(thresholds or {}))
   t_indexed = time.perf_counter()
 
   truth: dict[tuple[str, str], dict[str, Any]] = {}
@@ -406,7 +408,7 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
 
   def share(name: str) -> dict[str, Any]:
     found, total = recall[name]
-    low, high = _interval(found, total)
+    low, high = interval(found, total)
     return {"found": found, "pairs": total, "recall": found / max(1, total), "ci95": [low, high],
             "missed": missed[name][:20]}
 
@@ -423,15 +425,15 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
       "chorales": num_chorales,
       "chorales_skipped": chorale_skipped,
       "index_records": len(index),
-      "copy_false_positives": {"folk": _rate(copy_fp["folk"], num_folk),
-                               "chorales": _rate(copy_fp["chorales"], num_chorales),
-                               "all": _rate(copy_fp["folk"] + copy_fp["chorales"], num_folk + num_chorales)},
-      "same_tune_false_positives": {"folk": _rate(tune_fp["folk"], num_folk),
-                                    "chorales": _rate(tune_fp["chorales"], num_chorales),
-                                    "all": _rate(tune_fp["folk"] + tune_fp["chorales"], num_folk + num_chorales)},
-      "unrelated_false_positives": {"folk": _rate(unrelated_fp["folk"], num_folk),
-                                    "chorales": _rate(unrelated_fp["chorales"], num_chorales),
-                                    "all": _rate(unrelated_fp["folk"] + unrelated_fp["chorales"],
+      "copy_false_positives": {"folk": rate(copy_fp["folk"], num_folk),
+                               "chorales": rate(copy_fp["chorales"], num_chorales),
+                               "all": rate(copy_fp["folk"] + copy_fp["chorales"], num_folk + num_chorales)},
+      "same_tune_false_positives": {"folk": rate(tune_fp["folk"], num_folk),
+                                    "chorales": rate(tune_fp["chorales"], num_chorales),
+                                    "all": rate(tune_fp["folk"] + tune_fp["chorales"], num_folk + num_chorales)},
+      "unrelated_false_positives": {"folk": rate(unrelated_fp["folk"], num_folk),
+                                    "chorales": rate(unrelated_fp["chorales"], num_chorales),
+                                    "all": rate(unrelated_fp["folk"] + unrelated_fp["chorales"],
                                                  num_folk + num_chorales)},
       "copy_answers_for_same_tune_pairs": copy_for_tune,
       "unverified_copy_answers": wrong_copies[:50],
@@ -469,7 +471,7 @@ def _extra_queries(collections: Sequence[str], seed: int,
   for name in collections:
     if name == DEVELOPMENT_COLLECTION:
       raise ValueError(f"{name} is the development collection, not held out")
-    tunes, skipped[name] = _essen(10**9, random.Random(seed), cache, name)
+    tunes, skipped[name] = parse_collection(10**9, random.Random(seed), cache, name)
     works.update(tunes)
     of.update(dict.fromkeys(tunes, name))
   return works, skipped, of
@@ -487,22 +489,22 @@ def _extra_section(collections: Sequence[str], skipped: Mapping[str, Mapping[str
       "extra_query_collections": {
           name: {"queries": by_extra[name]["queries"], "multi_voice_queries": by_extra[name]["multi_voice"],
                  "skipped": dict(skipped[name]),
-                 "copy_false_positives": _rate(by_extra[name]["copy"], by_extra[name]["queries"]),
-                 "same_tune_false_positives": _rate(by_extra[name]["same_tune"], by_extra[name]["queries"]),
+                 "copy_false_positives": rate(by_extra[name]["copy"], by_extra[name]["queries"]),
+                 "same_tune_false_positives": rate(by_extra[name]["same_tune"], by_extra[name]["queries"]),
                  "verified_answers": by_extra[name]["verified_answers"]} for name in collections},
-      "extra_copy_false_positives": _rate(copy_fp["extra"], queries),
-      "extra_same_tune_false_positives": _rate(tune_fp["extra"], queries),
+      "extra_copy_false_positives": rate(copy_fp["extra"], queries),
+      "extra_same_tune_false_positives": rate(tune_fp["extra"], queries),
       "held_out_one_voice": {
           "queries": total,
           "sources": ([collection] if collection != DEVELOPMENT_COLLECTION else []) + list(collections),
-          "copy_false_positives": _rate(one_voice["copy"], total),
-          "same_tune_false_positives": _rate(one_voice["same_tune"], total),
-          "any_false_positives": _rate(one_voice["any"], total),
+          "copy_false_positives": rate(one_voice["copy"], total),
+          "same_tune_false_positives": rate(one_voice["same_tune"], total),
+          "any_false_positives": rate(one_voice["any"], total),
       },
   }
 
 
-def _interval(found: int, total: int) -> tuple[float, float]:
+def interval(found: int, total: int) -> tuple[float, float]:
   """Two-sided 95% Clopper-Pearson interval of ``found / total`` ((0, 1) when ``total`` is 0)."""
   if not total:
     return 0.0, 1.0

@@ -311,7 +311,14 @@ def _bench_lookup(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--distinct-works", type=int, default=0,
                       help="also query this many never-documented Essen folk songs (and every chorale, leave-one-out) "
                            "against a manifest of as many other songs and the chorales (govjax.bench.lookup_distinct)")
-  parser.add_argument("--distinct-only", action="store_true", help="only the --distinct-works measurement")
+  parser.add_argument("--settings", type=int, default=0,
+                      help="also query this many four-voice settings of Essen tunes as distinct works against a "
+                           "manifest of as many other settings and the chorales, plus re-used and re-set ones "
+                           "(govjax.bench.lookup_settings)")
+  parser.add_argument("--settings-reused", type=int, default=300,
+                      help="documented settings queried re-used (one inner line re-written) and set again")
+  parser.add_argument("--distinct-only", action="store_true",
+                      help="only the measurements at scale (--distinct-works, --settings)")
   parser.add_argument("--distinct-collection", default="essenFolksong",
                       help="music21 corpus folder of one-voice ABC tunes for --distinct-works (essenFolksong: the "
                            "development data; e.g. oneills1850 or ryansMammoth: held out)")
