@@ -12,11 +12,12 @@ Protocol (``govjax bench probe --json [--quick]``):
    a complementary half of ``--pool-works`` Essen folk melodies (music21's corpus, ABC text by character; two
    windows per song), by epochs: every trained window exactly as often as every other, ``--steps`` steps of
    batch 16. The probe rides along in each (observing: ``adaptive=False``) with its default bench signal, the
-   memorization gap (:mod:`govjax.probe.gap`): each window's loss EMA (0.5, over its sightings) as of the
-   calibration at which the loss of 32 never-trained songs was lowest, minus the same EMA at the end, both from
-   the steps' own forward passes;
-   the probe calibrates every ``--calibrate-every`` steps on those 32 songs (never audited). ``--signal`` picks
-   another statistic (e.g. ``representation_entropy --layer 0 --uncentred --direction high``). Labels are
+   memorization gap (:mod:`govjax.probe.gap`): each window's root-loss EMA (0.5, over its sightings; the mean
+   of ``sqrt(token loss)``) as of the calibration at which the loss of 32 never-trained songs was lowest, minus
+   the same EMA at the end, both from the steps' own forward passes (``probe_auc_minus_gap_in_nats``: its AUC
+   minus that of the same gap in nats, paired, same bootstrap draws); the probe calibrates every
+   ``--calibrate-every`` steps on those 32 songs (never audited). ``--signal`` picks another statistic (e.g.
+   ``representation_entropy --layer 0 --uncentred --direction high``). Labels are
    counterfactual (Zhang et al. 2021): a window's mean loss in the models that did not train on it minus in those
    that did, leaving out the model being scored; *memorized* = the top quarter of a model's trained windows (fixed
    before looking at any signal). The figure is the ROC AUC of the probe's evidence against these labels, pooled
@@ -134,7 +135,7 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
   plugin = make_probe_plugin(dataclasses.replace(spec, calibrate_every=calibrate_every), layers + 2)
   trainer = Trainer(config, FOLK_VOCAB_SIZE, plugins=(plugin,))
   subsets = complementary_subsets(pool_works, models, seed=seed)
-  losses, evidence, flags, finals, train_s = [], [], [], [], 0.0
+  losses, evidence, gap_nats, flags, finals, train_s = [], [], [], [], [], 0.0
   loss_at = {s: [] for s in flag_steps}
   flags_at = {s: [] for s in flag_steps}
   for k in range(models):
@@ -145,6 +146,8 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
     finals.append(result["signals"][steps])
     losses.append(result["signals"][steps]["loss"][pool])
     evidence.append(probe_evidence_values(plugin, result["extras"]["probe"], pool))
+    if plugin.gap:
+      gap_nats.append(np.asarray(plugin.gap_nats(result["extras"]["probe"]), np.float64)[pool])
     flags.append(plugin.flagged(result["extras"]["probe"])[pool])
     for s in flag_steps:
       loss_at[s].append(result["signals"][s]["loss"][pool])
@@ -153,7 +156,7 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
   member = subsets[:, pool_work[pool]]
   loo = leave_one_out_scores(np.stack(losses), member)
   loo_at = {s: leave_one_out_scores(np.stack(loss_at[s]), member) for s in flag_steps}
-  names = list(finals[0]) + ["zlib_bits"]
+  names = list(finals[0]) + ["zlib_bits"] + (["memorization_gap_nats"] if gap_nats else [])
   zlib_bits = zlib_bits_per_token(windows[pool])
   out = {"model": [], "work": [], "label": [], "flag": [], "values": {name: [] for name in ["probe", *names]},
          "memorization_at": {s: [] for s in flag_steps}, "flag_at": {s: [] for s in flag_steps}}
@@ -168,7 +171,8 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
     out["values"]["probe"].append(evidence[k][trained])
     out["flag"].append(flags[k][trained])
     for name in names:
-      source = zlib_bits if name == "zlib_bits" else finals[k][name][pool]
+      source = (zlib_bits if name == "zlib_bits" else gap_nats[k] if name == "memorization_gap_nats"
+                else finals[k][name][pool])
       out["values"][name].append(source[trained])
   return {"model": np.concatenate(out["model"]), "work": np.concatenate(out["work"]),
           "label": np.concatenate(out["label"]), "flag": np.concatenate(out["flag"]), "train_s": train_s,
@@ -227,12 +231,19 @@ def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal:
                                  calibrate_every=calibrate_every, flag_steps=flag_steps) for seed in seeds]
   model_of, work_of, labels = (np.concatenate([p[key] for p in parts]) for key in ("model", "work", "label"))
 
-  def auc(values, n=resamples):
+  def auc(values, n=resamples, versus=None):
     ranked = within_model_ranks(values, model_of)
     ok = np.isfinite(ranked)
-    return grouped_auc(ranked[ok], labels[ok], work_of[ok], resamples=n, seed=seeds[0])
+    other = None
+    if versus is not None:
+      other = within_model_ranks(versus, model_of)
+      ok &= np.isfinite(other)
+      other = other[ok]
+    return grouped_auc(ranked[ok], labels[ok], work_of[ok], resamples=n, seed=seeds[0], versus=other)
 
-  probe = auc(np.concatenate([p["values"]["probe"] for p in parts]))
+  nats = [p["values"]["memorization_gap_nats"] for p in parts if "memorization_gap_nats" in p["values"]]
+  probe = auc(np.concatenate([p["values"]["probe"] for p in parts]),
+              versus=np.concatenate(nats) if len(nats) == len(parts) else None)
   per_seed = {}
   for seed, part in zip(seeds, parts, strict=True):
     ranked = within_model_ranks(part["values"]["probe"], part["model"])
@@ -248,6 +259,7 @@ def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal:
       "probe_auc_equal_frequency": probe["mean"],
       "probe_auc_equal_frequency_ci95": probe["ci95"],
       "probe_auc_equal_frequency_per_seed": per_seed,
+      "probe_auc_minus_gap_in_nats": probe.get("minus_versus"),
       "probe_signal": signal,
       "probe_ema": ema,
       "probe_direction": direction,

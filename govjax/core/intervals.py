@@ -108,7 +108,8 @@ def members_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
 
 
 def grouped_auc(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[Any], *,
-                resamples: int = DEFAULT_RESAMPLES, level: float = 0.95, seed: int = 0) -> dict:
+                resamples: int = DEFAULT_RESAMPLES, level: float = 0.95, seed: int = 0,
+                versus: Sequence[float] | None = None) -> dict:
   """ROC AUC (higher score = member) with a bootstrap interval that resamples groups (works), members and
   non-members separately, so the resampled sets keep their sizes in works.
 
@@ -119,9 +120,12 @@ def grouped_auc(scores: Sequence[float], labels: Sequence[bool], groups: Sequenc
     resamples: bootstrap resamples.
     level: interval coverage.
     seed: the resampling seed.
+    versus: other scores of the same items: the paired difference ``AUC(scores) - AUC(versus)`` is resampled
+      with the same draws.
 
   Returns:
-    ``{"mean": AUC, "ci95": [lo, hi], "n_member_works", "n_nonmember_works", "n"}``.
+    ``{"mean": AUC, "ci95": [lo, hi], "n_member_works", "n_nonmember_works", "n"}``, with ``versus`` also
+    ``"minus_versus": {"mean", "ci95"}``.
   """
   scores = np.asarray(scores, np.float64)
   labels = np.asarray(labels, bool)
@@ -131,14 +135,20 @@ def grouped_auc(scores: Sequence[float], labels: Sequence[bool], groups: Sequenc
   members = {g: np.flatnonzero((index == g) & labels) for g in member_groups}
   others = {g: np.flatnonzero((index == g) & ~labels) for g in other_groups}
   rng = np.random.default_rng(seed)
-  draws = np.empty(resamples)
+  other = None if versus is None else np.asarray(versus, np.float64)
+  draws, differences = np.empty(resamples), np.empty(resamples)
   for r in range(resamples):
     pick_m = rng.choice(member_groups, size=member_groups.size) if member_groups.size else member_groups
     pick_o = rng.choice(other_groups, size=other_groups.size) if other_groups.size else other_groups
     rows = np.concatenate([members[g] for g in pick_m] + [others[g] for g in pick_o]).astype(np.int64)
     draws[r] = auc(labels[rows], scores[rows])
-  return {"mean": auc(labels, scores), "ci95": _interval(draws, level), "n_member_works": int(member_groups.size),
-          "n_nonmember_works": int(other_groups.size), "n": int(scores.size)}
+    if other is not None:
+      differences[r] = draws[r] - auc(labels[rows], other[rows])
+  out = {"mean": auc(labels, scores), "ci95": _interval(draws, level), "n_member_works": int(member_groups.size),
+         "n_nonmember_works": int(other_groups.size), "n": int(scores.size)}
+  if other is not None:
+    out["minus_versus"] = {"mean": out["mean"] - auc(labels, other), "ci95": _interval(differences, level)}
+  return out
 
 
 def seed_work_bootstrap(per_seed: Mapping[Any, Mapping[Any, float]], *, resamples: int = DEFAULT_RESAMPLES,

@@ -54,7 +54,7 @@ from govjax.core.config import ProbeSpec
 from govjax.core.intervals import clopper_pearson
 from govjax.core.mesh import array_to_host
 from govjax.probe.gap import HELDOUT_ROWS, fold_reference, heldout_update
-from govjax.probe.stats import STATISTICS, example_statistics, statistic_index
+from govjax.probe.stats import STATISTICS, example_statistics, root_loss, statistic_index
 from govjax.routing.masks import SURFACES, depth_rows_to_mask
 
 
@@ -78,6 +78,9 @@ class ProbeState(NamedTuple):
     best_heldout: float32 scalar, the lowest held-out mean loss so far (``+inf`` before calibration).
     gap_upper: float32 scalar, flag an example whose memorization gap is above this.
     gap_restore: float32 scalar, restore an example whose memorization gap is below this.
+    running_root: float32 ``[N]`` EMA (``reference_ema``) of each example's fresh root loss
+      (:func:`govjax.probe.stats.root_loss`; the gap's ranking scale).
+    reference_root: float32 ``[N]`` the running root loss as of the calibration with the lowest held-out loss.
   """
 
   ema: jax.Array
@@ -94,6 +97,8 @@ class ProbeState(NamedTuple):
   best_heldout: jax.Array | None = None
   gap_upper: jax.Array | None = None
   gap_restore: jax.Array | None = None
+  running_root: jax.Array | None = None
+  reference_root: jax.Array | None = None
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "layer", "center"))
@@ -151,6 +156,8 @@ class ProbePlugin:
         best_heldout=jnp.full((), jnp.inf, jnp.float32),
         gap_upper=jnp.full((), jnp.inf, jnp.float32),
         gap_restore=jnp.full((), -jnp.inf, jnp.float32),
+        running_root=jnp.zeros((num_examples,), jnp.float32),
+        reference_root=jnp.full((num_examples,), jnp.nan, jnp.float32),
     )
 
   def _row_depth(self, state: ProbeState, example_id: jax.Array) -> jax.Array:
@@ -204,6 +211,10 @@ class ProbePlugin:
     if state.running_reference is not None:
       running = fold_reference(state.running_reference[safe], stats[:, 0], seen, spec.reference_ema)
       state = state._replace(running_reference=state.running_reference.at[scatter_ids].set(running, mode="drop"))
+    if self.gap and state.running_root is not None:
+      root = jax.lax.stop_gradient(root_loss(aux["logits"], tokens))
+      running_root = fold_reference(state.running_root[safe], root, seen, spec.reference_ema)
+      state = state._replace(running_root=state.running_root.at[scatter_ids].set(running_root, mode="drop"))
     signal = state.reference[safe] - running if self.gap else new[:, k]
     flag, back = self._sides(state, signal)
     flagged = valid & (seen_new >= spec.min_seen) & flag
@@ -251,9 +262,13 @@ class ProbePlugin:
   def flagged(self, state: ProbeState) -> np.ndarray:
     """bool ``[N]``: examples whose current EMA (gap) is beyond the flagging threshold, as the step would judge
     them at their next sighting (``min_seen`` and unseen examples aside)."""
-    ema = state.ema[:, self.signal_index]
-    signal = state.reference - state.running_reference if self.gap else ema
+    signal = self.gap_nats(state) if self.gap else state.ema[:, self.signal_index]
     return np.asarray(self._sides(state, signal)[0])
+
+  def gap_nats(self, state: ProbeState) -> jax.Array:
+    """``[N]`` the memorization gap in nats per token: reference loss minus running loss EMA (the flagging
+    scale; NaN before the first reference snapshot)."""
+    return state.reference - state.running_reference
 
   def calibrate(self, state: ProbeState, model: nnx.Module, eval_batches: Iterable[dict]) -> ProbeState:
     """Sets the thresholds from held-out batches (``tokens`` and optional ``weight``; weight-0 rows skipped).
@@ -282,6 +297,8 @@ class ProbePlugin:
                          heldout_reference=array_to_host(state.heldout_reference),  # split across hosts under FSDP
                          heldout_loss=values[:, 0], percentile=self.spec.percentile,
                          restore_percentile=self.spec.restore_percentile, margin=self.spec.memorization_margin)
+    if gap.improved and state.running_root is not None:
+      state = state._replace(reference_root=jnp.where(state.seen > 0, state.running_root, jnp.nan))
     return state._replace(
         reference=jnp.where(state.seen > 0, state.running_reference, jnp.nan) if gap.improved else state.reference,
         heldout_reference=jnp.asarray(gap.heldout_reference), best_heldout=jnp.asarray(gap.best),
@@ -292,12 +309,15 @@ class ProbePlugin:
 
     ``low``: minus the EMA of the signal; ``high``: the EMA; ``both``: its distance from the middle of the
     calibrated band (``(low + upper) / 2``, in units of the band's width; the EMA itself before calibration).
-    ``memorization_gap``: the reference loss minus the running loss EMA (NaN before the first reference
+    ``memorization_gap``: the reference root loss minus the running root loss EMA (:mod:`govjax.probe.gap`;
+    in nats, :meth:`gap_nats`, for a state from before the root loss existed; NaN before the first reference
     snapshot).
     """
     ema = np.asarray(state.ema[:, self.signal_index], np.float64)
-    if self.gap:
-      score = np.asarray(state.reference, np.float64) - np.asarray(state.running_reference, np.float64)
+    if self.gap and state.running_root is not None:
+      score = np.asarray(state.reference_root, np.float64) - np.asarray(state.running_root, np.float64)
+    elif self.gap:
+      score = np.asarray(self.gap_nats(state), np.float64)
     elif self.spec.side == "low":
       score = -ema
     elif self.spec.side == "high":

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from govjax.core.losses import PAD_ID, per_example_next_token_loss
+from govjax.core.losses import PAD_ID, per_example_next_token_loss, token_losses
 
 STATISTICS = ("loss", "predictive_entropy", "representation_entropy")
 
@@ -70,6 +70,23 @@ def predictive_entropy(logits: jax.Array, tokens: jax.Array) -> jax.Array:
   entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
   weights = (tokens[:, 1:] != PAD_ID).astype(jnp.float32)
   return (entropy * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
+
+
+def root_loss(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+  """Mean over the scored targets of the square root of each target's cross-entropy (``sqrt(nats)``).
+
+  A concave reading of the loss: it counts how many tokens are still uncertain more than how uncertain the
+  worst ones are. The memorization gap ranks examples on it (:mod:`govjax.probe.gap`).
+
+  Args:
+    logits: ``[B, T, V]``.
+    tokens: ``[B, T]`` int (PAD targets are not scored).
+
+  Returns:
+    float32 ``[B]`` (0 for a row with no scored target).
+  """
+  losses, weights = token_losses(logits, tokens)
+  return (jnp.sqrt(jnp.maximum(losses, 0.0)) * weights).sum(axis=1) / jnp.maximum(weights.sum(axis=1), 1.0)
 
 
 def representation_entropy(hidden: jax.Array, weights: jax.Array | None = None, *, center: bool = True,

@@ -199,7 +199,9 @@ def run_unit(kind: str, size: SizeSpec, config: SignalStudyConfig, out: pathlib.
                                measure_at=measure_steps(size), data_seed=1000 * config.seed + k, trainer=trainer,
                                heldout=data["windows"][data["role"] == "calib"])
     record = {"member_works": subsets[k], "first_loss": result["first_loss"], "last_loss": result["last_loss"],
-              "memorization_gap": trainer.plugins[0].evidence(result["extras"]["probe"]),
+              # the study's gap is in nats (as measured for the committed results); the probe ranks on the root loss
+              "memorization_gap": np.asarray(trainer.plugins[0].gap_nats(result["extras"]["probe"]), np.float64),
+              "memorization_gap_root": trainer.plugins[0].evidence(result["extras"]["probe"]),
               "step_ids": result["step_ids"], "step_loss": result["step_loss"],
               "train_s": np.float64(result["train_s"]), "measure_s": np.float64(result["measure_s"]),
               "steps": np.array(sorted(result["signals"]))}

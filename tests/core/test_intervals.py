@@ -67,3 +67,19 @@ def test_clopper_pearson_and_verdicts():
   assert verdict([0.1, 0.2]) == "supported" and verdict([-0.3, -0.1]) == "contradicted"
   assert verdict([-0.3, -0.1], direction="less") == "supported" and verdict([0.4, 0.6], null=0.5) == "not resolved"
   assert verdict([float("nan"), 1.0]) == "not resolved"
+
+
+def test_grouped_auc_paired_difference_uses_the_same_draws():
+  rng = np.random.default_rng(0)
+  labels = rng.random(200) < 0.3
+  groups = np.repeat(np.arange(50), 4)
+  strong = labels + rng.normal(0, 0.5, 200)
+  weak = labels + rng.normal(0, 2.0, 200)
+  out = grouped_auc(strong, labels, groups, resamples=300, versus=weak)
+  alone = grouped_auc(weak, labels, groups, resamples=0)
+  assert out["minus_versus"]["mean"] == pytest.approx(out["mean"] - alone["mean"])
+  low, high = out["minus_versus"]["ci95"]
+  assert 0 < low <= out["minus_versus"]["mean"] <= high
+  same = grouped_auc(strong, labels, groups, resamples=50, versus=strong)["minus_versus"]
+  assert same == {"mean": 0.0, "ci95": [0.0, 0.0]}
+  assert "minus_versus" not in grouped_auc(strong, labels, groups, resamples=10)

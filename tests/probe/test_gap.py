@@ -116,8 +116,13 @@ def test_reference_is_the_loss_ema_as_of_the_best_heldout_calibration():
   np.testing.assert_allclose(np.asarray(state.reference)[:16], reference[:16], rtol=1e-5)
   assert np.isnan(np.asarray(state.reference)[16:]).all()  # never trained: no reference
   np.testing.assert_allclose(float(state.best_heldout), min(heldout_loss), rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(plugin.gap_nats(state))[:16], reference[:16] - running[:16], rtol=1e-4,
+                             atol=1e-5)
+  # the ranking scale: the root loss, snapshotted at the same calibration
+  root = np.asarray(state.reference_root)
+  assert np.isfinite(root[:16]).all() and np.isnan(root[16:]).all()
   evidence = plugin.evidence(state)
-  np.testing.assert_allclose(evidence[:16], reference[:16] - running[:16], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(evidence[:16], root[:16] - np.asarray(state.running_root)[:16], rtol=1e-6)
   assert np.isfinite(float(state.gap_upper))  # frozen after the optimum: thresholds from the held-out gaps
 
 
@@ -155,9 +160,27 @@ def test_adaptive_depth_in_a_run_follows_the_margin(margin):
   depth = np.asarray(state.depth)[:16]
   if margin == 0.0:
     assert (depth < 3).any()
-    assert float(state.gap_upper) <= np.nanmax(plugin.evidence(state))
+    assert float(state.gap_upper) <= np.nanmax(np.asarray(plugin.gap_nats(state)))
   else:
     assert (depth == 3).all() and float(state.gap_upper) > 40.0
+
+
+def test_root_loss_ema_folds_the_rows_root_losses():
+  """The running root loss is an EMA of sqrt(token loss) means, computed by hand from the logits."""
+  plugin = make_probe_plugin(ProbeSpec(enabled=True, reference_ema=0.5), num_groups=3)
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 4, 5)).astype(np.float32)
+  tokens = np.array([[1, 2, 3, 4], [4, 3, 0, 0]], np.int32)  # PAD targets are not scored
+  logp = logits[:, :-1] - np.log(np.exp(logits[:, :-1]).sum(-1, keepdims=True))
+  nll = -np.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+  weights = (tokens[:, 1:] != 0).astype(np.float32)
+  root = (np.sqrt(nll) * weights).sum(1) / weights.sum(1)
+  batch = {"tokens": jnp.asarray(tokens), "example_id": jnp.array([0, 1])}
+  aux = {"per_example_loss": jnp.ones(2), "logits": jnp.asarray(logits), "hidden": [jnp.ones((2, 4, 3))] * 2}
+  state, _ = plugin.update(plugin.init(2), batch, aux, jnp.int32(0))
+  np.testing.assert_allclose(state.running_root, root, rtol=1e-5)
+  state, _ = plugin.update(state._replace(running_root=jnp.array([1.0, 1.0])), batch, aux, jnp.int32(1))
+  np.testing.assert_allclose(state.running_root, 0.5 + 0.5 * root, rtol=1e-5)
 
 
 def test_the_gap_refuses_a_state_without_its_running_reference():
