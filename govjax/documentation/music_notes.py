@@ -97,16 +97,18 @@ def _merge_ties(events: list[tuple[Fraction, int, Fraction, bool, bool]]) -> lis
     ``(onset, pitch, duration)`` events, a tied chain as one note.
   """
   merged: list[list] = []
-  open_ties: dict[tuple[int, Fraction], int] = {}  # (pitch, end) -> index of a note tied forward
-  for onset, pitch, duration, to_next, from_previous in sorted(events, key=lambda e: (e[0], e[1])):
-    index = open_ties.pop((pitch, onset), None)
-    if index is not None and from_previous:
+  # (pitch, end) -> indices of the notes tied forward (two voices of one part can hold a unison across a bar)
+  open_ties: dict[tuple[int, Fraction], list[int]] = {}
+  for onset, pitch, duration, to_next, from_previous in sorted(events, key=lambda e: (e[0], e[1], not e[4])):
+    waiting = open_ties.get((pitch, onset))
+    if waiting and from_previous:
+      index = waiting.pop(0)
       merged[index][2] += duration
     else:
       index = len(merged)
       merged.append([onset, pitch, duration])
     if to_next:
-      open_ties[(pitch, merged[index][0] + merged[index][2])] = index
+      open_ties.setdefault((pitch, merged[index][0] + merged[index][2]), []).append(index)
   return [(o, p, d) for o, p, d in merged]
 
 
@@ -329,8 +331,96 @@ def count_notes_in_file(path: str | os.PathLike) -> int | None:
   return None
 
 
+MIDI_SUFFIXES = (".mid", ".midi")
+_DRUM_CHANNEL = 10
+
+
+def _midi_bar_offsets(signatures: list[tuple[int, int, int]], end: int, ticks: int) -> tuple[Fraction, ...]:
+  """Bar starts (quarter notes) from ``(tick, numerator, denominator)`` time signatures up to tick ``end``."""
+  if not signatures:
+    return ()
+  signatures = sorted(signatures)
+  bars, position = [], Fraction(signatures[0][0], ticks)
+  stop = Fraction(end, ticks)
+  for i, (tick, numerator, denominator) in enumerate(signatures):
+    position = max(position, Fraction(tick, ticks))
+    until = Fraction(signatures[i + 1][0], ticks) if i + 1 < len(signatures) else stop
+    length = Fraction(4 * numerator, denominator)
+    while position < until and length > 0:
+      bars.append(_fraction(position))
+      position += length
+  return tuple(bars)
+
+
+def notes_from_midi(path: str | os.PathLike) -> NoteList:
+  """The sounding notes of a MIDI file, read from its note events (no conversion to a score).
+
+  Each (track, channel) is a part, split into monophonic voices as :func:`notes_from_score` splits a
+  polyphonic part. A note sounds from its note-on to the matching note-off (a note-on of velocity 0 is a
+  note-off); a second note-on of a pitch that is still sounding ends the first there (as a synthesiser
+  does), and notes still sounding at the end of a track end at its last event. Onsets are exact MIDI ticks, so
+  merging the tracks of a file into one, or splitting one, changes no note (music21's conversion to a score
+  quantises and re-voices overlapping notes of one track, which shifted onsets). Notes on the drum channel
+  (10) are counted as ``unpitched``, zero-length notes as ``zero_duration``. Bars come from the time
+  signatures (none: bars of 4 quarter notes).
+
+  Raises:
+    MusicParseError: naming the file when it is not a readable MIDI file or uses SMPTE time.
+  """
+  path = pathlib.Path(path)
+  midi = music21.midi.MidiFile()
+  try:
+    midi.open(str(path))
+    midi.read()
+    midi.close()
+  except Exception as error:  # music21 raises many exception types for bad files
+    raise MusicParseError(f"{path}: not a readable MIDI file ({type(error).__name__}: {error})") from error
+  ticks = midi.ticksPerQuarterNote
+  if not ticks:
+    raise MusicParseError(f"{path}: MIDI in SMPTE time (no ticks per quarter note) is not supported")
+  skipped = {"unpitched": 0, "zero_duration": 0}
+  parts: dict[tuple[int, int], list[_Event]] = {}
+  signatures: list[tuple[int, int, int]] = []
+  end = 0
+  def close(sounding: dict, key: tuple[int, int], at: int, part: int) -> None:
+    start = sounding.pop(key)
+    if key[0] == _DRUM_CHANNEL:
+      skipped["unpitched"] += 1
+    elif at <= start:
+      skipped["zero_duration"] += 1
+    else:
+      parts.setdefault((part, key[0]), []).append(
+          (_fraction(Fraction(start, ticks)), key[1], _fraction(Fraction(at - start, ticks))))
+
+  for number, track in enumerate(midi.tracks):
+    tick, sounding = 0, {}
+    for event in track.events:
+      if event.isDeltaTime():
+        tick += event.time
+        continue
+      if event.type == music21.midi.MetaEvents.TIME_SIGNATURE and len(event.data) >= 2:
+        signatures.append((tick, event.data[0], 2 ** event.data[1]))
+      elif event.isNoteOn() or event.isNoteOff():
+        key = (event.channel, event.pitch)
+        if key in sounding:
+          close(sounding, key, tick, number)
+        if event.isNoteOn() and event.velocity > 0:
+          sounding[key] = tick
+    for key in list(sounding):
+      close(sounding, key, tick, number)
+    end = max(end, tick)
+  voices: list[list[_Event]] = []
+  for key in sorted(parts):
+    voices.extend(_split_polyphonic(parts[key]))
+  notes = [Note(v, onset, pitch, duration) for v, events in enumerate(voices) for onset, pitch, duration in events]
+  return NoteList(tuple(sorted(notes, key=lambda n: (n.voice, n.onset, n.pitch))), len(voices),
+                  {k: v for k, v in skipped.items() if v}, _midi_bar_offsets(signatures, end, ticks))
+
+
 def notes_from_file(path: str | os.PathLike) -> NoteList:
-  """:func:`notes_from_score` of a parsed file."""
+  """The notes of a music file: :func:`notes_from_midi` for MIDI, else :func:`notes_from_score` of the parse."""
+  if pathlib.Path(path).suffix.lower() in MIDI_SUFFIXES:
+    return notes_from_midi(path)
   return notes_from_score(parse_music_file(path))
 
 

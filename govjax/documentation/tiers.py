@@ -193,11 +193,10 @@ def fingerprint_work(work: Mapping[str, Any], *, music_config: FingerprintConfig
       elif work.get("tokens") is not None:
         notes = music_fingerprint.notes_from_tokens(work["tokens"],
                                                     steps_per_quarter=int(work.get("steps_per_quarter", 4)))
+      elif path is not None and work.get("select_satb"):
+        notes = music_fingerprint.notes_from_score(_select_satb(music_fingerprint.parse_music_file(path), work_id))
       elif path is not None:
-        score = music_fingerprint.parse_music_file(path)
-        if work.get("select_satb"):
-          score = _select_satb(score, work_id)
-        notes = music_fingerprint.notes_from_score(score)
+        notes = music_fingerprint.notes_from_file(path)  # MIDI read from its note events
       else:
         raise ManifestError(f"work {work_id!r}: no music content (give 'notes', 'score', 'tokens' or 'path')")
       if not notes.notes:

@@ -7,7 +7,9 @@ from fractions import Fraction
 import music21
 import pytest
 
+from govjax.documentation import music_fingerprint as mf
 from govjax.documentation import music_notes as mn
+from govjax.documentation import music_transforms as mt
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +66,11 @@ def test_score_round_trip_through_midi_keeps_the_notes(chorale, tmp_path):
 
 def test_unparsable_file_is_named(tmp_path):
   (tmp_path / "broken.mid").write_bytes(b"not midi")
-  with pytest.raises(mn.MusicParseError, match="broken.mid: music21 cannot parse it"):
+  with pytest.raises(mn.MusicParseError, match="broken.mid: not a readable MIDI file"):
     mn.notes_from_file(tmp_path / "broken.mid")
+  (tmp_path / "broken.xml").write_bytes(b"<not music")
+  with pytest.raises(mn.MusicParseError, match="broken.xml: music21 cannot parse it"):
+    mn.notes_from_file(tmp_path / "broken.xml")
 
 
 def test_tied_chord_members_are_merged_per_pitch():
@@ -98,3 +103,49 @@ def test_bars_are_named_from_the_measures(chorale):
   assert notes.bar_offsets[:2] == (0, 1)  # a one-beat pickup
   assert notes.bar_of(Fraction(0)) == 1 and notes.bar_of(Fraction(1)) == 2 and notes.bar_of(Fraction(5)) == 3
   assert mn.NoteList((), 0).bar_of(Fraction(9)) == 3
+
+
+def _midi_bytes(events, ticks=480):
+  """A one-track MIDI file of ``(delta ticks, status, data1, data2)`` channel events (and meta events as bytes)."""
+  body = b""
+  for delta, *message in events:
+    varlen = [delta & 0x7F]
+    delta >>= 7
+    while delta:
+      varlen.insert(0, (delta & 0x7F) | 0x80)
+      delta >>= 7
+    body += bytes(varlen) + (message[0] if isinstance(message[0], bytes) else bytes(message))
+  body += b"\x00\xff\x2f\x00"
+  header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
+  header += ticks.to_bytes(2, "big")
+  return header + b"MTrk" + len(body).to_bytes(4, "big") + body
+
+
+def test_midi_notes_come_from_the_note_events(tmp_path):
+  path = tmp_path / "events.mid"
+  path.write_bytes(_midi_bytes([
+      (0, b"\xff\x58\x04\x03\x02\x18\x08"),  # 3/4
+      (0, 0x90, 60, 80), (0, 0x90, 67, 80),  # two notes at once on channel 1
+      (240, 0x90, 60, 80),  # 60 struck again while sounding: the first 60 ends here
+      (240, 0x80, 60, 0), (0, 0x90, 67, 0),  # note-off, and note-on velocity 0 as a note-off
+      (0, 0x99, 36, 80), (480, 0x89, 36, 0),  # drum channel 10: unpitched
+      (0, 0x90, 62, 80), (0, 0x80, 62, 0),  # zero length
+      (0, 0x90, 64, 80), (960, 0xB0, 7, 100),  # still sounding at the end of the track
+  ]))
+  notes = mn.notes_from_file(path)
+  assert sorted((n.onset, n.pitch, n.duration) for n in notes.notes) == [
+      (0, 60, Fraction(1, 2)), (0, 67, 1), (Fraction(1, 2), 60, Fraction(1, 2)), (2, 64, 2)]
+  assert notes.skipped == {"unpitched": 1, "zero_duration": 1}
+  assert notes.bar_offsets == (0, 3) and notes.num_voices == 2
+
+
+@pytest.mark.parametrize("work", ["bach/bwv122.6", "bach/bwv137.5"])
+def test_merging_or_splitting_tracks_keeps_the_exact_content(work, tmp_path):
+  """bwv122.6 merged into one MIDI track was re-voiced and shifted by a score conversion; bwv137.5's tenor and
+  bass hold a unison tied over a bar line, which two voices of one staff must keep as two tied notes."""
+  notes = mn.notes_from_score(music21.corpus.parse(work))
+  mn.score_from_notes(mt.merge_tracks(notes.notes)).write("midi", fp=str(tmp_path / "merged.mid"))
+  mn.score_from_notes(mt.split_tracks(notes.notes)).write("musicxml", fp=str(tmp_path / "split.musicxml"))
+  for copy in ("merged.mid", "split.musicxml"):
+    back = mn.notes_from_file(tmp_path / copy)
+    assert mf.content_sha256(back.notes) == mf.content_sha256(notes.notes), copy
