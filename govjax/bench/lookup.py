@@ -42,6 +42,11 @@ Protocol (``govjax bench lookup --json [--max-works N]``):
    ``distinct_works_NAME``). ``--extra-query-collections A,B`` also queries every tune of those held-out
    one-voice collections against the same manifest (result key ``distinct_works_NAME_with_A_B``; combined
    held-out counts in ``held_out_one_voice``).
+7. Between four-voice works at scale (``--settings N``, :mod:`govjax.bench.lookup_settings`): ``N`` four-voice
+   settings of folk tunes queried as distinct works against ``N`` other settings and the chorales, re-used
+   settings (one inner line re-written) expected as copies and other settings of the same tunes as the same tune
+   (result key ``four_voice_settings``); ``--settings-held-out A,B`` also sets and queries every tune of those
+   held-out one-voice collections.
 
 ``*_upper95`` is the one-sided 95% Clopper-Pearson bound of a rate given its queries (queries of one work are
 not independent draws, so read it as indicative).
@@ -235,7 +240,8 @@ def run(args: argparse.Namespace) -> dict:
     cache = pathlib.Path(args.cache_dir) if getattr(args, "cache_dir", None) else lookup_distinct.default_cache_dir()
     result["four_voice_settings"] = lookup_settings.measure_settings(
         num_distinct=args.settings, seed=args.seed, cache=cache, reused=args.settings_reused,
-        thresholds=_thresholds(args), max_chorales=getattr(args, "max_chorales", None))
+        thresholds=_thresholds(args), max_chorales=getattr(args, "max_chorales", None),
+        held_out=[c for c in getattr(args, "settings_held_out", "").split(",") if c])
   result["wall_s"] = time.perf_counter() - start
   return result
 

@@ -85,8 +85,8 @@ from govjax.documentation.manifest import Manifest, build_records
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
 
 __all__ = ["CACHE_VERSION", "DEVELOPMENT_COLLECTION", "MIN_NOTES", "collection_paths", "default_cache_dir",
-           "essen_file_works", "interval", "manifest_of", "measure_distinct", "parse_chorales", "parse_collection",
-           "rate", "relation", "top_intervals"]
+           "essen_file_works", "extra_queries", "interval", "manifest_of", "measure_distinct", "parse_chorales",
+           "parse_collection", "rate", "relation", "top_intervals"]
 
 CACHE_VERSION = "1"  # bump when the parsing of the cached works changes
 MIN_NOTES = 8  # songs with fewer notes are skipped (counted in ``skipped``)
@@ -300,7 +300,7 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
   queries_folk = sorted(folk_ids[:num_distinct])
   documented_folk = sorted(folk_ids[num_distinct:2 * num_distinct])
   chorale_ids = sorted(chorales)
-  extra, extra_skipped, extra_of = _extra_queries(extra_query_collections, seed, cache)
+  extra, extra_skipped, extra_of = extra_queries(extra_query_collections, seed, cache)
   queries_extra = sorted(extra)
   works = {**folk, **chorales, **extra}
   t_parsed = time.perf_counter()
@@ -458,7 +458,7 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
   return section
 
 
-def _extra_queries(collections: Sequence[str], seed: int,
+def extra_queries(collections: Sequence[str], seed: int,
                    cache: pathlib.Path) -> tuple[WorkNotes, dict[str, dict[str, int]], dict[str, str]]:
   """Every tune of each held-out ``collections`` folder: ``(works, skipped per collection, work_id -> folder)``.
 

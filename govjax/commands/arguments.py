@@ -315,6 +315,9 @@ def _bench_lookup(parser: argparse.ArgumentParser) -> None:
                       help="also query this many four-voice settings of Essen tunes as distinct works against a "
                            "manifest of as many other settings and the chorales, plus re-used and re-set ones "
                            "(govjax.bench.lookup_settings)")
+  parser.add_argument("--settings-held-out", default="",
+                      help="comma-separated held-out one-voice music21 corpus folders whose every tune is set for four "
+                           "voices and queried in the --settings measurement (e.g. oneills1850,ryansMammoth)")
   parser.add_argument("--settings-reused", type=int, default=300,
                       help="documented settings queried re-used (one inner line re-written) and set again")
   parser.add_argument("--distinct-only", action="store_true",

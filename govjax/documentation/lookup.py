@@ -25,6 +25,10 @@ Given a query file (MusicXML / MIDI / ABC / Humdrum via music21, an image, or a 
     harmonisation of the same chorale tune, or the tune alone). Reported apart: it does not make ``found``
     true.
 
+  Lines that mostly hold or repeat a note (inner voices of plain settings) match each other by chance: a
+  partial copy, and a tune found in a query voice other than its highest, are answered only when at most
+  :data:`MAX_REPEATED_SHARE` of the matched intervals are repeated notes.
+
   Between two one-voice works (a folk tune against a folk tune) a copy and the tune coincide, and a single
   line matched in a few blocks of intervals is weak evidence: either answer then also needs the tune score
   (``melody``) >= ``one_voice_threshold`` (default :data:`ONE_VOICE_THRESHOLD`).
@@ -86,6 +90,9 @@ _LEVEL_RANK = {"exact-file": 0, "exact-content": 1, "near-copy": 2, "partial-cop
 GRAM = 4  # intervals per gram of the candidate index
 MIN_PARTIAL_INTERVALS = 24  # a partial copy covers at least this many matched intervals (about two bars of SATB)
 MIN_SINGLE_VOICE_RHYTHM = 0.5  # one query voice found as an inner voice: rhythm classes agree on this share
+# A partial copy, or a tune found in a query voice other than its highest, needs at most this share of its
+# matched intervals to be repeated notes: inner voices that hold or repeat notes match by chance.
+MAX_REPEATED_SHARE = 0.5
 # Two one-voice works: any tier-3 answer needs the tune score >= this. Chosen on the development split of the
 # Essen folk songs (experiments/results/lookup_bench.json, ``distinct_works``: at 0.62, 11 of 4,231 never-
 # documented songs still got a copy answer for an unrelated melody; at 0.7, none); checked on held-out O'Neill's
@@ -394,7 +401,9 @@ class ManifestIndex:
     ``partial_threshold`` over at least two voices (or one inner voice alone, whose rhythm classes then agree
     on :data:`MIN_SINGLE_VOICE_RHYTHM` of the matched intervals: a lone line matched by its intervals alone is
     weak evidence, e.g. a folk tune found in a chorale's tenor by chance) and :data:`MIN_PARTIAL_INTERVALS`
-    intervals; same tune: the record's highest voice matched over >= ``melody_threshold``. Rhythm enters the
+    intervals, and at most :data:`MAX_REPEATED_SHARE` of its matched intervals repeated notes; same tune: the
+    record's highest voice matched over >= ``melody_threshold`` (by a voice of the query other than its highest,
+    with at most :data:`MAX_REPEATED_SHARE` repeated notes among the matched intervals). Rhythm enters the
     decision only in that one-voice case; everywhere else the intervals decide (rhythm agreement is reported).
     Between a one-voice query and a one-voice record, no answer below ``one_voice_threshold`` of the tune
     score (for them the tune score is the near-copy coverage: matched / the longer line).
@@ -412,9 +421,13 @@ class ManifestIndex:
     high = max(comparison.query_coverage, comparison.record_coverage)
     inner_voice = (len(pairs) == 1 and len(query) == 1 and pairs[0].record_voice != 0
                    and pairs[0].rhythm_agreement >= MIN_SINGLE_VOICE_RHYTHM)
-    if (len(pairs) >= 2 or inner_voice) and matched >= MIN_PARTIAL_INTERVALS and high >= self.partial_threshold:
+    repeated = sum(p.repeated * p.matched for p in pairs) / max(1, matched)
+    if ((len(pairs) >= 2 or inner_voice) and matched >= MIN_PARTIAL_INTERVALS and high >= self.partial_threshold
+        and repeated <= MAX_REPEATED_SHARE):
       return "partial-copy"
-    if comparison.melody >= self.melody_threshold:
+    lower_voice = len(query) > 1 and comparison.melody_voice not in (None, 0)
+    if comparison.melody >= self.melody_threshold and not (
+        lower_voice and comparison.melody_repeated > MAX_REPEATED_SHARE):
       return "same-tune"
     return None
 

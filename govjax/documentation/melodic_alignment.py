@@ -167,6 +167,8 @@ class VoicePair:
     matched: intervals matched (in blocks of at least :data:`MIN_BLOCK`).
     query_bars, record_bars: first and last bar of the matched notes in each piece.
     rhythm_agreement: fraction of matched intervals whose rhythm classes are equal too.
+    repeated: fraction of matched intervals that are repeated notes (interval 0): lines that mostly hold or
+      repeat a note match each other by chance far more often than moving lines do.
   """
 
   query_voice: int
@@ -175,6 +177,7 @@ class VoicePair:
   query_bars: tuple[int, int]
   record_bars: tuple[int, int]
   rhythm_agreement: float
+  repeated: float = 0.0
 
 
 def align(query: VoiceSketch, record: VoiceSketch, *, min_block: int = MIN_BLOCK) -> tuple[int, list[tuple]]:
@@ -198,11 +201,12 @@ def _pair(query: VoiceSketch, record: VoiceSketch, qi: int, ri: int, blocks: Seq
   matched = sum(b.size for b in blocks)
   same_rhythm = sum(int(np.sum(query.rhythm[b.a:b.a + b.size] == record.rhythm[b.b:b.b + b.size]))
                     for b in blocks)
+  repeated = sum(int(np.sum(query.intervals[b.a:b.a + b.size] == 0)) for b in blocks)
   first, last = blocks[0], blocks[-1]
   return VoicePair(qi, ri, matched,
                    (int(query.bars[first.a]), int(query.bars[last.a + last.size])),
                    (int(record.bars[first.b]), int(record.bars[last.b + last.size])),
-                   same_rhythm / max(1, matched))
+                   same_rhythm / max(1, matched), repeated / max(1, matched))
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -222,6 +226,7 @@ class Comparison:
     setting: voice by voice (rank with rank, pieces of as many voices, at least :data:`MIN_SETTING_VOICES`),
       the mean of matched intervals / the longer voice; 0 for pieces of different voice counts or fewer voices.
     setting_voices: the per-voice scores whose mean is ``setting`` (empty when it is not computed).
+    melody_repeated: the share of repeated notes among the melody pair's matched intervals.
   """
 
   pairs: list[VoicePair]
@@ -231,11 +236,13 @@ class Comparison:
   melody_voice: int | None
   setting: float = 0.0
   setting_voices: tuple[float, ...] = ()
+  melody_repeated: float = 0.0
 
   def to_json(self) -> dict[str, Any]:
     return {"query_coverage": round(self.query_coverage, 4), "record_coverage": round(self.record_coverage, 4),
             "melody": round(self.melody, 4), "melody_voice": self.melody_voice,
             "setting": round(self.setting, 4), "setting_voices": [round(v, 4) for v in self.setting_voices],
+            "melody_repeated": round(self.melody_repeated, 4),
             "voices": [dataclasses.asdict(p) for p in self.pairs]}
 
 
@@ -298,12 +305,13 @@ def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_
         continue
       matched, blocks = align(q, r, min_block=min_block)
       table[(qi, ri)] = (matched, blocks, shorter)
-  melody, melody_voice = 0.0, None
+  melody, melody_voice, melody_repeated = 0.0, None, 0.0
   for qi, q in enumerate(query):
-    matched = table[(qi, 0)][0]
+    matched, blocks, _ = table[(qi, 0)]
     score = matched / max(len(q.intervals), len(record[0].intervals))
     if score > melody:
       melody, melody_voice = score, qi
+      melody_repeated = _pair(q, record[0], qi, 0, blocks).repeated if blocks else 0.0
   used_q, used_r, pairs = set(), set(), []
   for (qi, ri), (matched, blocks, shorter) in sorted(table.items(), key=lambda kv: (-kv[1][0], kv[0])):
     if qi in used_q or ri in used_r or matched < max(MIN_PAIR_INTERVALS, min_pair_fraction * shorter):
@@ -318,4 +326,4 @@ def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_
   setting_voices = tuple(table[(i, i)][0] / _longer(q, record[i]) for i, q in enumerate(query)) if by_rank else ()
   return Comparison(sorted(pairs, key=lambda p: p.query_voice), matched / total_query, matched / total_record,
                     melody, melody_voice, statistics.fmean(setting_voices) if setting_voices else 0.0,
-                    setting_voices)
+                    setting_voices, melody_repeated)

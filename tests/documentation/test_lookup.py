@@ -18,6 +18,7 @@ from govjax.documentation import lookup
 from govjax.documentation import manifest as mfst
 from govjax.documentation import music_fingerprint as mf
 from govjax.documentation import music_transforms as mt
+from govjax.documentation.melodic_alignment import Comparison, VoicePair
 from govjax.documentation.music_notes import Note, NoteList
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
 
@@ -363,3 +364,31 @@ def test_another_harmonisation_of_the_same_tune_is_same_tune_not_a_copy(settings
   assert not matches
   assert [(m.work_id, m.level) for m in same] == [("bach/bwv144.6", "same-tune")]
   assert same[0].scores["melody"] == 1.0 and same[0].scores["setting"] < lookup.SETTING_THRESHOLD
+
+
+def test_the_tune_in_a_lower_voice_is_the_same_tune(index):
+  """A tune carried by the tenor (a cantus firmus) under another melody is still found as the same tune."""
+  tune = [dataclasses.replace(n, voice=1, pitch=n.pitch - 12) for n in _notes("bach/bwv66.6") if n.voice == 0]
+  above = [dataclasses.replace(n, voice=0, pitch=n.pitch + 5) for n in _notes("bach/bwv104.6") if n.voice == 1]
+  result = _music_query(index, above + tune)
+  assert [m.work_id for m in result.same_tune] == ["bach/bwv66.6"]
+  assert result.same_tune[0].scores["melody_voice"] == 1
+
+
+def test_lines_of_repeated_notes_make_neither_a_tune_nor_a_partial_copy(index):
+  """Plain inner voices that mostly hold a note match other lines by chance: a tune found in a query voice other
+  than its highest, or a partial copy, needs at most MAX_REPEATED_SHARE repeated notes among its matches."""
+  sketches = mf.voice_sketches(mf.NoteList(tuple(_notes("bach/bwv66.6")), 4))
+  record = sketches[:1]
+
+  def tune_match(voice, repeated):
+    return Comparison([], 0.1, 0.1, 0.8, voice, melody_repeated=repeated)
+
+  assert index.classify(tune_match(1, 0.2), sketches[:2], record) == "same-tune"
+  assert index.classify(tune_match(1, 0.7), sketches[:2], record) is None
+  assert index.classify(tune_match(0, 0.7), sketches[:2], record) == "same-tune"  # its highest voice: the tune
+  pairs = [VoicePair(v, v, 30, (1, 4), (1, 4), 1.0, 0.8) for v in range(2)]
+  partial = Comparison(pairs, 0.9, 0.3, 0.0, None)
+  assert index.classify(partial, sketches[:2], sketches) is None
+  pairs = [dataclasses.replace(p, repeated=0.3) for p in pairs]
+  assert index.classify(dataclasses.replace(partial, pairs=pairs), sketches[:2], sketches) == "partial-copy"
