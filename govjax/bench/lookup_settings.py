@@ -49,6 +49,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pathlib
 import random
@@ -82,15 +83,17 @@ def _search(index: ManifestIndex, notes: mf.NoteList, lookup_s: list[float]) -> 
   return matches, same
 
 
+def _related(truth: dict, works: ld.WorkNotes, a: str, notes: mf.NoteList, b: str) -> dict[str, Any]:
+  """The ground truth of query ``a`` (``notes``) against record ``b``, computed once per pair."""
+  if (a, b) not in truth:
+    truth[(a, b)] = ld.relation(notes, works[b][2])
+  return truth[(a, b)]
+
+
 def _distinct_answers(index: ManifestIndex, queries: Mapping[str, mf.NoteList], works: ld.WorkNotes,
                       truth: dict, lookup_s: list[float]) -> dict[str, Any]:
   """Copy and same-tune false positives of queries that are documented nowhere (ground truth: ``relation``)."""
-
-  def related(a: str, notes: mf.NoteList, b: str) -> dict[str, Any]:
-    if (a, b) not in truth:
-      truth[(a, b)] = ld.relation(notes, works[b][2])
-    return truth[(a, b)]
-
+  related = functools.partial(_related, truth, works)
   copy_fp = tune_fp = 0
   wrong: list[list] = []
   for work_id, notes in queries.items():
@@ -153,12 +156,7 @@ def measure_settings(*, num_distinct: int, seed: int, cache: pathlib.Path, reuse
   t_indexed = time.perf_counter()
 
   truth: dict[tuple[str, str], dict[str, Any]] = {}
-
-  def related(a: str, a_notes: mf.NoteList, b: str) -> dict[str, Any]:
-    if (a, b) not in truth:
-      truth[(a, b)] = ld.relation(a_notes, works[b][2])
-    return truth[(a, b)]
-
+  related = functools.partial(_related, truth, works)
   lookup_s: list[float] = []
   distinct = _distinct_answers(index, {f"setting/{t}": works[f"setting/{t}"][2] for t in query_tunes}, works,
                                truth, lookup_s)

@@ -15,7 +15,15 @@ def _essen(name: str) -> pathlib.Path:
 
 def test_measure_settings_on_one_essen_file(tmp_path, monkeypatch):
   monkeypatch.setattr(ld, "essen_paths", lambda: [_essen("erk5")])
-  section = ls.measure_settings(num_distinct=12, seed=0, cache=tmp_path, reused=8, max_chorales=4)
+  development = ld.collection_paths
+  monkeypatch.setattr(ld, "collection_paths",
+                      lambda name: [_essen("folkHaydn")] if name == "held" else development(name))
+  section = ls.measure_settings(num_distinct=12, seed=0, cache=tmp_path, reused=8, max_chorales=4,
+                                held_out=["held"])
+  held = section["held_out"]
+  assert held["collections"] == ["held"] and held["queries"] >= 40  # every tune of the held-out file
+  assert held["copy_false_positives"]["queries"] == held["queries"]
+  assert held["unverified_answers"] or held["copy_false_positives"]["events"] == 0
   assert section["distinct_queries"] == 12 and section["index_records"] == 12 + 4
   assert section["copy_false_positives"]["queries"] == 12
   assert section["copy_false_positives"]["events"] == 0 and section["same_tune_false_positives"]["events"] == 0
