@@ -10,8 +10,8 @@ intervals and rhythm of each voice, without key, tempo, durations or the vertica
 :func:`compare` aligns every voice of a query with every voice of a record (``difflib.SequenceMatcher`` on the
 interval sequences, counting only blocks of at least :data:`MIN_BLOCK` equal intervals, so that chance
 agreements of stepwise lines do not add up), pairs voices one-to-one, greedily by matched intervals, keeping
-pairs that match at least half of the shorter voice in bars that overlap those of the strongest pair (one
-passage, not voices matched in unrelated places), and reports:
+pairs that match at least half of the shorter voice in bars that overlap those of the strongest pair in both
+pieces (one passage, not voices matched in unrelated places), and reports:
 
 - ``query_coverage``: the fraction of the query's intervals matched in the record (1 for an excerpt or a
   subset of the record's voices),
@@ -317,8 +317,9 @@ def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_
     if qi in used_q or ri in used_r or matched < max(MIN_PAIR_INTERVALS, min_pair_fraction * shorter):
       continue
     pair = _pair(query[qi], record[ri], qi, ri, blocks)
-    if pairs and not _overlap(pair.record_bars, pairs[0].record_bars):
-      continue  # voices matched in other bars than the strongest pair: not one passage copied
+    if pairs and not (_overlap(pair.record_bars, pairs[0].record_bars) and
+                      _overlap(pair.query_bars, pairs[0].query_bars)):
+      continue  # voices matched in other bars than the strongest pair, in either piece: not one passage copied
     used_q.add(qi)
     used_r.add(ri)
     pairs.append(pair)

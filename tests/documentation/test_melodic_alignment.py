@@ -12,7 +12,7 @@ import pytest
 
 from govjax.documentation import melodic_alignment as ma
 from govjax.documentation import music_transforms as mt
-from govjax.documentation.music_notes import NoteList, notes_from_score
+from govjax.documentation.music_notes import Note, NoteList, notes_from_score
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,25 @@ def test_setting_score_compares_voices_rank_by_rank():
   pruned = ma.compare(reused, record, min_setting=0.6)
   assert pruned.setting == same_setting.setting and pruned.pairs == same_setting.pairs
   assert ma.compare(other, tune, min_setting=0.99).setting in (0.0, same_tune.setting)
+
+
+
+def test_voices_matched_in_unrelated_bars_of_the_query_are_not_one_passage():
+  """A short record whose two voices are both in a long query: in the same bars they are one passage (two
+  pairs), in bars far apart they are not (only the strongest pair is kept): the check is on both pieces."""
+  upper = [72, 74, 76, 77, 79, 77, 76, 74, 72, 76, 79, 84, 83]
+  lower = [48, 55, 53, 52, 50, 47, 48, 43, 45, 41, 43, 36, 38]
+  record = [Note(v, Fraction(i), p, Fraction(1)) for v, line in enumerate((upper, lower)) for i, p in enumerate(line)]
+  rng = random.Random(0)
+  filler = [[60 + rng.randrange(-9, 10) for _ in range(60)] for _ in range(2)]
+
+  def query(lower_at):
+    voices = [list(filler[0]), list(filler[1])]
+    voices[0][10:10 + len(upper)] = upper
+    voices[1][lower_at:lower_at + len(lower)] = lower
+    return NoteList(tuple(Note(v, Fraction(i), p, Fraction(1)) for v, line in enumerate(voices)
+                          for i, p in enumerate(line)), 2)
+
+  sketches = ma.voice_sketches(NoteList(tuple(record), 2))
+  assert len(ma.compare(ma.voice_sketches(query(10)), sketches).pairs) == 2
+  assert len(ma.compare(ma.voice_sketches(query(40)), sketches).pairs) == 1
