@@ -83,7 +83,7 @@ def test_reused_settings_are_found_as_copies_and_other_settings_as_the_same_tune
   import music21  # noqa: PLC0415 (slow import, only this test needs the corpus paths)
 
   chorales = ["bach/bwv326", "bach/bwv327", "bach/bwv65.7", "bach/bwv144.6"]
-  monkeypatch.setattr(ld.bench_lookup, "corpus_paths",
+  monkeypatch.setattr(ld.lookup_truth, "corpus_paths",
                       lambda composer="bach": [pathlib.Path(music21.corpus.getWork(w)) for w in chorales])
   monkeypatch.setattr(ld, "essen_paths", lambda: [_essen("variant0")])
   section = ld.measure_distinct(num_distinct=5, seed=0, cache=tmp_path)
