@@ -225,9 +225,9 @@ def run(args: argparse.Namespace) -> dict:
   :mod:`govjax.bench.lookup_settings` (``four_voice_settings``); ``--distinct-only`` runs those alone."""
   start = time.perf_counter()
   result = {} if getattr(args, "distinct_only", False) else _transformation_bench(args)
+  cache = pathlib.Path(args.cache_dir) if getattr(args, "cache_dir", None) else lookup_distinct.default_cache_dir()
   if getattr(args, "distinct_works", 0):
     thresholds = _thresholds(args)
-    cache = pathlib.Path(args.cache_dir) if getattr(args, "cache_dir", None) else lookup_distinct.default_cache_dir()
     collection = getattr(args, "distinct_collection", lookup_distinct.DEVELOPMENT_COLLECTION)
     key = "distinct_works" if collection == lookup_distinct.DEVELOPMENT_COLLECTION else f"distinct_works_{collection}"
     extra = [c for c in getattr(args, "extra_query_collections", "").split(",") if c]
@@ -237,7 +237,6 @@ def run(args: argparse.Namespace) -> dict:
         num_distinct=args.distinct_works, seed=args.seed, cache=cache, thresholds=thresholds, collection=collection,
         max_chorales=getattr(args, "max_chorales", None), extra_query_collections=extra)
   if getattr(args, "settings", 0):
-    cache = pathlib.Path(args.cache_dir) if getattr(args, "cache_dir", None) else lookup_distinct.default_cache_dir()
     result["four_voice_settings"] = lookup_settings.measure_settings(
         num_distinct=args.settings, seed=args.seed, cache=cache, reused=args.settings_reused,
         thresholds=_thresholds(args), max_chorales=getattr(args, "max_chorales", None),

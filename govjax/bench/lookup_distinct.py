@@ -66,6 +66,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import pathlib
 import pickle
@@ -84,9 +85,9 @@ from govjax.documentation.lsh import false_positive_bound
 from govjax.documentation.manifest import Manifest, build_records
 from govjax.documentation.text_fingerprint import TextFingerprintConfig
 
-__all__ = ["CACHE_VERSION", "DEVELOPMENT_COLLECTION", "MIN_NOTES", "collection_paths", "default_cache_dir",
-           "essen_file_works", "extra_queries", "interval", "manifest_of", "measure_distinct", "parse_chorales",
-           "parse_collection", "rate", "relation", "top_intervals"]
+__all__ = ["CACHE_VERSION", "DEVELOPMENT_COLLECTION", "MIN_NOTES", "cached_relation", "collection_paths",
+           "default_cache_dir", "essen_file_works", "extra_queries", "false_answers", "interval", "manifest_of",
+           "measure_distinct", "parse_chorales", "parse_collection", "rate", "relation", "top_intervals"]
 
 CACHE_VERSION = "1"  # bump when the parsing of the cached works changes
 MIN_NOTES = 8  # songs with fewer notes are skipped (counted in ``skipped``)
@@ -232,6 +233,23 @@ def relation(a: mf.NoteList, b: mf.NoteList) -> dict[str, Any]:
           "note_overlap": round(overlap, 3), "voice_alignment": round(alignment, 3), "tune": round(tune, 3)}
 
 
+def false_answers(matches: Sequence[Any], same: Sequence[Any],
+                  related: Callable[[str], Mapping[str, Any]]) -> tuple[list, list]:
+  """``(copies, tunes)``: the copy answers for records that are not duplicates of the query, and the same-tune
+  answers for records that are neither duplicates nor the same tune (``related(record id)`` gives the ground
+  truth of the pair, :func:`relation`)."""
+  copies = [m for m in matches if not related(m.work_id)["duplicate"]]
+  tunes = [m for m in same if not (related(m.work_id)["duplicate"] or related(m.work_id)["same_tune"])]
+  return copies, tunes
+
+
+def cached_relation(truth: dict, a: str, a_notes: mf.NoteList, b: str, b_notes: mf.NoteList) -> dict[str, Any]:
+  """:func:`relation` of query ``a`` and record ``b``, computed once per pair (kept in ``truth``)."""
+  if (a, b) not in truth:
+    truth[(a, b)] = relation(a_notes, b_notes)
+  return truth[(a, b)]
+
+
 def _tune_pairs(queries: Sequence[str], candidates: Callable[[str], Sequence[str]],
                 intervals: Mapping[str, list[int]]) -> list[tuple[str, str]]:
   """Pairs ``(a, b)``, ``b`` in ``candidates(a)``, whose top-voice interval sequences align >= the same-tune ratio.
@@ -310,9 +328,7 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
   truth: dict[tuple[str, str], dict[str, Any]] = {}
 
   def related(a: str, b: str) -> dict[str, Any]:
-    if (a, b) not in truth:
-      truth[(a, b)] = relation(works[a][2], works[b][2])
-    return truth[(a, b)]
+    return cached_relation(truth, a, works[a][2], b, works[b][2])
 
   answers: dict[str, tuple[list, list]] = {}
   lookup_s = []
@@ -340,13 +356,11 @@ def measure_distinct(*, num_distinct: int, seed: int, cache: pathlib.Path, max_c
     group = "folk" if work_id in folk else "extra" if work_id in extra else "chorales"
     answer_counts["copy"] += len(matches)
     answer_counts["same_tune"] += len(same)
-    bad_copies = [m for m in matches if not related(work_id, m.work_id)["duplicate"]]
+    bad_copies, bad_tunes = false_answers(matches, same, functools.partial(related, work_id))
     for m in matches:
       if related(work_id, m.work_id)["duplicate"]:
         verified_copies += 1
         variants += work_id not in chorales and m.work_id in folk
-    bad_tunes = [m for m in same if not (related(work_id, m.work_id)["duplicate"] or
-                                         related(work_id, m.work_id)["same_tune"])]
     copy_fp[group] += bool(bad_copies)
     tune_fp[group] += bool(bad_tunes)
     unrelated = [m for m in matches + same if not (related(work_id, m.work_id)["duplicate"] or

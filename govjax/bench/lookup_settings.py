@@ -85,9 +85,7 @@ def _search(index: ManifestIndex, notes: mf.NoteList, lookup_s: list[float]) -> 
 
 def _related(truth: dict, works: ld.WorkNotes, a: str, notes: mf.NoteList, b: str) -> dict[str, Any]:
   """The ground truth of query ``a`` (``notes``) against record ``b``, computed once per pair."""
-  if (a, b) not in truth:
-    truth[(a, b)] = ld.relation(notes, works[b][2])
-  return truth[(a, b)]
+  return ld.cached_relation(truth, a, notes, b, works[b][2])
 
 
 def _distinct_answers(index: ManifestIndex, queries: Mapping[str, mf.NoteList], works: ld.WorkNotes,
@@ -98,9 +96,7 @@ def _distinct_answers(index: ManifestIndex, queries: Mapping[str, mf.NoteList], 
   wrong: list[list] = []
   for work_id, notes in queries.items():
     matches, same = _search(index, notes, lookup_s)
-    bad_copies = [m for m in matches if not related(work_id, notes, m.work_id)["duplicate"]]
-    bad_tunes = [m for m in same if not (related(work_id, notes, m.work_id)["duplicate"] or
-                                         related(work_id, notes, m.work_id)["same_tune"])]
+    bad_copies, bad_tunes = ld.false_answers(matches, same, functools.partial(related, work_id, notes))
     copy_fp += bool(bad_copies)
     tune_fp += bool(bad_tunes)
     wrong += [[work_id, m.work_id, m.level, related(work_id, notes, m.work_id)] for m in bad_copies + bad_tunes]
