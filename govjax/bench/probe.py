@@ -135,19 +135,23 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
   plugin = make_probe_plugin(dataclasses.replace(spec, calibrate_every=calibrate_every), layers + 2)
   trainer = Trainer(config, FOLK_VOCAB_SIZE, plugins=(plugin,))
   subsets = complementary_subsets(pool_works, models, seed=seed)
-  losses, evidence, gap_nats, flags, finals, train_s = [], [], [], [], [], 0.0
+  losses, evidence, gap_nats, gap_root, reference, flags, finals, train_s = [], [], [], [], [], [], [], 0.0
   loss_at = {s: [] for s in flag_steps}
   flags_at = {s: [] for s in flag_steps}
   for k in range(models):
     rows = pool[subsets[k][pool_work[pool]]]
     result = train_and_measure(dataclasses.replace(config, seed=seed * 1000 + k), windows, rows,
                                vocab_size=FOLK_VOCAB_SIZE, measure_at=tuple(sorted({*flag_steps, steps})),
-                               data_seed=seed * 1000 + k, trainer=trainer, heldout=windows[heldout])
+                               data_seed=seed * 1000 + k, trainer=trainer, heldout=windows[heldout],
+                               groups=data["work"])
     finals.append(result["signals"][steps])
     losses.append(result["signals"][steps]["loss"][pool])
     evidence.append(probe_evidence_values(plugin, result["extras"]["probe"], pool))
     if plugin.gap:
-      gap_nats.append(np.asarray(plugin.gap_nats(result["extras"]["probe"]), np.float64)[pool])
+      probe_state = result["extras"]["probe"]
+      gap_nats.append(np.asarray(plugin.gap_nats(probe_state), np.float64)[pool])
+      gap_root.append(plugin.evidence(probe_state._replace(difficulty=None))[pool])
+      reference.append(np.asarray(probe_state.difficulty, np.float64)[pool])
     flags.append(plugin.flagged(result["extras"]["probe"])[pool])
     for s in flag_steps:
       loss_at[s].append(result["signals"][s]["loss"][pool])
@@ -156,7 +160,8 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
   member = subsets[:, pool_work[pool]]
   loo = leave_one_out_scores(np.stack(losses), member)
   loo_at = {s: leave_one_out_scores(np.stack(loss_at[s]), member) for s in flag_steps}
-  names = list(finals[0]) + ["zlib_bits"] + (["memorization_gap_nats"] if gap_nats else [])
+  gap_names = ["memorization_gap_nats", "memorization_gap_root", "ngram_reference"] if gap_nats else []
+  names = list(finals[0]) + ["zlib_bits"] + gap_names
   zlib_bits = zlib_bits_per_token(windows[pool])
   out = {"model": [], "work": [], "label": [], "flag": [], "values": {name: [] for name in ["probe", *names]},
          "memorization_at": {s: [] for s in flag_steps}, "flag_at": {s: [] for s in flag_steps}}
@@ -171,8 +176,8 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
     out["values"]["probe"].append(evidence[k][trained])
     out["flag"].append(flags[k][trained])
     for name in names:
-      source = (zlib_bits if name == "zlib_bits" else gap_nats[k] if name == "memorization_gap_nats"
-                else finals[k][name][pool])
+      by_gap = {"memorization_gap_nats": gap_nats, "memorization_gap_root": gap_root, "ngram_reference": reference}
+      source = (zlib_bits if name == "zlib_bits" else by_gap[name][k] if name in by_gap else finals[k][name][pool])
       out["values"][name].append(source[trained])
   return {"model": np.concatenate(out["model"]), "work": np.concatenate(out["work"]),
           "label": np.concatenate(out["label"]), "flag": np.concatenate(out["flag"]), "train_s": train_s,
@@ -213,7 +218,7 @@ def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal:
                             seeds: tuple[int, ...], direction: str = "high", layer: int = 0, center: bool = False,
                             layers: int = 2, width: int = 64, context: int = 64, batch: int = 16,
                             quantile: float = 0.25, resamples: int = 1000, calibrate_every: int = 8,
-                            margin: float = 0.5, flag_steps: tuple[int, ...] = ()) -> dict:
+                            margin: float = 0.5, flag_steps: tuple[int, ...] = (), reference_order: int = 4) -> dict:
   """Half-subset models for every data seed in ``seeds``; AUCs against counterfactual labels, pooled over seeds.
 
   Pairs of all seeds are pooled with within-model ranks; the interval resamples songs (a song drawn by two seeds
@@ -225,7 +230,7 @@ def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal:
   if not seeds:
     raise ValueError("measure_equal_frequency needs at least one data seed")
   spec = ProbeSpec(enabled=True, signal=signal, adaptive=False, ema=ema, direction=direction, layer=layer,
-                   center=center, memorization_margin=margin)
+                   center=center, memorization_margin=margin, reference_order=reference_order)
   parts = [equal_frequency_pairs(models=models, pool_works=pool_works, steps=steps, spec=spec, seed=seed,
                                  layers=layers, width=width, context=context, batch=batch, quantile=quantile,
                                  calibrate_every=calibrate_every, flag_steps=flag_steps) for seed in seeds]
@@ -241,9 +246,14 @@ def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal:
       other = other[ok]
     return grouped_auc(ranked[ok], labels[ok], work_of[ok], resamples=n, seed=seeds[0], versus=other)
 
-  nats = [p["values"]["memorization_gap_nats"] for p in parts if "memorization_gap_nats" in p["values"]]
-  probe = auc(np.concatenate([p["values"]["probe"] for p in parts]),
-              versus=np.concatenate(nats) if len(nats) == len(parts) else None)
+  def versus(name):
+    values = [p["values"][name] for p in parts if name in p["values"]]
+    return np.concatenate(values) if len(values) == len(parts) else None
+
+  probe_values = np.concatenate([p["values"]["probe"] for p in parts])
+  probe = auc(probe_values, versus=versus("memorization_gap_nats"))
+  without_reference = (auc(probe_values, versus=versus("memorization_gap_root"))
+                       if versus("memorization_gap_root") is not None else {})
   per_seed = {}
   for seed, part in zip(seeds, parts, strict=True):
     ranked = within_model_ranks(part["values"]["probe"], part["model"])
@@ -260,6 +270,8 @@ def measure_equal_frequency(*, models: int, pool_works: int, steps: int, signal:
       "probe_auc_equal_frequency_ci95": probe["ci95"],
       "probe_auc_equal_frequency_per_seed": per_seed,
       "probe_auc_minus_gap_in_nats": probe.get("minus_versus"),
+      "probe_auc_minus_gap_without_reference": without_reference.get("minus_versus"),
+      "probe_reference_order": reference_order,
       "probe_signal": signal,
       "probe_ema": ema,
       "probe_direction": direction,
@@ -300,7 +312,8 @@ def run(args: argparse.Namespace) -> dict:
   auc = measure_equal_frequency(models=models, pool_works=args.pool_works, steps=steps, signal=args.signal,
                                 ema=args.ema, direction=args.direction, layer=args.layer, center=not args.uncentred,
                                 seeds=seeds, calibrate_every=args.calibrate_every, margin=args.margin,
-                                flag_steps=tuple(s for s in args.flag_steps if s <= steps))
+                                flag_steps=tuple(s for s in args.flag_steps if s <= steps),
+                                reference_order=args.reference_order)
   result = {**overhead, **auc, "quick": bool(args.quick), "backend": jax.default_backend()}
   result["targets_met"] = bool(result["probe_overhead"] <= 1.03 and result["probe_auc_equal_frequency"] >= 0.9)
   return result

@@ -200,6 +200,9 @@ class ProbeSpec:
     memorization_margin: ``memorization_gap`` flags an example when its estimated counterfactual memorization
       (its gap plus the held-out windows' mean loss rise since the reference, in nats per token) exceeds this,
       and exceeds the held-out windows' own estimate at the ``100 - percentile``-th percentile (the noise).
+    reference_order: the order of the n-gram reference that ``memorization_gap`` ranks examples with, beside
+      the model's own loss at the held-out optimum (:mod:`govjax.probe.reference`; 0: none). Order 4 was chosen
+      on the probe bench's development seeds (experiments/RESULTS.md).
   """
 
   enabled: bool = False
@@ -217,6 +220,7 @@ class ProbeSpec:
   center: bool = True
   reference_ema: Annotated[float, Field(ge=0, lt=1)] = 0.5
   memorization_margin: NonNegativeFloat = 0.5
+  reference_order: NonNegativeInt = 4
 
   def __post_init__(self):
     if self.signal == "memorization_gap" and self.direction not in (None, "high"):

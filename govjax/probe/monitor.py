@@ -54,6 +54,7 @@ from govjax.core.config import ProbeSpec
 from govjax.core.intervals import clopper_pearson
 from govjax.core.mesh import array_to_host
 from govjax.probe.gap import HELDOUT_ROWS, fold_reference, heldout_update
+from govjax.probe.reference import ngram_root_surprisal
 from govjax.probe.stats import STATISTICS, example_statistics, root_loss, statistic_index
 from govjax.routing.masks import SURFACES, depth_rows_to_mask
 
@@ -81,6 +82,9 @@ class ProbeState(NamedTuple):
     running_root: float32 ``[N]`` EMA (``reference_ema``) of each example's fresh root loss
       (:func:`govjax.probe.stats.root_loss`; the gap's ranking scale).
     reference_root: float32 ``[N]`` the running root loss as of the calibration with the lowest held-out loss.
+    difficulty: float32 ``[N]`` each example's root surprisal under an n-gram model of the other works'
+      training windows (:mod:`govjax.probe.reference`; NaN where none was attached,
+      :meth:`ProbePlugin.attach_reference`).
   """
 
   ema: jax.Array
@@ -99,6 +103,7 @@ class ProbeState(NamedTuple):
   gap_restore: jax.Array | None = None
   running_root: jax.Array | None = None
   reference_root: jax.Array | None = None
+  difficulty: jax.Array | None = None
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "layer", "center"))
@@ -158,7 +163,32 @@ class ProbePlugin:
         gap_restore=jnp.full((), -jnp.inf, jnp.float32),
         running_root=jnp.zeros((num_examples,), jnp.float32),
         reference_root=jnp.full((num_examples,), jnp.nan, jnp.float32),
+        difficulty=jnp.full((num_examples,), jnp.nan, jnp.float32),
     )
+
+  def attach_reference(self, state: ProbeState, windows, groups, *, vocab_size: int, train_rows=None,
+                       valid=None) -> ProbeState:
+    """The state with each example's n-gram difficulty (``spec.reference_order``; unchanged when it is 0).
+
+    Args:
+      state: a probe state for ``len(windows)`` examples.
+      windows: int ``[N, T]`` the examples' tokens (row = ``example_id``).
+      groups: ``[N]`` each example's work (its own work's windows are left out of its reference).
+      vocab_size: the token vocabulary.
+      train_rows: the examples the model trains on (the reference's counts); None: all.
+      valid: bool ``[N, T]`` real tokens (None: all).
+
+    Returns:
+      The state with ``difficulty`` set (:func:`govjax.probe.reference.ngram_root_surprisal`).
+    """
+    if not self.spec.reference_order:
+      return state
+    if state.difficulty is None or state.difficulty.shape[0] != len(windows):
+      raise ValueError(f"probe: attach_reference needs a state for {len(windows)} examples with a difficulty "
+                       "array (start from ProbePlugin.init)")
+    difficulty = ngram_root_surprisal(windows, groups, vocab_size=vocab_size, order=self.spec.reference_order,
+                                      train_rows=train_rows, valid=valid)
+    return state._replace(difficulty=jnp.asarray(difficulty, jnp.float32))
 
   def _row_depth(self, state: ProbeState, example_id: jax.Array) -> jax.Array:
     num = state.depth.shape[0]
@@ -309,13 +339,19 @@ class ProbePlugin:
 
     ``low``: minus the EMA of the signal; ``high``: the EMA; ``both``: its distance from the middle of the
     calibrated band (``(low + upper) / 2``, in units of the band's width; the EMA itself before calibration).
-    ``memorization_gap``: the reference root loss minus the running root loss EMA (:mod:`govjax.probe.gap`;
-    in nats, :meth:`gap_nats`, for a state from before the root loss existed; NaN before the first reference
-    snapshot).
+    ``memorization_gap``: an estimate of the example's root loss without it minus its running root loss EMA
+    (:mod:`govjax.probe.gap`). The estimate is its reference root loss (at the held-out optimum) averaged with
+    its n-gram difficulty (:mod:`govjax.probe.reference`, when attached) put on the reference's scale (same
+    mean and standard deviation over the examples that have both), two estimates with errors of different
+    origin, equally weighted. In nats (:meth:`gap_nats`) for a state from before the root loss existed; NaN
+    before the first reference snapshot.
     """
     ema = np.asarray(state.ema[:, self.signal_index], np.float64)
     if self.gap and state.running_root is not None:
-      score = np.asarray(state.reference_root, np.float64) - np.asarray(state.running_root, np.float64)
+      reference = np.asarray(state.reference_root, np.float64)
+      if state.difficulty is not None:
+        reference = with_difficulty(reference, np.asarray(state.difficulty, np.float64))
+      score = reference - np.asarray(state.running_root, np.float64)
     elif self.gap:
       score = np.asarray(self.gap_nats(state), np.float64)
     elif self.spec.side == "low":
@@ -327,6 +363,25 @@ class ProbePlugin:
       upper = float(state.upper[self.signal_index]) if state.upper is not None else np.inf
       score = np.abs(ema - (low + upper) / 2) / (upper - low) if np.isfinite(low) and np.isfinite(upper) else ema
     return np.where(np.asarray(state.seen) > 0, score, np.nan)
+
+
+def with_difficulty(reference: np.ndarray, difficulty: np.ndarray) -> np.ndarray:
+  """``(reference + difficulty on the reference's scale) / 2`` where both are finite, else ``reference``.
+
+  The difficulty is mapped linearly to the mean and standard deviation of the reference over the examples that
+  have both (unchanged: fewer than two such examples, or a constant column).
+
+  Example:
+    >>> with_difficulty(np.array([1.0, 2.0, 3.0, np.nan]), np.array([30.0, 10.0, 20.0, 5.0])).round(2).tolist()
+    [2.0, 1.5, 2.5, nan]
+  """
+  reference, difficulty = np.asarray(reference, np.float64), np.asarray(difficulty, np.float64)
+  both = np.isfinite(reference) & np.isfinite(difficulty)
+  if both.sum() < 2 or np.std(difficulty[both]) == 0 or np.std(reference[both]) == 0:
+    return reference
+  mapped = reference[both].mean() + reference[both].std() * (difficulty - difficulty[both].mean()) / (
+      difficulty[both].std())
+  return np.where(both, (reference + mapped) / 2, reference)
 
 
 def calibration_statistics(model: nnx.Module, batches: Iterable[dict], *, layer: int = -1,

@@ -166,7 +166,7 @@ def calibrate_due(trainer: Trainer, extras: dict, params, step: int, heldout: np
 
 def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray, *, vocab_size: int,
                       measure_at: tuple[int, ...], data_seed: int, trainer: Trainer | None = None,
-                      heldout: np.ndarray | None = None) -> dict:
+                      heldout: np.ndarray | None = None, groups: np.ndarray | None = None) -> dict:
   """Trains one model on ``windows[rows]`` by epochs and measures every signal of every window at given steps.
 
   Args:
@@ -179,6 +179,8 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
     trainer: a :class:`Trainer` built for the same shape and schedule (saves a compilation); None: a new one.
     heldout: int ``[M, T]`` never-trained windows that calibrate the trainer's plugins (:func:`calibrate_due`);
       None: no calibration.
+    groups: ``[N]`` each window's work: plugins with an ``attach_reference`` (the memorization probe) get the
+      n-gram reference of ``windows[rows]`` with each work's own windows left out; None: none.
 
   Returns:
     ``{"signals": {step: {name: [N]}}, "first_loss": [N], "last_loss": [N]`` (NaN for rows never trained),
@@ -187,6 +189,11 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
   if trainer is None or not trainer.compatible(config, vocab_size):
     trainer = Trainer(config, vocab_size)
   extras = {plugin.name: plugin.init(windows.shape[0]) for plugin in trainer.plugins}
+  if groups is not None:
+    for plugin in trainer.plugins:
+      if hasattr(plugin, "attach_reference"):
+        extras[plugin.name] = plugin.attach_reference(extras[plugin.name], windows, groups, vocab_size=vocab_size,
+                                                      train_rows=rows)
   _, state, _, _ = create_train_state(config, vocab_size=vocab_size, extras=extras)
   groups = config.model.num_layers + 2
   mask = jnp.ones((config.batch_size, groups), jnp.float32)

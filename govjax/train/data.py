@@ -114,6 +114,10 @@ class WorkCatalogue:
     out[:piece.size] = piece
     return out
 
+  def all_window_tokens(self) -> np.ndarray:
+    """int32 ``[num_windows, context]`` every training window's tokens (row = ``example_id``)."""
+    return np.stack([self.window_tokens(i) for i in range(len(self.window_table))]).astype(np.int32)
+
 
 @dataclasses.dataclass(frozen=True)
 class PlantedCanaries:

@@ -36,7 +36,7 @@ from govjax.core.checkpoint import NoCheckpointError
 from govjax.core.config import TrainConfig, config_hash, from_dict
 from govjax.core.mesh import process_rows
 from govjax.core.rundir import ROUTING_LOG, RunDir
-from govjax.data.tokenizer import VOCAB_SIZE
+from govjax.data.tokenizer import PAD, VOCAB_SIZE
 from govjax.models.transformer import drop_region
 from govjax.train.data import TrainBatches, TrainingData, build_training_data
 from govjax.train.governance import governance_components
@@ -96,6 +96,22 @@ def _jsonable(metrics: dict) -> dict:
   return out
 
 
+def attach_references(plugins, extras: dict, data: TrainingData) -> dict:
+  """``extras`` with the n-gram reference of the training windows attached to every plugin that takes one (the
+  memorization probe, :meth:`govjax.probe.monitor.ProbePlugin.attach_reference`); unchanged without a window
+  table."""
+  table = data.catalogue.window_table
+  takers = [p for p in plugins if hasattr(p, "attach_reference")]
+  if table is None or not takers:
+    return extras
+  windows = data.catalogue.all_window_tokens()
+  out = dict(extras)
+  for plugin in takers:
+    out[plugin.name] = plugin.attach_reference(extras[plugin.name], windows, np.asarray(table.work_index),
+                                               vocab_size=data.batches.vocab_size, valid=windows != PAD)
+  return out
+
+
 def train(
     config: TrainConfig,
     workdir: str | pathlib.Path,
@@ -135,7 +151,8 @@ def train(
     if data is None:
       data = build_training_data(config)
     components = governance_components(config)
-    extras = {p.name: p.init(data.batches.num_examples) for p in components.plugins}
+    extras = attach_references(components.plugins,
+                               {p.name: p.init(data.batches.num_examples) for p in components.plugins}, data)
     graphdef, state, tx, schedule = create_train_state(
         config, vocab_size=data.batches.vocab_size, tx=components.tx, extras=extras)
     if mesh is None:

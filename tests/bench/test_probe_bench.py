@@ -20,8 +20,20 @@ def test_equal_frequency_measurement_reports_probe_and_statistics():
   for entry in by_step.values():
     assert entry["pairs_above"] + entry["pairs_below"] == 2 * 32
     assert 0.0 <= entry["share_above_margin"] <= 1.0
-  for name in ("loss", "rep_c0", "rep_u1", "attn1", "zlib_bits", "predictive_entropy", "min_k"):
+  for name in ("loss", "rep_c0", "rep_u1", "attn1", "zlib_bits", "predictive_entropy", "min_k", "ngram_reference",
+               "memorization_gap_root", "memorization_gap_nats"):
     assert name in out["auc_equal_frequency"]
+  assert out["probe_reference_order"] == 4
+  assert -1.0 <= out["probe_auc_minus_gap_without_reference"]["mean"] <= 1.0
+
+
+def test_without_the_reference_the_probe_is_the_root_gap():
+  out = measure_equal_frequency(models=4, pool_works=8, steps=8, signal="memorization_gap", ema=0.9, seeds=(0,),
+                                layers=1, width=16, context=16, batch=8, resamples=20, calibrate_every=2,
+                                reference_order=0)
+  assert out["probe_auc_equal_frequency"] == out["auc_equal_frequency"]["memorization_gap_root"]
+  assert out["probe_auc_minus_gap_without_reference"]["mean"] == 0.0
+  assert np.isnan(out["auc_equal_frequency"]["ngram_reference"])
 
 
 def test_flags_against_counterfactual_splits_pairs_at_the_margin():

@@ -164,3 +164,31 @@ def test_direction_from_heldout_finds_the_side_the_data_shows():
   assert direction_from_heldout(rng.normal(0.0, 4.0, 400), heldout)["direction"] == "both"
   out = direction_from_heldout(rng.normal(size=300), heldout)
   assert out["direction"] == "none" and out["ci_low"][0] <= 0.05 <= out["ci_low"][1] + 0.05
+
+
+def test_evidence_averages_the_reference_root_with_the_ngram_difficulty():
+  from govjax.probe.monitor import with_difficulty
+  from govjax.probe.reference import ngram_root_surprisal
+
+  plugin = make_probe_plugin(ProbeSpec(enabled=True, reference_order=2), num_groups=4)
+  windows = np.array([[1, 2, 3, 1], [1, 2, 3, 2], [3, 3, 1, 1], [2, 1, 2, 1]])
+  groups = np.array([0, 1, 2, 2])
+  state = plugin.attach_reference(plugin.init(4), windows, groups, vocab_size=4, train_rows=[0, 1, 2])
+  difficulty = ngram_root_surprisal(windows, groups, vocab_size=4, order=2, train_rows=[0, 1, 2])
+  np.testing.assert_allclose(np.asarray(state.difficulty), difficulty, rtol=1e-6)
+  reference = np.array([1.0, 1.4, 0.8, np.nan])
+  running = np.array([0.2, 0.3, 0.1, 0.5])
+  state = state._replace(seen=jnp.array([3, 3, 3, 0]), reference_root=jnp.asarray(reference, jnp.float32),
+                         running_root=jnp.asarray(running, jnp.float32))
+  got = plugin.evidence(state)
+  both = np.isfinite(reference)
+  mapped = reference[both].mean() + reference[both].std() * (
+      (difficulty - difficulty[both].mean()) / difficulty[both].std())
+  want = (reference + mapped) / 2 - running
+  np.testing.assert_allclose(got[:3], want[:3], rtol=1e-5)
+  assert np.isnan(got[3])  # unseen
+  np.testing.assert_allclose(with_difficulty(reference, np.full(4, np.nan)), reference)  # nothing attached
+  off = make_probe_plugin(ProbeSpec(enabled=True, reference_order=0), num_groups=4)
+  assert np.isnan(np.asarray(off.attach_reference(off.init(4), windows, groups, vocab_size=4).difficulty)).all()
+  with pytest.raises(ValueError, match="4 examples"):
+    plugin.attach_reference(plugin.init(3), windows, groups, vocab_size=4)

@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from govjax.core.config import ModelSpec, TrainConfig
-from govjax.train.loop import train
+from govjax.data.tokenizer import PAD
+from govjax.probe.monitor import ProbeSpec, make_probe_plugin
+from govjax.probe.reference import ngram_root_surprisal
+from govjax.train.data import build_training_data
+from govjax.train.loop import attach_references, train
 from tests.train.synthetic import synthetic_data
+from tests.train.test_data import tiny_config as data_config
 
 
 def tiny_config(**kw):
@@ -80,3 +85,18 @@ def test_restore_model_of_a_run_with_plugin_state(tmp_path):
 
   for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(nnx.state(model)), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_probe_gets_the_ngram_reference_of_the_training_windows(prepared_data_dir):
+  data = build_training_data(data_config(prepared_data_dir))
+  plugin = make_probe_plugin(ProbeSpec(enabled=True, reference_order=3), num_groups=data.batches.num_groups)
+  extras = attach_references((plugin,), {"probe": plugin.init(data.batches.num_examples)}, data)
+  windows = data.catalogue.all_window_tokens()
+  assert windows.shape == (data.batches.num_examples, data.catalogue.context)
+  np.testing.assert_array_equal(windows[5], data.catalogue.window_tokens(5))
+  want = ngram_root_surprisal(windows, data.catalogue.window_table.work_index, vocab_size=data.batches.vocab_size,
+                              order=3, valid=windows != PAD)
+  got = np.asarray(extras["probe"].difficulty)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert np.isfinite(got).all()
+  assert attach_references((plugin,), {"probe": "untouched"}, synthetic_data()) == {"probe": "untouched"}
