@@ -8,30 +8,31 @@ Protocol (``govjax bench probe --json [--quick]``):
    probe plugin (statistics from the step's own forward pass, per-example state, adaptive depth). Both are
    compiled first, then timed alternately (``--overhead-steps`` each, blocking on the result); the figure is
    median(with probe) / median(without). Target <= 1.03.
-2. ``probe_auc_equal_frequency``: ``--models`` small models (2 layers, width 64, context 64) are trained, each on
-   a complementary half of ``--pool-works`` Essen folk melodies (music21's corpus, ABC text by character; two
-   windows per song), by epochs: every trained window exactly as often as every other, ``--steps`` steps of
-   batch 16. The probe rides along in each (observing: ``adaptive=False``) with its default bench signal, the
-   memorization gap (:mod:`govjax.probe.gap`): each window's root-loss EMA (0.5, over its sightings; the mean
-   of ``sqrt(token loss)``) as of the calibration at which the loss of 32 never-trained songs was lowest, minus
-   the same EMA at the end, both from the steps' own forward passes (``probe_auc_minus_gap_in_nats``: its AUC
-   minus that of the same gap in nats, paired, same bootstrap draws); the probe calibrates every
+2. ``probe_auc_equal_frequency``: ``--models`` small models (2 layers, width 64, context 64) are trained, each on a
+   complementary half of ``--pool-works`` Essen folk melodies (music21's corpus, ABC text by character; two windows per
+   song), by epochs: every trained window exactly as often as every other, ``--steps`` steps of batch 16. The probe
+   rides along in each (observing: ``adaptive=False``) with its default signal, the memorization gap
+   (:mod:`govjax.probe.gap`): each window's root-loss EMA (0.5, over its sightings; the mean of ``sqrt(token loss)``) as
+   of the calibration at which the loss of 32 never-trained songs was lowest, averaged with its n-gram reference
+   (:mod:`govjax.probe.reference`, order ``--reference-order``: its surprisal under the model's other training songs),
+   minus the same EMA at the end, from the steps' own forward passes. Paired against it, same bootstrap draws:
+   ``probe_auc_minus_gap_without_reference`` (the root gap alone, ``memorization_gap_root``) and
+   ``probe_auc_minus_gap_in_nats`` (the gap in nats, the flagging scale). The probe calibrates every
    ``--calibrate-every`` steps on those 32 songs (never audited). ``--signal`` picks another statistic (e.g.
-   ``representation_entropy --layer 0 --uncentred --direction high``). Labels are
-   counterfactual (Zhang et al. 2021): a window's mean loss in the models that did not train on it minus in those
-   that did, leaving out the model being scored; *memorized* = the top quarter of a model's trained windows (fixed
-   before looking at any signal). The figure is the ROC AUC of the probe's evidence against these labels, pooled
-   over models and ``--data-seeds`` data seeds (within-model ranks), with a 95% interval by bootstrap over songs.
-   Data seeds 0-2 were used to design the gap (its reference point and ``reference_ema``); the bench starts at
-   seed 3. ``probe_flag_rate`` gives the share of memorized and of other windows whose final gap is above the
-   probe's threshold (what adaptive depth would lower). The top quarter is a relative label: after 60 epochs every
-   trained window is memorized by several nats per token, so ``probe_flags_by_counterfactual`` also compares the
-   flags with the *absolute* leave-one-out counterfactual memorization at ``--flag-steps`` steps (during the
-   phase where windows cross the margin): the flag rate among pairs above ``--margin`` nats per token (recall)
-   and among pairs at or below it (false flags). ``auc_equal_frequency`` holds the same AUC for
-   every statistic of :mod:`govjax.probe.signals` on the final models (representation entropy of every layer
-   included) and the model-free ``zlib_bits``, oriented as *higher value = memorized* (below 0.5: lower value =
-   memorized). Target >= 0.9.
+   ``representation_entropy --layer 0 --uncentred --direction high``). Labels are counterfactual (Zhang et al. 2021): a
+   window's mean loss in the models that did not train on it minus in those that did, leaving out the model being
+   scored; *memorized* = the top quarter of a model's trained windows (fixed before looking at any signal). The figure
+   is the ROC AUC of the probe's evidence against these labels, pooled over models and ``--data-seeds`` data seeds
+   (within-model ranks), with a 95% interval by bootstrap over songs. Data seeds 0-2 were used to design the gap (its
+   reference point, ``reference_ema``, the root loss, the reference's order and weight); seeds 3-5 tested the root gap;
+   the bench starts at seed 6. ``probe_flag_rate`` gives the share of memorized and of other windows whose final gap is
+   above the probe's threshold (what adaptive depth would lower). The top quarter is a relative label: after 60 epochs
+   every trained window is memorized by several nats per token, so ``probe_flags_by_counterfactual`` also compares the
+   flags with the *absolute* leave-one-out counterfactual memorization at ``--flag-steps`` steps (during the phase where
+   windows cross the margin): the flag rate among pairs above ``--margin`` nats per token (recall) and among pairs at or
+   below it (false flags). ``auc_equal_frequency`` holds the same AUC for every statistic of :mod:`govjax.probe.signals`
+   on the final models (representation entropy of every layer included), the model-free ``zlib_bits`` and
+   ``ngram_reference``, oriented as *higher value = memorized* (below 0.5: lower value = memorized). Target >= 0.9.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ calibration split (disjoint from any audit).
 The default signal, ``memorization_gap`` (:mod:`govjax.probe.gap`), is the one that study validated: an
 example's loss at the held-out optimum minus its loss now, flagged when the gap plus the held-out drift (an
 estimate of its counterfactual memorization) exceeds ``memorization_margin`` nats per token and the held-out
-noise; examples are ranked (:meth:`ProbePlugin.evidence`) on the same gap of their root loss.
+noise; examples are ranked (:meth:`ProbePlugin.evidence`) on the same gap of their root loss, with the
+reference averaged with the example's n-gram difficulty (:mod:`govjax.probe.reference`, attached once before
+training by :meth:`ProbePlugin.attach_reference`).
 
 The plugin's depth combines with the incoming (policy) mask by minimum: row ``b`` may reach group ``g`` iff the
 policy allows it and ``g >= G - depth[example_id[b]]``.

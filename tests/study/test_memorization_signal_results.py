@@ -8,6 +8,8 @@ import pathlib
 
 import pytest
 
+from govjax.core.config import ProbeSpec
+
 RESULTS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "results"
 
 
@@ -52,3 +54,20 @@ def test_probe_bench_reports_what_the_issue_asks():
   assert bench["probe_overhead"] > 0 and len(bench["equal_frequency_seeds"]) >= 3
   assert min(bench["equal_frequency_seeds"]) >= 3  # seeds 0-2 designed the probe's signal
   assert bench["targets_met"] == (bench["probe_overhead"] <= 1.03 and bench["probe_auc_equal_frequency"] >= 0.9)
+
+
+def test_probe_bench_is_the_default_probe_on_seeds_fixed_before_the_run_and_agrees_with_its_other_runs():
+  bench = json.loads((RESULTS / "probe_bench.json").read_text())
+  assert bench["probe_reference_order"] == ProbeSpec().reference_order and bench["probe_signal"] == ProbeSpec().signal
+  assert bench["equal_frequency_seeds"] == [6, 7, 8]  # 0-2 designed the reference, 3-5 had tested the root gap
+  assert bench["auc_equal_frequency"]["memorization_gap_root"] < bench["probe_auc_equal_frequency"]
+  pooled, earlier = bench["other_seeds"]["seeds_3_8"], bench["other_seeds"]["seeds_3_5"]
+  assert pooled["equal_frequency_seeds"] == [3, 4, 5, 6, 7, 8]
+  for run in (bench, earlier):  # training is deterministic: a seed's AUC is the same in every run that holds it
+    for seed, value in run["probe_auc_equal_frequency_per_seed"].items():
+      assert pooled["probe_auc_equal_frequency_per_seed"][seed] == value
+  for run in (bench, earlier, pooled):
+    difference = run["probe_auc_minus_gap_without_reference"]
+    assert difference["ci95"][0] <= difference["mean"] <= difference["ci95"][1]
+    assert difference["mean"] == pytest.approx(run["probe_auc_equal_frequency"]
+                                               - run["auc_equal_frequency"]["memorization_gap_root"])
