@@ -14,7 +14,8 @@ Protocol (``govjax bench probe --json [--quick]``):
    rides along in each (observing: ``adaptive=False``) with its default signal, the memorization gap
    (:mod:`govjax.probe.gap`): each window's root-loss EMA (0.5, over its sightings; the mean of ``sqrt(token loss)``) as
    of the calibration at which the loss of 32 never-trained songs was lowest, averaged with its n-gram reference
-   (:mod:`govjax.probe.reference`, order ``--reference-order``: its surprisal under the model's other training songs),
+   (:mod:`govjax.probe.reference`, order ``--reference-order``, 4: its surprisal under the model's other training
+   songs; ``ProbeSpec`` leaves it off by default, as it helps on these melodies and hurts on chorales),
    minus the same EMA at the end, from the steps' own forward passes. Paired against it, same bootstrap draws:
    ``probe_auc_minus_gap_without_reference`` (the root gap alone, ``memorization_gap_root``) and
    ``probe_auc_minus_gap_in_nats`` (the gap in nats, the flagging scale). The probe calibrates every

@@ -19,8 +19,9 @@ snapshot: a concave reading counts how many tokens were still uncertain at the h
 uncertain the worst ones were, and the loss that models which never trained on a window end with is driven by
 the count (on the probe bench's development seeds a window's root loss at the optimum ranked counterfactual
 memorization at 0.903 against 0.871 for its loss; ``experiments/RESULTS.md``). For the ranking the reference root
-loss is also averaged with a second estimate of how hard the window is without it, the n-gram reference of the
-other works (:mod:`govjax.probe.reference`). The decisions below stay in nats.
+loss can also be averaged with a second estimate of how hard the window is without it, the n-gram reference of
+the other works (:mod:`govjax.probe.reference`, ``ProbeSpec.reference_order``; it helps on folk melodies and
+hurts on chorales). The decisions below stay in nats.
 
 The decision to lower an example's depth needs an absolute scale. A never-trained
 window's loss rises after the optimum by the *drift* (the held-out mean loss now minus its minimum), so a

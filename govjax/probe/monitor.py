@@ -23,9 +23,9 @@ calibration split (disjoint from any audit).
 The default signal, ``memorization_gap`` (:mod:`govjax.probe.gap`), is the one that study validated: an
 example's loss at the held-out optimum minus its loss now, flagged when the gap plus the held-out drift (an
 estimate of its counterfactual memorization) exceeds ``memorization_margin`` nats per token and the held-out
-noise; examples are ranked (:meth:`ProbePlugin.evidence`) on the same gap of their root loss, with the
-reference averaged with the example's n-gram difficulty (:mod:`govjax.probe.reference`, attached once before
-training by :meth:`ProbePlugin.attach_reference`).
+noise; examples are ranked (:meth:`ProbePlugin.evidence`) on the same gap of their root loss, optionally with
+the reference averaged with the example's n-gram difficulty (``ProbeSpec.reference_order``,
+:mod:`govjax.probe.reference`, attached once before training by :meth:`ProbePlugin.attach_reference`).
 
 The plugin's depth combines with the incoming (policy) mask by minimum: row ``b`` may reach group ``g`` iff the
 policy allows it and ``g >= G - depth[example_id[b]]``.
@@ -167,6 +167,11 @@ class ProbePlugin:
         reference_root=jnp.full((num_examples,), jnp.nan, jnp.float32),
         difficulty=jnp.full((num_examples,), jnp.nan, jnp.float32),
     )
+
+  @property
+  def takes_reference(self) -> bool:
+    """Whether :meth:`attach_reference` adds anything (``spec.reference_order`` > 0)."""
+    return bool(self.spec.reference_order)
 
   def attach_reference(self, state: ProbeState, windows, groups, *, vocab_size: int, train_rows=None,
                        valid=None) -> ProbeState:

@@ -191,7 +191,7 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
   extras = {plugin.name: plugin.init(windows.shape[0]) for plugin in trainer.plugins}
   if groups is not None:
     for plugin in trainer.plugins:
-      if hasattr(plugin, "attach_reference"):
+      if getattr(plugin, "takes_reference", False):
         extras[plugin.name] = plugin.attach_reference(extras[plugin.name], windows, groups, vocab_size=vocab_size,
                                                       train_rows=rows)
   _, state, _, _ = create_train_state(config, vocab_size=vocab_size, extras=extras)

@@ -98,10 +98,10 @@ def _jsonable(metrics: dict) -> dict:
 
 def attach_references(plugins, extras: dict, data: TrainingData) -> dict:
   """``extras`` with the n-gram reference of the training windows attached to every plugin that takes one (the
-  memorization probe, :meth:`govjax.probe.monitor.ProbePlugin.attach_reference`); unchanged without a window
-  table."""
+  memorization probe with ``reference_order`` > 0, :meth:`govjax.probe.monitor.ProbePlugin.attach_reference`);
+  unchanged without a window table."""
   table = data.catalogue.window_table
-  takers = [p for p in plugins if hasattr(p, "attach_reference")]
+  takers = [p for p in plugins if getattr(p, "takes_reference", False)]
   if table is None or not takers:
     return extras
   windows = data.catalogue.all_window_tokens()

@@ -100,3 +100,5 @@ def test_the_probe_gets_the_ngram_reference_of_the_training_windows(prepared_dat
   np.testing.assert_allclose(got, want, rtol=1e-6)
   assert np.isfinite(got).all()
   assert attach_references((plugin,), {"probe": "untouched"}, synthetic_data()) == {"probe": "untouched"}
+  default = make_probe_plugin(ProbeSpec(enabled=True), num_groups=data.batches.num_groups)  # off by default
+  assert attach_references((default,), {"probe": "untouched"}, data) == {"probe": "untouched"}
