@@ -145,7 +145,7 @@ def equal_frequency_pairs(*, models: int, pool_works: int, steps: int, spec: Pro
     result = train_and_measure(dataclasses.replace(config, seed=seed * 1000 + k), windows, rows,
                                vocab_size=FOLK_VOCAB_SIZE, measure_at=tuple(sorted({*flag_steps, steps})),
                                data_seed=seed * 1000 + k, trainer=trainer, heldout=windows[heldout],
-                               groups=data["work"])
+                               works=data["work"])
     finals.append(result["signals"][steps])
     losses.append(result["signals"][steps]["loss"][pool])
     evidence.append(probe_evidence_values(plugin, result["extras"]["probe"], pool))

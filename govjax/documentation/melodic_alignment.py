@@ -201,12 +201,17 @@ def _pair(query: VoiceSketch, record: VoiceSketch, qi: int, ri: int, blocks: Seq
   matched = sum(b.size for b in blocks)
   same_rhythm = sum(int(np.sum(query.rhythm[b.a:b.a + b.size] == record.rhythm[b.b:b.b + b.size]))
                     for b in blocks)
-  repeated = sum(int(np.sum(query.intervals[b.a:b.a + b.size] == 0)) for b in blocks)
   first, last = blocks[0], blocks[-1]
   return VoicePair(qi, ri, matched,
                    (int(query.bars[first.a]), int(query.bars[last.a + last.size])),
                    (int(record.bars[first.b]), int(record.bars[last.b + last.size])),
-                   same_rhythm / max(1, matched), repeated / max(1, matched))
+                   same_rhythm / max(1, matched), _repeated_share(query, blocks))
+
+
+def _repeated_share(query: VoiceSketch, blocks: Sequence) -> float:
+  """The share of repeated notes (interval 0) among the query intervals of matched ``blocks``."""
+  matched = sum(b.size for b in blocks)
+  return sum(int(np.sum(query.intervals[b.a:b.a + b.size] == 0)) for b in blocks) / max(1, matched)
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -305,13 +310,13 @@ def compare(query: Sequence[VoiceSketch], record: Sequence[VoiceSketch], *, min_
         continue
       matched, blocks = align(q, r, min_block=min_block)
       table[(qi, ri)] = (matched, blocks, shorter)
-  melody, melody_voice, melody_repeated = 0.0, None, 0.0
+  melody, melody_voice = 0.0, None
   for qi, q in enumerate(query):
-    matched, blocks, _ = table[(qi, 0)]
-    score = matched / max(len(q.intervals), len(record[0].intervals))
+    score = table[(qi, 0)][0] / max(len(q.intervals), len(record[0].intervals))
     if score > melody:
       melody, melody_voice = score, qi
-      melody_repeated = _pair(q, record[0], qi, 0, blocks).repeated if blocks else 0.0
+  melody_repeated = 0.0 if melody_voice is None else _repeated_share(query[melody_voice],
+                                                                     table[(melody_voice, 0)][1])
   used_q, used_r, pairs = set(), set(), []
   for (qi, ri), (matched, blocks, shorter) in sorted(table.items(), key=lambda kv: (-kv[1][0], kv[0])):
     if qi in used_q or ri in used_r or matched < max(MIN_PAIR_INTERVALS, min_pair_fraction * shorter):

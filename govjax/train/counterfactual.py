@@ -33,7 +33,13 @@ from flax import nnx
 
 from govjax.core.config import TrainConfig
 from govjax.probe.signals import window_signals
-from govjax.train.step import calibrate_due_plugins, create_train_state, make_train_step, plain_loss
+from govjax.train.step import (
+    attach_plugin_references,
+    calibrate_due_plugins,
+    create_train_state,
+    make_train_step,
+    plain_loss,
+)
 
 __all__ = ["complementary_subsets", "counterfactual_scores", "epoch_batches", "leave_one_out_scores",
            "top_quantile_labels", "Trainer", "train_and_measure", "within_model_ranks"]
@@ -166,7 +172,7 @@ def calibrate_due(trainer: Trainer, extras: dict, params, step: int, heldout: np
 
 def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray, *, vocab_size: int,
                       measure_at: tuple[int, ...], data_seed: int, trainer: Trainer | None = None,
-                      heldout: np.ndarray | None = None, groups: np.ndarray | None = None) -> dict:
+                      heldout: np.ndarray | None = None, works: np.ndarray | None = None) -> dict:
   """Trains one model on ``windows[rows]`` by epochs and measures every signal of every window at given steps.
 
   Args:
@@ -179,8 +185,9 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
     trainer: a :class:`Trainer` built for the same shape and schedule (saves a compilation); None: a new one.
     heldout: int ``[M, T]`` never-trained windows that calibrate the trainer's plugins (:func:`calibrate_due`);
       None: no calibration.
-    groups: ``[N]`` each window's work: plugins with an ``attach_reference`` (the memorization probe) get the
-      n-gram reference of ``windows[rows]`` with each work's own windows left out; None: none.
+    works: ``[N]`` each window's work: plugins that take a reference (the memorization probe with
+      ``reference_order`` > 0) get the n-gram reference of ``windows[rows]`` with each work's own windows left
+      out (:func:`govjax.train.step.attach_plugin_references`); None: none.
 
   Returns:
     ``{"signals": {step: {name: [N]}}, "first_loss": [N], "last_loss": [N]`` (NaN for rows never trained),
@@ -189,11 +196,9 @@ def train_and_measure(config: TrainConfig, windows: np.ndarray, rows: np.ndarray
   if trainer is None or not trainer.compatible(config, vocab_size):
     trainer = Trainer(config, vocab_size)
   extras = {plugin.name: plugin.init(windows.shape[0]) for plugin in trainer.plugins}
-  if groups is not None:
-    for plugin in trainer.plugins:
-      if getattr(plugin, "takes_reference", False):
-        extras[plugin.name] = plugin.attach_reference(extras[plugin.name], windows, groups, vocab_size=vocab_size,
-                                                      train_rows=rows)
+  if works is not None:
+    extras = attach_plugin_references(trainer.plugins, extras, lambda: windows, works, vocab_size=vocab_size,
+                                      train_rows=rows)
   _, state, _, _ = create_train_state(config, vocab_size=vocab_size, extras=extras)
   groups = config.model.num_layers + 2
   mask = jnp.ones((config.batch_size, groups), jnp.float32)

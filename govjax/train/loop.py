@@ -41,7 +41,13 @@ from govjax.models.transformer import drop_region
 from govjax.train.data import TrainBatches, TrainingData, build_training_data
 from govjax.train.governance import governance_components
 from govjax.train.parallel_step import place_state, sharded_train_step
-from govjax.train.step import TrainState, calibrate_due_plugins, create_train_state, make_eval_step
+from govjax.train.step import (
+    TrainState,
+    attach_plugin_references,
+    calibrate_due_plugins,
+    create_train_state,
+    make_eval_step,
+)
 
 DEVICE_KEYS = ("tokens", "example_id", "work_index", "region")
 
@@ -101,15 +107,10 @@ def attach_references(plugins, extras: dict, data: TrainingData) -> dict:
   memorization probe with ``reference_order`` > 0, :meth:`govjax.probe.monitor.ProbePlugin.attach_reference`);
   unchanged without a window table."""
   table = data.catalogue.window_table
-  takers = [p for p in plugins if getattr(p, "takes_reference", False)]
-  if table is None or not takers:
+  if table is None:
     return extras
-  windows = data.catalogue.all_window_tokens()
-  out = dict(extras)
-  for plugin in takers:
-    out[plugin.name] = plugin.attach_reference(extras[plugin.name], windows, np.asarray(table.work_index),
-                                               vocab_size=data.batches.vocab_size, valid=windows != PAD)
-  return out
+  return attach_plugin_references(plugins, extras, data.catalogue.all_window_tokens, np.asarray(table.work_index),
+                                  vocab_size=data.batches.vocab_size, pad=PAD)
 
 
 def train(

@@ -177,6 +177,47 @@ class CalibratedPlugin(StepPlugin, Protocol):
   def calibrate(self, state: Any, model: nnx.Module, eval_batches: list[dict]) -> Any: ...
 
 
+@runtime_checkable
+class ReferencedPlugin(StepPlugin, Protocol):
+  """A :class:`StepPlugin` that takes a per-example reference counted from the training windows before training
+  (the memorization probe's n-gram reference).
+
+  Attributes:
+    takes_reference: whether :meth:`attach_reference` adds anything for this plugin's config.
+  """
+
+  takes_reference: bool
+
+  def attach_reference(self, state: Any, windows, groups, *, vocab_size: int, train_rows=None,
+                       valid=None) -> Any: ...
+
+
+def attach_plugin_references(plugins: Sequence[StepPlugin], extras: dict, windows: Callable[[], Any], works, *,
+                             vocab_size: int, train_rows=None, pad: int | None = None) -> dict:
+  """Attaches the training windows' reference to every plugin that takes one (:class:`ReferencedPlugin`).
+
+  Args:
+    plugins: the step's plugins.
+    extras: their fresh states.
+    windows: returns int ``[N, T]`` every example's tokens (row = ``example_id``); called only when a plugin
+      takes a reference.
+    works: ``[N]`` each example's work.
+    vocab_size: the token vocabulary.
+    train_rows: the examples the model trains on (None: all).
+    pad: the padding token, left out of the counts (None: every token counts).
+
+  Returns:
+    The updated extras; ``extras`` itself when no plugin takes a reference.
+  """
+  takers = [p for p in plugins if getattr(p, "takes_reference", False)]
+  if not takers:
+    return extras
+  tokens = windows()
+  valid = None if pad is None else tokens != pad
+  return {**extras, **{p.name: p.attach_reference(extras[p.name], tokens, works, vocab_size=vocab_size,
+                                                  train_rows=train_rows, valid=valid) for p in takers}}
+
+
 def calibration_due(plugin: StepPlugin, step: int) -> bool:
   """Whether ``plugin`` has a ``calibrate`` and is due at ``step``: step 0 and every ``calibrate_every`` steps."""
   every = int(getattr(plugin, "calibrate_every", 0) or 0)
