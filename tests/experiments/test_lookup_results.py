@@ -29,7 +29,8 @@ def test_every_family_has_a_recall_and_a_level():
     assert sum(levels.values()) == 30, family
 
 
-@pytest.mark.parametrize("section", ["four_voice_settings", "distinct_works",
+@pytest.mark.parametrize("section", ["four_voice_settings", "four_voice_settings_seed1", "four_voice_settings_seed2",
+                                     "distinct_works",
                                      "distinct_works_oneills1850_with_ryansMammoth_airdsAirs_miscFolk_"
                                      "nottingham-dataset"])
 def test_rates_bounds_follow_from_their_counts(section):
@@ -40,8 +41,9 @@ def test_rates_bounds_follow_from_their_counts(section):
     assert rate["upper95"] == pytest.approx(false_positive_bound(rate["queries"], rate["events"]), abs=2e-6), name
 
 
-def test_four_voice_settings_have_held_out_queries_and_recalls():
-  settings = RESULTS["four_voice_settings"]
+@pytest.mark.parametrize("section", ["four_voice_settings", "four_voice_settings_seed1", "four_voice_settings_seed2"])
+def test_four_voice_settings_have_held_out_queries_and_recalls(section):
+  settings = RESULTS[section]
   assert settings["distinct_queries"] >= 3000 and settings["held_out"]["queries"] >= 3000
   assert "essenFolksong" not in settings["held_out"]["collections"]
   reused = settings["reused_setting_recall"]
